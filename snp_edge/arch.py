@@ -1,0 +1,162 @@
+"""The architecture of a (pruned) ViT as data: what ``model.json`` stores and what rebuilds the model.
+
+An :class:`Arch` lists, for the one residual width and for every kept block, the widths that remain.
+:func:`arch_of` reads it off a live model; :func:`build_skeleton` makes an uninitialised model of that
+shape from the timm base model, without its weights (the meta device), ready for ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from timm.layers import LayerScale
+from torch import nn
+
+from .attention import PrunedAttention
+from .errors import SnpEdgeError
+
+
+@dataclass
+class BlockArch:
+    """Widths kept in one transformer block.
+
+    Attributes:
+        index: position of the block in the base model (blocks can be dropped).
+        heads: attention heads kept.
+        qk: query/key neurons per head.
+        v: value neurons per head.
+        mlp: FFN hidden neurons (fc1 outputs = fc2 inputs).
+    """
+
+    index: int
+    heads: int
+    qk: int
+    v: int
+    mlp: int
+
+
+@dataclass
+class Arch:
+    """A ViT's prunable widths. ``blocks`` holds kept blocks only, in order."""
+
+    embed: int
+    blocks: list[BlockArch]
+    head_dim: int  # original per-head width (the softmax scale is head_dim ** -0.5)
+    depth: int  # original number of blocks
+    num_heads: int  # original heads per block
+    mlp: int  # original FFN width
+    embed_orig: int
+    heads_kept: list[list[int]] = field(default_factory=list)  # original head indices per kept block
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Arch:
+        data = dict(data)
+        data["blocks"] = [BlockArch(**b) for b in data["blocks"]]
+        return cls(**data)
+
+    @property
+    def blocks_kept(self) -> list[int]:
+        return [b.index for b in self.blocks]
+
+
+def arch_of(model: nn.Module) -> Arch:
+    """Read the widths of a supported timm ViT (pruned or not)."""
+    blocks = []
+    for i, blk in enumerate(model.blocks):
+        attn = blk.attn
+        if isinstance(attn, PrunedAttention):
+            heads, qk, v = attn.num_heads, attn.qk_dim, attn.v_dim
+        else:
+            heads, qk, v = attn.num_heads, attn.head_dim, attn.head_dim
+        blocks.append(BlockArch(index=i, heads=heads, qk=qk, v=v, mlp=blk.mlp.fc1.out_features))
+    first = model.blocks[0].attn
+    head_dim = round(first.scale ** -2)
+    return Arch(
+        embed=model.patch_embed.proj.out_channels,
+        blocks=blocks,
+        head_dim=head_dim,
+        depth=len(blocks),
+        num_heads=blocks[0].heads,
+        mlp=blocks[0].mlp,
+        embed_orig=model.patch_embed.proj.out_channels,
+        heads_kept=[list(range(b.heads)) for b in blocks],
+    )
+
+
+def _layer_norm(old: nn.Module, width: int) -> nn.Module:
+    if isinstance(old, nn.Identity):
+        return old
+    if not isinstance(old, nn.LayerNorm):
+        raise SnpEdgeError(f"unsupported norm layer {type(old).__name__}: snp-edge handles LayerNorm")
+    return nn.LayerNorm(width, eps=old.eps, elementwise_affine=old.elementwise_affine, bias=old.bias is not None)
+
+
+def _linear(old: nn.Module, in_features: int, out_features: int) -> nn.Module:
+    if isinstance(old, nn.Identity):
+        return old
+    return nn.Linear(in_features, out_features, bias=old.bias is not None)
+
+
+def _layer_scale(old: nn.Module, width: int) -> nn.Module:
+    if isinstance(old, LayerScale):
+        return LayerScale(width, init_values=1.0, inplace=old.inplace)
+    return old
+
+
+def _token(old: nn.Parameter | None, width: int) -> nn.Parameter | None:
+    if old is None:
+        return None
+    return nn.Parameter(torch.empty(*old.shape[:-1], width))
+
+
+def apply_arch(model: nn.Module, arch: Arch) -> nn.Module:
+    """Replace the layers of ``model`` (a base timm ViT, best on the meta device) by layers of ``arch``'s shape.
+
+    Parameters are left uninitialised; load a state_dict afterwards.
+    """
+    E = arch.embed
+    scale = arch.head_dim ** -0.5
+    pe = model.patch_embed
+    old = pe.proj
+    pe.proj = nn.Conv2d(old.in_channels, E, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+    pe.norm = _layer_norm(pe.norm, E)
+    for name in ("cls_token", "dist_token", "reg_token", "pos_embed"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, _token(getattr(model, name), E))
+    model.norm_pre = _layer_norm(model.norm_pre, E)
+    kept = []
+    for b in arch.blocks:
+        blk = model.blocks[b.index]
+        attn = blk.attn
+        blk.norm1 = _layer_norm(blk.norm1, E)
+        blk.attn = PrunedAttention(E, b.heads, b.qk, b.v, scale,
+                                   qkv_bias=attn.qkv.bias is not None, proj_bias=attn.proj.bias is not None)
+        blk.ls1 = _layer_scale(blk.ls1, E)
+        blk.norm2 = _layer_norm(blk.norm2, E)
+        blk.mlp.fc1 = _linear(blk.mlp.fc1, E, b.mlp)
+        blk.mlp.norm = _layer_norm(blk.mlp.norm, b.mlp)
+        blk.mlp.fc2 = _linear(blk.mlp.fc2, b.mlp, E)
+        blk.ls2 = _layer_scale(blk.ls2, E)
+        kept.append(blk)
+    model.blocks = nn.Sequential(*kept)
+    model.norm = _layer_norm(model.norm, E)
+    model.fc_norm = _layer_norm(model.fc_norm, E)
+    model.head = _linear(model.head, E, model.num_classes)
+    if hasattr(model, "head_dist"):
+        model.head_dist = _linear(model.head_dist, E, model.num_classes)
+    model.embed_dim = model.num_features = model.head_hidden_size = E
+    return model
+
+
+def build_skeleton(base_model: str, model_args: dict, arch: Arch) -> nn.Module:
+    """An uninitialised model of shape ``arch`` (on the CPU), built from timm's ``base_model`` definition."""
+    from .models import create_model
+
+    model = create_model(base_model, model_args, device="meta")
+    with torch.device("meta"):
+        apply_arch(model, arch)
+    return model.to_empty(device="cpu").eval()

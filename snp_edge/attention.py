@@ -1,0 +1,54 @@
+"""Self-attention whose query/key width and value width are set independently, as SNP leaves them.
+
+Unlike timm's ``Attention`` (one ``head_dim`` shared by Q, K and V), a pruned block keeps ``qk_dim``
+query/key neurons and ``v_dim`` value neurons per head. The softmax scale stays that of the unpruned
+model, so the attention scores keep the magnitude the network was trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PrunedAttention(nn.Module):
+    """Multi-head self-attention with per-head Q/K width ``qk_dim`` and V width ``v_dim``.
+
+    The fused ``qkv`` projection keeps timm's row layout, ``[q heads | k heads | v heads]``, head-major:
+    its weight is ``(num_heads * (2 * qk_dim + v_dim), dim)``; ``proj`` maps ``num_heads * v_dim`` -> ``dim``.
+    Attention is written as explicit MatMul/Softmax/MatMul so it exports to ONNX opset 13.
+
+    Args:
+        dim: residual (embedding) width D.
+        num_heads: heads H kept in this block.
+        qk_dim: query/key width per head.
+        v_dim: value width per head.
+        scale: softmax scale, ``original_head_dim ** -0.5``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qk_dim: int, v_dim: int, scale: float,
+                 qkv_bias: bool = True, proj_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qk_dim = qk_dim
+        self.v_dim = v_dim
+        self.scale = scale
+        self.qkv = nn.Linear(dim, num_heads * (2 * qk_dim + v_dim), bias=qkv_bias)
+        self.proj = nn.Linear(num_heads * v_dim, dim, bias=proj_bias)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        """x: (B, N, D) -> (B, N, D). Masks are not supported (ViT classifiers use none)."""
+        if attn_mask is not None or is_causal:
+            raise NotImplementedError("PrunedAttention does not take attention masks")
+        B, N, _ = x.shape
+        H, dqk, dv = self.num_heads, self.qk_dim, self.v_dim
+        q, k, v = self.qkv(x).split([H * dqk, H * dqk, H * dv], dim=-1)
+        q = q.reshape(B, N, H, dqk).transpose(1, 2) * self.scale  # (B, H, N, dqk)
+        k = k.reshape(B, N, H, dqk).permute(0, 2, 3, 1)  # (B, H, dqk, N)
+        v = v.reshape(B, N, H, dv).transpose(1, 2)  # (B, H, N, dv)
+        attn = (q @ k).softmax(dim=-1)  # (B, H, N, N)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, H * dv)
+        return self.proj(x)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, qk_dim={self.qk_dim}, v_dim={self.v_dim}, scale={self.scale:.6g}"

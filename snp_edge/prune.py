@@ -1,0 +1,117 @@
+"""SNP pruning end to end: scores -> kept indices -> a smaller dense model of the target's widths."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import torch
+
+from .arch import Arch, arch_of, build_skeleton
+from .calib import Calibration
+from .criteria import ScoreOptions, Scores, compute_scores
+from .errors import SnpEdgeError
+from .groups import find_groups, select
+from .models import ModelHandle, load_state_dict_checked
+
+
+def top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` highest scores, in ascending index order (ties: lower index first)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[:k].sort().values
+
+
+def choose_blocks(scores: Scores, arch: Arch, drop: int) -> Arch:
+    """Drop the ``drop`` least important of ``arch``'s blocks (block criterion)."""
+    if drop <= 0:
+        return arch
+    kept = [b.index for b in arch.blocks]
+    if drop >= len(kept):
+        raise SnpEdgeError(f"--drop-blocks {drop} would remove every one of the {len(kept)} blocks")
+    keep = set(top_indices(scores.blocks[kept], len(kept) - drop).tolist())
+    return replace(arch, blocks=[b for j, b in enumerate(arch.blocks) if j in keep])
+
+
+def kept_indices(scores: Scores, arch: Arch) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
+    """Group name -> kept indices for ``arch`` (see :func:`snp_edge.groups.find_groups` for names),
+    and the original indices of the heads kept in each block. Heads are chosen first, then the
+    query/key and value neurons inside each kept head."""
+    keep = {"embed": top_indices(scores.embed, arch.embed)}
+    heads_kept = []
+    for b in arch.blocks:
+        i = b.index
+        heads = top_indices(scores.heads[i], b.heads).tolist()
+        heads_kept.append(heads)
+        for h in range(scores.heads[i].numel()):
+            if h in heads:
+                keep[f"blocks.{i}.qk.{h}"] = top_indices(scores.qk[i][h], b.qk)
+                keep[f"blocks.{i}.v.{h}"] = top_indices(scores.v[i][h], b.v)
+            else:
+                keep[f"blocks.{i}.qk.{h}"] = keep[f"blocks.{i}.v.{h}"] = torch.empty(0, dtype=torch.long)
+        keep[f"blocks.{i}.mlp"] = top_indices(scores.mlp[i], b.mlp)
+    return keep, heads_kept
+
+
+def renumber_blocks(state: dict[str, torch.Tensor], kept: list[int]) -> dict[str, torch.Tensor]:
+    """Drop parameters of removed blocks and renumber ``blocks.<old>.`` to ``blocks.<new>.``."""
+    new_of = {old: new for new, old in enumerate(kept)}
+    out = {}
+    for name, tensor in state.items():
+        m = re.match(r"blocks\.(\d+)\.(.*)", name)
+        if m is None:
+            out[name] = tensor
+        elif int(m.group(1)) in new_of:
+            out[f"blocks.{new_of[int(m.group(1))]}.{m.group(2)}"] = tensor
+    return out
+
+
+def check_arch(arch: Arch, base: Arch) -> None:
+    """Refuse widths that are zero or larger than the model's."""
+    if not 0 < arch.embed <= base.embed_orig:
+        raise SnpEdgeError(f"embed width {arch.embed} is outside 1..{base.embed_orig}")
+    for b in arch.blocks:
+        for name, width, orig in (("heads", b.heads, base.num_heads), ("qk", b.qk, base.head_dim),
+                                  ("v", b.v, base.head_dim), ("mlp", b.mlp, base.mlp)):
+            if not 0 < width <= orig:
+                raise SnpEdgeError(f"block {b.index} {name} width {width} is outside 1..{orig}")
+
+
+def pruned_components(arch: Arch, base: Arch, drop_blocks: int = 0) -> frozenset[str]:
+    """Components of which ``arch`` removes something (only those need scores)."""
+    comps = {"embed"} if arch.embed < base.embed_orig else set()
+    for b in arch.blocks:
+        comps |= {c for c, w, o in (("heads", b.heads, base.num_heads), ("qk", b.qk, base.head_dim),
+                                    ("v", b.v, base.head_dim), ("mlp", b.mlp, base.mlp)) if w < o}
+    if drop_blocks > 0:
+        comps.add("blocks")
+    return frozenset(comps)
+
+
+def prune_model(handle: ModelHandle, arch: Arch, calib: Calibration | None, opts: ScoreOptions,
+                drop_blocks: int = 0, progress: bool = False) -> ModelHandle:
+    """Prune ``handle``'s model to the widths of ``arch`` and return the new, smaller model.
+
+    Args:
+        handle: an unpruned supported timm ViT.
+        arch: target widths (from a preset, a config or a GMACs search); its blocks are those kept.
+        calib: calibration images for the data-driven scores (None when every criterion is weight-only).
+        opts: criterion per component and its parameters.
+        drop_blocks: additionally remove this many blocks, chosen by the block criterion.
+    """
+    if handle.pruned:
+        raise SnpEdgeError("this model is already pruned; prune the unpruned base model instead")
+    model = handle.model.eval()
+    base = arch_of(model)
+    check_arch(arch, base)
+    wanted = pruned_components(arch, base, drop_blocks)
+    scores = compute_scores(model, calib.images if calib is not None else None, opts, wanted, progress)
+    arch = choose_blocks(scores, arch, drop_blocks)
+    keep, heads_kept = kept_indices(scores, arch)
+    state = select(model.state_dict(), find_groups(model), keep)
+    state = renumber_blocks(state, arch.blocks_kept)
+    arch = replace(arch, heads_kept=heads_kept)
+    pruned = build_skeleton(handle.base_model, handle.model_args, arch)
+    load_state_dict_checked(pruned, state, "after surgery")
+    return ModelHandle(pruned, handle.base_model, handle.model_args, handle.weights,
+                       accuracy_meaningful=handle.accuracy_meaningful, notice=handle.notice,
+                       arch=arch.to_dict(), name=f"{handle.base_model} (SNP)")

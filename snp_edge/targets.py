@@ -1,0 +1,185 @@
+"""Pruning targets: per-layer configuration files, the paper's presets, a GMACs budget, and rounding.
+
+A target becomes an :class:`~snp_edge.arch.Arch` of kept widths. Configuration files (YAML or JSON)
+give kept widths, or fractions removed under ``ratios:``; a single number applies to every block::
+
+    embed: 345                    # residual width kept
+    qk:  [26, 20, 20, 13, ...]    # query/key neurons kept per head, per block
+    v:   12                       # value neurons kept per head, every block
+    mlp: [1382, 1075, ...]        # FFN hidden neurons kept, per block
+    heads: [6, 6, 4, ...]         # heads kept per block (optional: all)
+    drop_blocks: [11]             # whole blocks removed (optional)
+    # or: ratios: {embed: 0.1, qk: 0.6, v: [...], mlp: 0.5, heads: 0.5}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .arch import Arch, BlockArch
+from .errors import SnpEdgeError
+from .macs import predict_macs
+
+COMPONENTS = ("qk", "v", "mlp", "heads")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("snp_edge.presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict:
+    if name not in list_presets():
+        raise SnpEdgeError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    return yaml.safe_load(resources.files("snp_edge.presets").joinpath(f"{name}.yaml").read_text())
+
+
+def read_config(path: str | Path) -> dict:
+    """A YAML or JSON pruning configuration file as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise SnpEdgeError(f"config file not found: {path}")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise SnpEdgeError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SnpEdgeError(f"config {path} must be a mapping with embed/qk/v/mlp/heads keys")
+    return data
+
+
+def signature(arch: Arch) -> dict:
+    return {"embed": arch.embed_orig, "depth": arch.depth, "num_heads": arch.num_heads,
+            "head_dim": arch.head_dim, "mlp": arch.mlp}
+
+
+def _per_block(value, depth: int, key: str) -> list:
+    if isinstance(value, list):
+        if len(value) != depth:
+            raise SnpEdgeError(f"config {key} lists {len(value)} values but the model has {depth} blocks")
+        return value
+    return [value] * depth
+
+
+def _kept(orig: int, value, key: str, is_ratio: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SnpEdgeError(f"config {key}: expected a number, got {value!r}")
+    if is_ratio:
+        if not 0 <= value < 1:
+            raise SnpEdgeError(f"config ratio {key}={value} is outside [0, 1)")
+        kept = round(orig * (1 - value))
+    else:
+        if value != int(value):
+            raise SnpEdgeError(f"config {key}={value}: kept widths are integers (use ratios: for fractions)")
+        kept = int(value)
+    if kept <= 0:
+        raise SnpEdgeError(f"config {key} prunes the width to zero (kept {kept} of {orig}); keep at least 1")
+    if kept > orig:
+        raise SnpEdgeError(f"config {key} keeps {kept} but the model has only {orig}")
+    return kept
+
+
+def arch_from_config(config: dict, base: Arch, source: str = "config") -> Arch:
+    """Kept widths from a configuration dict, checked against the unpruned model's ``base`` arch."""
+    if "signature" in config and config["signature"] != signature(base):
+        raise SnpEdgeError(f"{source} is for {config.get('model', 'another model')} {config['signature']}, "
+                           f"not this model {signature(base)}")
+    unknown = set(config) - {"embed", *COMPONENTS, "ratios", "drop_blocks", "model", "signature",
+                             "description", "paper_gmacs"}
+    if unknown:
+        raise SnpEdgeError(f"{source}: unknown keys {sorted(unknown)}")
+    ratios = config.get("ratios") or {}
+    if not isinstance(ratios, dict) or set(ratios) - {"embed", *COMPONENTS}:
+        raise SnpEdgeError(f"{source}: ratios must map embed/qk/v/mlp/heads to fractions removed")
+    both = set(ratios) & set(config)
+    if both:
+        raise SnpEdgeError(f"{source}: {sorted(both)} given both as widths and as ratios")
+    origs = {"qk": base.head_dim, "v": base.head_dim, "mlp": base.mlp, "heads": base.num_heads}
+
+    def get(key: str, orig: int, block: int | None):
+        is_ratio = key in ratios
+        value = ratios[key] if is_ratio else config.get(key)
+        if value is None:
+            return orig
+        if block is not None:
+            value = _per_block(value, base.depth, key)[block]
+        label = key if block is None else f"{key}[{block}]"
+        return _kept(orig, value, label, is_ratio)
+
+    drop = config.get("drop_blocks") or []
+    if not isinstance(drop, list) or any(not isinstance(i, int) or not 0 <= i < base.depth for i in drop):
+        raise SnpEdgeError(f"{source}: drop_blocks must list block indices in [0, {base.depth})")
+    if len(set(drop)) >= base.depth:
+        raise SnpEdgeError(f"{source}: drop_blocks removes every block")
+    blocks = [BlockArch(index=i, **{k: get(k, origs[k], i) for k in COMPONENTS})
+              for i in range(base.depth) if i not in drop]
+    return replace(base, embed=get("embed", base.embed_orig, None), blocks=blocks, heads_kept=[])
+
+
+def round_arch(arch: Arch, multiple: int) -> Arch:
+    """Round every pruned width down to a multiple of ``multiple`` (at least ``multiple``); unpruned widths stay."""
+    if multiple < 1:
+        raise SnpEdgeError(f"--round-to must be >= 1, got {multiple}")
+    if multiple == 1:
+        return arch
+
+    def down(width: int, orig: int) -> int:
+        return width if width == orig else max(multiple, width // multiple * multiple)
+
+    blocks = [replace(b, qk=down(b.qk, arch.head_dim), v=down(b.v, arch.head_dim), mlp=down(b.mlp, arch.mlp))
+              for b in arch.blocks]
+    return replace(arch, embed=down(arch.embed, arch.embed_orig), blocks=blocks)
+
+
+# Relative pruning strength per component for --target-gmacs (embed is shared by every layer and
+# costs most accuracy, so it is pruned less; the paper's presets remove 10-30% of it).
+SEARCH_WEIGHTS = {"embed": 0.35, "qk": 1.0, "v": 1.0, "mlp": 1.0}
+
+
+def arch_for_gmacs(base: Arch, target_gmacs: float, consts: dict, round_to: int = 1,
+                   heads: list[int] | None = None, drop_blocks: list[int] | None = None,
+                   weights: dict | None = None) -> Arch:
+    """Widths that reach ``target_gmacs`` (within 2%, never above after rounding) by bisection.
+
+    Every component keeps the fraction ``1 - s * weights[component]`` of its width; ``s`` is found by
+    bisection on the exact MAC count of :func:`~snp_edge.macs.predict_macs`. Heads and dropped blocks,
+    when given, are fixed first.
+    """
+    weights = {**SEARCH_WEIGHTS, **(weights or {})}
+    target = target_gmacs * 1e9
+    shell = arch_from_config({"heads": heads, "drop_blocks": drop_blocks or []} if heads else
+                             {"drop_blocks": drop_blocks or []}, base, "--target-gmacs")
+
+    def at(s: float) -> Arch:
+        def keep(orig: int, comp: str) -> int:
+            return max(1, int(orig * (1 - s * weights[comp])))
+
+        blocks = [replace(b, qk=keep(base.head_dim, "qk"), v=keep(base.head_dim, "v"), mlp=keep(base.mlp, "mlp"))
+                  for b in shell.blocks]
+        return round_arch(replace(shell, embed=keep(base.embed_orig, "embed"), blocks=blocks), round_to)
+
+    def macs(s: float) -> int:
+        return predict_macs(at(s), **consts)
+
+    if macs(0.0) <= target:
+        return at(0.0)
+    hi = 0.999 / max(weights.values())
+    if macs(hi) > target:
+        raise SnpEdgeError(f"--target-gmacs {target_gmacs} is below the smallest model this search can reach "
+                           f"({macs(hi) / 1e9:.3f} GMACs)")
+    lo = 0.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if macs(mid) > target else (lo, mid)
+    result = at(hi)
+    got = predict_macs(result, **consts)
+    if got < 0.98 * target:
+        raise SnpEdgeError(f"--target-gmacs {target_gmacs}: closest reachable under the target is "
+                           f"{got / 1e9:.3f} GMACs (more than 2% below); try a smaller --round-to")
+    return result
