@@ -6,7 +6,6 @@ it (where its weights came from, whether accuracy figures mean anything, its inp
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from .errors import SnpEdgeError
+from .groups import check_supported
 
 RANDOM_WEIGHTS_NOTICE = (
     "random weights: accuracy figures are meaningless (speed, size and structure are valid)"
@@ -85,8 +85,12 @@ class ModelHandle:
 
     @property
     def data_config(self) -> dict:
-        """timm preprocessing for this model: input_size, mean, std, crop_pct, interpolation."""
-        return timm.data.resolve_data_config({}, model=self.model)
+        """timm preprocessing for this model: input_size, mean, std, crop_pct, interpolation.
+
+        ``input_size`` is the model's own (img_size overrides win over the pretrained config's 224).
+        """
+        size = (self.in_chans, *self.model.patch_embed.img_size)
+        return timm.data.resolve_data_config({"input_size": size}, model=self.model)
 
 
 def parse_model_args(items: list[str] | None) -> dict:
@@ -119,9 +123,9 @@ def create_model(name: str, model_args: dict | None = None, pretrained: bool = F
         else:
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
+        with torch.device("meta"):
+            check_supported(timm.create_model(name))  # an unsupported model is named as such first
         raise SnpEdgeError(f"cannot build {name} with {kwargs}: {exc}") from None
-    from .groups import check_supported
-
     check_supported(model)
     for module in model.modules():
         if hasattr(module, "fused_attn"):
@@ -129,36 +133,50 @@ def create_model(name: str, model_args: dict | None = None, pretrained: bool = F
     return model.eval()
 
 
+def _hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub opens within ``timeout_s`` (saves minutes of retries offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def _load_pretrained(name: str, model_args: dict) -> nn.Module:
     """Pretrained timm weights from the Hugging Face cache, else the network; clear error when neither works."""
-    saved = os.environ.get("HF_HUB_OFFLINE")
+    from huggingface_hub import constants as hf
+
+    offline = hf.HF_HUB_OFFLINE  # HF reads HF_HUB_OFFLINE once, at import: ask the library, not the env
     try:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # cache first: no network round trip when the weights are there
+        hf.HF_HUB_OFFLINE = True  # cache first: no network round trip when the weights are there
         return create_model(name, model_args, pretrained=True)
     except SnpEdgeError:
         raise
     except Exception:
         pass
     finally:
-        if saved is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = saved
-    if saved == "1":
-        raise SnpEdgeError(
-            f"pretrained weights for {name} are not in the Hugging Face cache and HF_HUB_OFFLINE=1; "
-            "use --weights PATH (a timm state_dict or checkpoint) or --weights random")
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "20")
+        hf.HF_HUB_OFFLINE = offline
+    alternatives = "use --weights PATH (a timm state_dict or checkpoint) or --weights random"
+    if offline:
+        raise SnpEdgeError(f"pretrained weights for {name} are not in the Hugging Face cache and "
+                           f"HF_HUB_OFFLINE is set; {alternatives}")
+    if not _hub_reachable(hf.ENDPOINT):
+        raise SnpEdgeError(f"cannot load pretrained weights for {name}: not in the Hugging Face cache and "
+                           f"{hf.ENDPOINT} is unreachable (offline); {alternatives}")
+    hf.HF_HUB_ETAG_TIMEOUT = min(hf.HF_HUB_ETAG_TIMEOUT, 10)
+    hf.HF_HUB_DOWNLOAD_TIMEOUT = min(hf.HF_HUB_DOWNLOAD_TIMEOUT, 20)
     try:
         return create_model(name, model_args, pretrained=True)
     except SnpEdgeError:
         raise
     except Exception as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise SnpEdgeError(
-            f"cannot load pretrained weights for {name} (offline and not cached: {reason}); "
-            "use --weights PATH (a timm state_dict or checkpoint) or --weights random") from None
+        raise SnpEdgeError(f"cannot load pretrained weights for {name} (offline and not cached: {reason}); "
+                           f"{alternatives}") from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

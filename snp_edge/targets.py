@@ -142,14 +142,34 @@ def round_arch(arch: Arch, multiple: int) -> Arch:
 SEARCH_WEIGHTS = {"embed": 0.35, "qk": 1.0, "v": 1.0, "mlp": 1.0}
 
 
+def _top_up(arch: Arch, base: Arch, target: float, consts: dict, step: int) -> Arch:
+    """Widen layers one ``step`` at a time (FFN first, then values, then query/key pairs, last block first)
+    while the model stays at or under ``target`` MACs: closes the gap that uniform rounding leaves."""
+    limits = {"mlp": base.mlp, "v": base.head_dim, "qk": base.head_dim}
+    grew = True
+    while grew:
+        grew = False
+        for comp in ("mlp", "v", "qk"):
+            for j in reversed(range(len(arch.blocks))):
+                b = arch.blocks[j]
+                wider = min(getattr(b, comp) + step, limits[comp])
+                if wider == getattr(b, comp):
+                    continue
+                blocks = [*arch.blocks[:j], replace(b, **{comp: wider}), *arch.blocks[j + 1:]]
+                candidate = replace(arch, blocks=blocks)
+                if predict_macs(candidate, **consts) <= target:
+                    arch, grew = candidate, True
+    return arch
+
+
 def arch_for_gmacs(base: Arch, target_gmacs: float, consts: dict, round_to: int = 1,
                    heads: list[int] | None = None, drop_blocks: list[int] | None = None,
                    weights: dict | None = None) -> Arch:
-    """Widths that reach ``target_gmacs`` (within 2%, never above after rounding) by bisection.
+    """Widths that reach ``target_gmacs`` (within 2%, never above) by bisection, then a top-up.
 
     Every component keeps the fraction ``1 - s * weights[component]`` of its width; ``s`` is found by
-    bisection on the exact MAC count of :func:`~snp_edge.macs.predict_macs`. Heads and dropped blocks,
-    when given, are fixed first.
+    bisection on the exact MAC count of :func:`~snp_edge.macs.predict_macs`, and layers are then widened
+    one rounding step at a time while the budget allows. Heads and dropped blocks, when given, are fixed.
     """
     weights = {**SEARCH_WEIGHTS, **(weights or {})}
     target = target_gmacs * 1e9
@@ -177,7 +197,7 @@ def arch_for_gmacs(base: Arch, target_gmacs: float, consts: dict, round_to: int 
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if macs(mid) > target else (lo, mid)
-    result = at(hi)
+    result = _top_up(at(hi), base, target, consts, round_to)
     got = predict_macs(result, **consts)
     if got < 0.98 * target:
         raise SnpEdgeError(f"--target-gmacs {target_gmacs}: closest reachable under the target is "

@@ -1,0 +1,133 @@
+"""Presets reproduce the paper's configurations; configs, rounding and the GMACs search behave."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from snp_edge.arch import arch_of
+from snp_edge.errors import SnpEdgeError
+from snp_edge.macs import macs_constants, predict_macs
+from snp_edge.models import create_model
+from snp_edge.targets import arch_for_gmacs, arch_from_config, list_presets, load_preset, round_arch
+
+PAPER = Path(__file__).resolve().parents[3] / "shared" / "reference" / "paper-results.md"
+MODELS = {}
+
+
+def _base(name: str):
+    if name not in MODELS:
+        model = create_model(name, device="meta")
+        MODELS[name] = (arch_of(model), macs_constants(model))
+    return MODELS[name]
+
+
+def _gmacs(cfg: dict) -> float:
+    base, consts = _base(cfg["model"])
+    return predict_macs(arch_from_config(cfg, base), **consts) / 1e9
+
+
+@pytest.mark.parametrize("name", ["deit_t_0.6g", "deit_s_2.0g", "deit_s_1.3g", "deit_b_6.4g"])
+def test_paper_presets_match_paper_gmacs(name):
+    cfg = load_preset(name)
+    assert round(_gmacs(cfg), 1) == cfg["paper_gmacs"]
+
+
+def test_own_deit_b_head_preset():
+    cfg = load_preset("deit_b_3.5g_heads")
+    assert abs(_gmacs(cfg) - 3.5) <= 0.1
+    assert cfg["heads"] < 12
+
+
+def _paper_tables() -> dict[str, dict]:
+    """The per-layer kept widths of paper-results.md, keyed by the GMACs in their headings."""
+    text = PAPER.read_text()
+    tables = {}
+    for m in re.finditer(r"\*\*DeiT-(\w+) -> ([\d.]+)[^*]*\*\*, embed (\d+) -> (\d+)(.*?)(?=\n\*\*|\nParameter)", text, re.S):
+        rows = dict(re.findall(r"- (qk|v|mlp):\s+([\d ]+)", m.group(5)))
+        tables[f"{m.group(1)}_{m.group(2)}"] = {"embed": int(m.group(4)),
+                                                **{k: [int(x) for x in v.split()] for k, v in rows.items()}}
+    return tables
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason=f"reference {PAPER} not present in this checkout")
+@pytest.mark.parametrize("preset,key", [("deit_t_0.6g", "Tiny_0.64"), ("deit_s_2.0g", "Small_2.04"),
+                                        ("deit_s_1.3g", "Small_1.27"), ("deit_b_6.4g", "Base_6.32")])
+def test_presets_match_paper_widths(preset, key):
+    paper, cfg = _paper_tables()[key], load_preset(preset)
+    assert cfg["embed"] == paper["embed"]
+    for comp in ("qk", "v", "mlp"):
+        if preset == "deit_b_6.4g":  # the paper's 6.4 needs the fractional widths rounded up (see preset)
+            assert all(0 <= c - p <= 1 for c, p in zip(cfg[comp], paper[comp], strict=True))
+        else:
+            assert cfg[comp] == paper[comp]
+    if preset == "deit_b_6.4g":
+        assert round(_gmacs({**cfg, **paper}), 2) == 6.32
+
+
+def test_ratios_config_equals_widths_config():
+    base, _ = _base("deit_small_patch16_224")
+    by_ratio = arch_from_config({"ratios": {"embed": 0.1, "qk": 0.5, "v": [0.25] * 12, "mlp": 0.75}}, base)
+    by_width = arch_from_config({"embed": 346, "qk": 32, "v": 48, "mlp": 384}, base)
+    assert by_ratio == by_width
+
+
+@pytest.mark.parametrize("cfg,message", [
+    ({"ratios": {"qk": 1.0}}, r"outside \[0, 1\)"),
+    ({"ratios": {"mlp": -0.1}}, r"outside \[0, 1\)"),
+    ({"qk": 0}, "to zero"),
+    ({"ratios": {"v": 0.999}}, "to zero"),
+    ({"mlp": 5000}, "only 1536"),
+    ({"qk": [32] * 5}, "5 values but the model has 12"),
+    ({"drop_blocks": list(range(12))}, "every block"),
+    ({"widths": 3}, "unknown keys"),
+])
+def test_bad_configs(cfg, message):
+    base, _ = _base("deit_small_patch16_224")
+    with pytest.raises(SnpEdgeError, match=message):
+        arch_from_config(cfg, base)
+
+
+def test_preset_for_another_model_is_refused():
+    base, _ = _base("deit_tiny_patch16_224")
+    with pytest.raises(SnpEdgeError, match="deit_small_patch16_224"):
+        arch_from_config(load_preset("deit_s_1.3g"), base, "preset deit_s_1.3g")
+
+
+def test_round_to_keeps_multiples_and_stays_under():
+    cfg = load_preset("deit_s_1.3g")
+    base, consts = _base(cfg["model"])
+    arch = arch_from_config(cfg, base)
+    rounded = round_arch(arch, 8)
+    widths = [rounded.embed] + [w for b in rounded.blocks for w in (b.qk, b.v, b.mlp)]
+    assert all(w % 8 == 0 for w in widths)
+    assert predict_macs(rounded, **consts) <= predict_macs(arch, **consts)
+
+
+@pytest.mark.parametrize("target,round_to", [(2.0, 1), (1.3, 8), (9.0, 16)])
+def test_target_gmacs_within_two_percent(target, round_to):
+    name = "deit_base_patch16_224" if target > 5 else "deit_small_patch16_224"
+    base, consts = _base(name)
+    arch = arch_for_gmacs(base, target, consts, round_to)
+    got = predict_macs(arch, **consts) / 1e9
+    assert 0.98 * target <= got <= target
+    assert all(w % round_to == 0 for b in arch.blocks for w in (b.qk, b.v, b.mlp))
+
+
+def test_target_gmacs_with_head_pruning():
+    base, consts = _base("deit_base_patch16_224")
+    arch = arch_for_gmacs(base, 3.5, consts, 8, heads=[6] * 12)
+    assert all(b.heads == 6 for b in arch.blocks)
+    assert 0.98 * 3.5 <= predict_macs(arch, **consts) / 1e9 <= 3.5
+
+
+def test_unreachable_target():
+    base, consts = _base("deit_tiny_patch16_224")
+    with pytest.raises(SnpEdgeError, match="below the smallest"):
+        arch_for_gmacs(base, 0.001, consts)
+
+
+def test_list_presets():
+    assert set(list_presets()) == {"deit_t_0.6g", "deit_s_2.0g", "deit_s_1.3g", "deit_b_6.4g", "deit_b_3.5g_heads"}
