@@ -9,11 +9,11 @@ from .arch import Arch, arch_of
 from .calib import load_calibration
 from .criteria import COMPONENTS, ScoreOptions
 from .errors import SnpEdgeError
-from .macs import macs_constants
+from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
 from .prune import prune_model, pruned_components
 from .summary import summarize
-from .targets import arch_for_gmacs, arch_from_config, load_preset, read_config, round_arch
+from .targets import arch_for_gmacs, arch_from_config, fit_under, load_preset, read_config, round_arch
 
 
 @dataclass
@@ -46,7 +46,9 @@ def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Pa
         cfg, source = read_config(config), str(config)
     if heads is not None:
         cfg = {**cfg, "heads": heads}
-    return round_arch(arch_from_config(cfg, base, source), round_to)
+    arch = arch_from_config(cfg, base, source)
+    consts = macs_constants(handle.model)
+    return fit_under(round_arch(arch, round_to), predict_macs(arch, **consts), consts, round_to)
 
 
 def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict | None = None,

@@ -33,22 +33,29 @@ class PrunedAttention(nn.Module):
         self.qk_dim = qk_dim
         self.v_dim = v_dim
         self.scale = scale
+        self.tokens: int | None = None  # static sequence length, set for export: fewer shape ops in ONNX
         self.qkv = nn.Linear(dim, num_heads * (2 * qk_dim + v_dim), bias=qkv_bias)
         self.proj = nn.Linear(num_heads * v_dim, dim, bias=proj_bias)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        """x: (B, N, D) -> (B, N, D). Masks are not supported (ViT classifiers use none)."""
+        """x: (B, N, D) -> (B, N, D), or token-major (B*N, D) -> (B*N, D) when :attr:`tokens` is set.
+
+        Masks are not supported (ViT classifiers use none).
+        """
         if attn_mask is not None or is_causal:
             raise NotImplementedError("PrunedAttention does not take attention masks")
-        B, N, _ = x.shape
+        N = self.tokens or x.shape[1]
         H, dqk, dv = self.num_heads, self.qk_dim, self.v_dim
         q, k, v = self.qkv(x).split([H * dqk, H * dqk, H * dv], dim=-1)
-        q = q.reshape(B, N, H, dqk).transpose(1, 2) * self.scale  # (B, H, N, dqk)
-        k = k.reshape(B, N, H, dqk).permute(0, 2, 3, 1)  # (B, H, dqk, N)
-        v = v.reshape(B, N, H, dv).transpose(1, 2)  # (B, H, N, dv)
+        q = q.reshape(-1, N, H, dqk).transpose(1, 2)  # (B, H, N, dqk)
+        if self.scale != 1.0:  # export folds the scale into the query weights
+            q = q * self.scale
+        k = k.reshape(-1, N, H, dqk).permute(0, 2, 3, 1)  # (B, H, dqk, N)
+        v = v.reshape(-1, N, H, dv).transpose(1, 2)  # (B, H, N, dv)
         attn = (q @ k).softmax(dim=-1)  # (B, H, N, N)
-        x = (attn @ v).transpose(1, 2).reshape(B, N, H * dv)
-        return self.proj(x)
+        out = (attn @ v).transpose(1, 2)  # (B, N, H, dv)
+        out = out.reshape(-1, H * dv) if x.dim() == 2 else out.reshape(-1, N, H * dv)
+        return self.proj(out)
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, qk_dim={self.qk_dim}, v_dim={self.v_dim}, scale={self.scale:.6g}"

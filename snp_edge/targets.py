@@ -137,6 +137,21 @@ def round_arch(arch: Arch, multiple: int) -> Arch:
     return replace(arch, embed=down(arch.embed, arch.embed_orig), blocks=blocks)
 
 
+def fit_under(arch: Arch, limit: int, consts: dict, step: int) -> Arch:
+    """Narrow the widest pruned FFN one ``step`` at a time until ``arch`` costs at most ``limit`` MACs.
+
+    Rounding small widths up to one ``step`` (13 -> 16) can push a preset over its budget; the FFN,
+    the cheapest place to give it back, pays for it.
+    """
+    while predict_macs(arch, **consts) > limit:
+        j = max(range(len(arch.blocks)), key=lambda i: arch.blocks[i].mlp)
+        b = arch.blocks[j]
+        if b.mlp <= step:
+            raise SnpEdgeError(f"--round-to {step} cannot stay under {limit / 1e9:.3f} GMACs")
+        arch = replace(arch, blocks=[*arch.blocks[:j], replace(b, mlp=b.mlp - step), *arch.blocks[j + 1:]])
+    return arch
+
+
 # Relative pruning strength per component for --target-gmacs (embed is shared by every layer and
 # costs most accuracy, so it is pruned less; the paper's presets remove 10-30% of it).
 SEARCH_WEIGHTS = {"embed": 0.35, "qk": 1.0, "v": 1.0, "mlp": 1.0}

@@ -106,6 +106,20 @@ def test_round_to_keeps_multiples_and_stays_under():
     assert predict_macs(rounded, **consts) <= predict_macs(arch, **consts)
 
 
+def test_round_to_larger_than_small_widths_stays_under():
+    """qk 13 rounds up to 16; the FFN gives the MACs back so the preset's budget holds."""
+    from snp_edge.targets import fit_under
+
+    cfg = load_preset("deit_s_1.3g")
+    base, consts = _base(cfg["model"])
+    arch = arch_from_config(cfg, base)
+    limit = predict_macs(arch, **consts)
+    fitted = fit_under(round_arch(arch, 16), limit, consts, 16)
+    assert predict_macs(round_arch(arch, 16), **consts) > limit  # the case this guards against
+    assert predict_macs(fitted, **consts) <= limit
+    assert all(w % 16 == 0 for b in fitted.blocks for w in (b.qk, b.v, b.mlp))
+
+
 @pytest.mark.parametrize("target,round_to", [(2.0, 1), (1.3, 8), (9.0, 16)])
 def test_target_gmacs_within_two_percent(target, round_to):
     name = "deit_base_patch16_224" if target > 5 else "deit_small_patch16_224"

@@ -1,0 +1,117 @@
+"""``torch.onnx.export`` of a (pruned) ViT into an ONNX file TensorRT 8.2 and 10 parse, verified by ONNX Runtime.
+
+Default: opset 13, LayerNorm decomposed (ReduceMean/Sub/Pow/Sqrt/Div), Erf GELU, explicit
+MatMul/Softmax/MatMul attention, dynamic batch, fixed C/H/W; input ``input`` (N, 3, H, W) float32,
+output ``logits`` (N, classes). ``opset=17`` keeps LayerNormalization (TensorRT >= 8.6).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+
+from snp_edge.errors import SnpEdgeError
+from snp_edge.models import ModelHandle
+
+from .cleanup import clean
+from .parity import FP32_ATOL, Parity, check_parity
+from .prepare import export_copy
+from .trt_ops import check_graph
+
+SUPPORTED_OPSETS = (13, 14, 15, 16, 17)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how well it matches PyTorch."""
+
+    path: Path
+    opset: int
+    target: str
+    ops: dict[str, int]
+    attention: list[dict]  # per block: heads, qk, v read back from the graph
+    parity: list[Parity] = field(default_factory=list)
+    fp16_safe: bool = False
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "opset": self.opset, "target": self.target, "ops": self.ops,
+                "attention": self.attention, "parity": [p.to_dict() for p in self.parity],
+                "fp16_safe": self.fp16_safe}
+
+
+def attention_widths(model: onnx.ModelProto) -> list[dict]:
+    """Per block, the attention widths the graph really computes: heads and Q/K and V width per head.
+
+    Read from the shapes of the activation x activation MatMuls (Q @ K^T, then A @ V) after shape inference.
+    """
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    consts = {i.name for i in model.graph.initializer}
+    pairs = [n for n in inferred.graph.node if n.op_type == "MatMul" and not set(n.input) & consts]
+    out = []
+    for qk_node, av_node in zip(pairs[::2], pairs[1::2], strict=True):
+        q, v = shapes[qk_node.input[0]], shapes[av_node.input[1]]
+        out.append({"heads": q[1], "qk": q[-1], "v": v[-1]})
+    return out
+
+
+def export_onnx(handle: ModelHandle, out: str | Path, opset: int = 13, target: str | None = None,
+                fp16_safe: bool = False, verify: bool = True, images: torch.Tensor | None = None,
+                force: bool = False) -> ExportResult:
+    """Export ``handle``'s model to ``out`` (atomically), check it for ``target``, and verify it with ONNX Runtime.
+
+    Args:
+        opset: 13 (default; TensorRT 8.2 / Jetson Nano) up to 17 (LayerNormalization; TensorRT >= 8.6).
+        target: TensorRT the graph must parse, "trt8.2" or "trt10" (default: trt8.2 for opset 13, else trt10).
+        fp16_safe: record the LayerNorm/Softmax nodes in the metadata for FP32 pinning at build time.
+        verify: compare with PyTorch at batch 1 and 8; fail if the max abs error exceeds 1e-4.
+        images: parity inputs (N, C, H, W); default: 8 seeded normal images.
+    """
+    out = Path(out)
+    if opset not in SUPPORTED_OPSETS:
+        raise SnpEdgeError(f"--opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")
+    target = target or ("trt8.2" if opset <= 13 else "trt10")
+    if out.exists() and not force:
+        raise SnpEdgeError(f"output {out} already exists; pass --force to replace it")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise SnpEdgeError(f"cannot write {out}: folder {out.parent} does not exist or is not writable")
+    model = export_copy(handle.model)
+    size = (handle.in_chans, handle.img_size, handle.img_size)
+    if images is None:
+        images = torch.randn(8, *size, generator=torch.Generator().manual_seed(0))
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, images[:1], tmp, input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                              opset_version=opset, dynamo=False, do_constant_folding=True)
+        graph = clean(onnx.load(tmp), fp16_safe=fp16_safe)
+        graph.producer_name, graph.doc_string = "snp-edge", f"{handle.name}; weights: {handle.weights}"
+        if handle.notice:
+            graph.metadata_props.add(key="snp_edge.notice", value=handle.notice)
+        onnx.checker.check_model(graph, full_check=True)
+        check_graph(graph, target)
+        onnx.save(graph, tmp)
+        result = ExportResult(out, opset, target, dict(collections.Counter(n.op_type for n in graph.graph.node)),
+                              attention_widths(graph), fp16_safe=fp16_safe)
+        if verify:
+            result.parity = check_parity(tmp, handle.model, images)
+            worst = max(p.max_abs for p in result.parity)
+            if worst > FP32_ATOL:
+                raise SnpEdgeError(f"ONNX Runtime and PyTorch disagree: max abs error {worst:.3g} > {FP32_ATOL} "
+                                   "(use --no-verify to keep the file anyway)")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return result
