@@ -1,0 +1,97 @@
+"""The sidecar JSON beside every engine (``NAME.engine`` -> ``NAME.engine.json``), compatibility checks and
+engine cache keys.
+
+Sidecar fields: ``sidecar_version``, ``engine_file``, ``engine_sha256``, ``trt_version``, ``gpu_name``,
+``compute_capability`` ("5.3"), ``onnx_sha256``, ``precision`` (see :func:`precision_label`), ``profile``
+(:func:`engines.profiles.profile_to_dict`), ``build_flags``, ``build_time_s`` (wall seconds of
+``build_serialized_network``), ``target``, ``created`` (ISO-8601 UTC), ``cache_key``.
+
+An engine runs only with the TensorRT version and GPU model it was built with, so :func:`check_compatible`
+refuses any difference in those three identity fields before the engine is deserialized.
+"""
+
+import hashlib
+import json
+import os
+import re
+
+from engines.errors import EnginesError, IncompatibleEngine
+from engines.fileio import write_json_atomic
+
+SIDECAR_VERSION = 1
+IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")
+REQUIRED_FIELDS = ("sidecar_version", "engine_file", "engine_sha256", "onnx_sha256", "precision", "profile") \
+    + IDENTITY_FIELDS
+
+
+def sidecar_path(engine_path):
+    """``model.engine`` -> ``model.engine.json``."""
+    return engine_path + ".json"
+
+
+def precision_label(precision, fp32_norms=False, fp32_softmax=False):
+    """"fp16", "fp16-fp32norms", "fp16-fp32norms-fp32softmax", "fp32", ...: what the engine computes in."""
+    if precision not in ("fp16", "fp32"):
+        raise EnginesError("--precision must be fp16 or fp32, got {!r}".format(precision))
+    parts = [precision]
+    if precision == "fp16" and fp32_norms:
+        parts.append("fp32norms")
+    if precision == "fp16" and fp32_softmax:
+        parts.append("fp32softmax")
+    return "-".join(parts)
+
+
+def slug(text):
+    """Lowercase, filename-safe: "NVIDIA Tegra X1" -> "nvidia-tegra-x1"."""
+    return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
+
+
+def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile):
+    """A deterministic, filename-safe key for an engine: the same ONNX, TensorRT version, GPU, precision
+    label and profile (a :class:`~engines.profiles.Profile`) always give the same key, any change a new one.
+    Readable prefix plus a 12-hex digest of all inputs."""
+    shapes = [list(profile.min_shape), list(profile.opt_shape), list(profile.max_shape)]
+    blob = json.dumps([onnx_sha256, str(trt_version), gpu_name, precision, profile.input_name, shapes],
+                      sort_keys=True)
+    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+    return "{}_{}_trt{}_{}_b{}-{}-{}_{}".format(
+        onnx_sha256[:8], slug(gpu_name), slug(trt_version), precision,
+        profile.min_shape[0], profile.opt_shape[0], profile.max_shape[0], digest)
+
+
+def write_sidecar(engine_path, data):
+    """Write the sidecar for ``engine_path`` atomically."""
+    write_json_atomic(sidecar_path(engine_path), data)
+
+
+def read_sidecar(engine_path):
+    """The sidecar dict for ``engine_path``; :class:`EnginesError` when missing, unreadable or incomplete."""
+    path = sidecar_path(engine_path)
+    if not os.path.isfile(path):
+        raise EnginesError("{} has no sidecar {}: rebuild it with `python3 -m engines build`".format(
+            engine_path, os.path.basename(path)))
+    try:
+        with open(path, "r") as f:
+            data = json.load(f)
+    except ValueError as exc:
+        raise EnginesError("{}: not valid JSON ({})".format(path, str(exc).splitlines()[0])) from None
+    missing = [k for k in REQUIRED_FIELDS if k not in data] if isinstance(data, dict) else ["(object)"]
+    if missing:
+        raise EnginesError("{}: missing field {}".format(path, missing[0]))
+    return data
+
+
+def _describe(info):
+    return "TensorRT {} on {} (compute capability {})".format(
+        info.get("trt_version"), info.get("gpu_name"), info.get("compute_capability"))
+
+
+def check_compatible(sidecar, runtime_info):
+    """Raise :class:`IncompatibleEngine` unless TensorRT version, GPU name and compute capability in
+    ``runtime_info`` equal the sidecar's. Both are dicts with the :data:`IDENTITY_FIELDS`."""
+    diffs = [k for k in IDENTITY_FIELDS if str(sidecar.get(k)) != str(runtime_info.get(k))]
+    if diffs:
+        raise IncompatibleEngine("engine {} was built with {}, this machine has {} ({} differ{}): rebuild it "
+                                 "here with `python3 -m engines build`".format(
+                                     sidecar.get("engine_file"), _describe(sidecar), _describe(runtime_info),
+                                     ", ".join(diffs), "s" if len(diffs) == 1 else ""))

@@ -1,0 +1,177 @@
+"""Every TensorRT API difference this project meets, in one place, chosen by the installed version.
+
+:func:`api_for_version` is a pure function of a version tuple, so the selection is tested without TensorRT.
+The helpers below it take live TensorRT objects and branch on the :class:`TrtApi` they are given.
+
+=====================  ============================  =========================================
+item                   TensorRT 8.2 (Jetson Nano)    TensorRT 10.x
+=====================  ============================  =========================================
+network flags          EXPLICIT_BATCH (required)     0 (EXPLICIT_BATCH deprecated; gone in 11)
+workspace              config.max_workspace_size     config.set_memory_pool_limit (8.4+)
+FP16                   BuilderFlag.FP16              same; removed in 11 (strong typing only)
+engine I/O             bindings, execute_async_v2    tensor names, execute_async_v3 (8.5+)
+=====================  ============================  =========================================
+
+TensorRT 11 decision: there is no FP16 builder flag, so an FP16 engine comes only from an ONNX that already
+carries FP16 types, built as a strongly-typed network. ``build`` does that when the manifest's input dtype is
+float16, and otherwise refuses ``--precision fp16`` with a message saying to export an FP16 ONNX or to use
+``--precision fp32``. We do not convert the graph on the device: which layers stay FP32 is a model decision
+that belongs to the exporter (and is checked there against ONNX Runtime).
+"""
+
+import re
+from collections import namedtuple
+
+from engines.errors import EnginesError
+
+TrtApi = namedtuple("TrtApi", [
+    "version",               # tuple of ints, e.g. (8, 2, 1, 8)
+    "explicit_batch_flag",   # create_network needs 1 << EXPLICIT_BATCH
+    "workspace_api",         # "max_workspace_size" | "memory_pool_limit"
+    "fp16_flag",             # BuilderFlag.FP16 exists
+    "strongly_typed",        # NetworkDefinitionCreationFlag.STRONGLY_TYPED exists
+    "io_api",                # "bindings" (execute_async_v2) | "tensors" (execute_async_v3)
+    "trtexec_workspace",     # "--workspace=MiB" | "--memPoolSize=workspace:MiBM"
+    "trtexec_explicit_batch",  # trtexec accepts --explicitBatch
+    "trtexec_percentiles",   # "single" (--percentile=99) | "list" (--percentile=90,95,99)
+    "trtexec_layer_precisions",  # trtexec has --layerPrecisions / --precisionConstraints
+    "export_times_warmups",  # --exportTimes JSON includes the warm-up iterations
+])
+
+
+def parse_version(text):
+    """A TensorRT version tuple from ``tensorrt.__version__`` ("8.2.1.8"), a Debian package version
+    ("8.2.1-1+cuda10.2") or trtexec's banner tag ("v8201", "v100800")."""
+    text = str(text).strip()
+    tag = re.search(r"\bv(\d{4,6})\b", text)
+    if tag:  # NV_TENSORRT_VERSION: MAJOR*1000 + MINOR*100 + PATCH up to 9.x, MAJOR*10000 + MINOR*100 + PATCH from 10
+        n = int(tag.group(1))
+        return (n // 10000, n // 100 % 100, n % 100) if n >= 10000 else (n // 1000, n // 100 % 10, n % 100)
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
+    if not match:
+        raise EnginesError("cannot read a TensorRT version from {!r}".format(text))
+    return tuple(int(p) for p in match.groups() if p is not None)
+
+
+def api_for_version(version):
+    """The :class:`TrtApi` for a version tuple (or string). Raises below 8.2, the oldest we support."""
+    if isinstance(version, str):
+        version = parse_version(version)
+    major_minor = tuple(version[:2])
+    if major_minor < (8, 2):
+        raise EnginesError("TensorRT {} is too old: need 8.2 or newer".format(".".join(map(str, version))))
+    return TrtApi(
+        version=tuple(version),
+        explicit_batch_flag=major_minor < (10, 0),
+        workspace_api="max_workspace_size" if major_minor < (8, 4) else "memory_pool_limit",
+        fp16_flag=major_minor < (11, 0),
+        strongly_typed=major_minor >= (9, 0),
+        io_api="bindings" if major_minor < (8, 5) else "tensors",
+        trtexec_workspace="--workspace" if major_minor < (8, 4) else "--memPoolSize",
+        trtexec_explicit_batch=major_minor < (10, 0),
+        trtexec_percentiles="single" if major_minor < (8, 5) else "list",
+        trtexec_layer_precisions=major_minor >= (8, 4),
+        export_times_warmups=major_minor < (8, 5),
+    )
+
+
+def import_tensorrt():
+    """The ``tensorrt`` module, or :class:`EnginesError` saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise EnginesError("the TensorRT Python bindings do not import ({}): on a Jetson use the system "
+                           "python3 or docker/run-jetson.sh; on x86 use docker/run-x86.sh".format(exc)) from None
+    return tensorrt
+
+
+def installed_api():
+    """``(tensorrt module, TrtApi)`` for the installed TensorRT."""
+    trt = import_tensorrt()
+    return trt, api_for_version(trt.__version__)
+
+
+# ---- builder ------------------------------------------------------------------------------------------------
+
+def create_network(trt, api, builder, strongly_typed=False):
+    """An empty network definition with the flags this version needs."""
+    flags = 0
+    if api.explicit_batch_flag:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return builder.create_network(flags)
+
+
+def set_workspace(trt, api, config, nbytes):
+    """Limit the builder's scratch memory to ``nbytes``."""
+    if api.workspace_api == "max_workspace_size":
+        config.max_workspace_size = nbytes
+    else:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, nbytes)
+
+
+def parser_errors(parser):
+    """The ONNX parser's errors as one-line strings naming the node (index, and name where the version
+    reports it)."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node_name = err.node_name() if hasattr(err, "node_name") else ""
+        where = "node {}{}".format(err.node(), " ({})".format(node_name) if node_name else "")
+        lines.append("{}: {}".format(where, " ".join(str(err.desc()).split())))
+    return lines
+
+
+# ---- engine I/O -----------------------------------------------------------------------------------------------
+
+IOTensor = namedtuple("IOTensor", "name is_input dtype shape")
+IOTensor.__doc__ = "One engine input or output: name, is_input, numpy dtype, shape (-1 = dynamic)."
+
+
+def io_tensors(trt, api, engine):
+    """The engine's inputs and outputs as :class:`IOTensor` tuples, in engine order."""
+    result = []
+    if api.io_api == "bindings":
+        for i in range(engine.num_bindings):
+            result.append(IOTensor(engine.get_binding_name(i), engine.binding_is_input(i),
+                                   trt.nptype(engine.get_binding_dtype(i)), tuple(engine.get_binding_shape(i))))
+    else:
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            result.append(IOTensor(name, is_input, trt.nptype(engine.get_tensor_dtype(name)),
+                                   tuple(engine.get_tensor_shape(name))))
+    return result
+
+
+def set_input_shape(api, engine, context, name, shape):
+    """Set a dynamic input's shape on the execution context."""
+    if api.io_api == "bindings":
+        ok = context.set_binding_shape(engine.get_binding_index(name), tuple(shape))
+    else:
+        ok = context.set_input_shape(name, tuple(shape))
+    if ok is False:
+        raise EnginesError("input {} cannot take shape {}: outside the engine's profile".format(name, shape))
+
+
+def tensor_shape(api, engine, context, name):
+    """A tensor's shape on the context, after the input shapes are set."""
+    if api.io_api == "bindings":
+        return tuple(context.get_binding_shape(engine.get_binding_index(name)))
+    return tuple(context.get_tensor_shape(name))
+
+
+def execute_async(api, engine, context, addresses, stream_handle):
+    """Enqueue one inference on ``stream_handle`` (int); ``addresses`` maps tensor name -> device pointer."""
+    if api.io_api == "bindings":
+        bindings = [0] * engine.num_bindings
+        for name, ptr in addresses.items():
+            bindings[engine.get_binding_index(name)] = int(ptr)
+        ok = context.execute_async_v2(bindings=bindings, stream_handle=stream_handle)
+    else:
+        for name, ptr in addresses.items():
+            context.set_tensor_address(name, int(ptr))
+        ok = context.execute_async_v3(stream_handle=stream_handle)
+    if not ok:
+        raise EnginesError("TensorRT failed to enqueue the inference (see the TensorRT log above)")

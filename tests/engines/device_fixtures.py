@@ -1,0 +1,94 @@
+"""Real bundles on disk for the device-side tests: a tiny ONNX classifier (Flatten, MatMul, a LayerNorm
+decomposed the way the exporter writes it at opset 13 with ``/norm/...`` node names, MatMul), golden inputs,
+ONNX Runtime FP32 golden logits, and a manifest written with ``engines.manifest.hash_files``."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from engines.manifest import MANIFEST_NAME, SCHEMA_VERSION, hash_files
+
+REPO = Path(__file__).resolve().parents[2]
+C, HW, HIDDEN, CLASSES = 3, 4, 16, 10
+
+
+def tiny_onnx_bytes(seed=0):
+    """A (N, 3, 4, 4) -> (N, 10) float32 ONNX model, opset 13, dynamic batch, LayerNorm in 9 nodes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def const(name, value):
+        return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+    inits = [const("w1", rng.standard_normal((C * HW * HW, HIDDEN)) * 0.3), const("two", 2.0),
+             const("eps", 1e-6), const("gamma", 1 + 0.1 * rng.standard_normal(HIDDEN)),
+             const("beta", 0.1 * rng.standard_normal(HIDDEN)), const("w2", rng.standard_normal((HIDDEN, CLASSES)))]
+    n = helper.make_node
+    nodes = [
+        n("Flatten", ["input"], ["flat"], name="/Flatten", axis=1),
+        n("MatMul", ["flat", "w1"], ["h"], name="/fc1/MatMul"),
+        n("ReduceMean", ["h"], ["mu"], name="/norm/ReduceMean", axes=[-1], keepdims=1),
+        n("Sub", ["h", "mu"], ["xc"], name="/norm/Sub"),
+        n("Pow", ["xc", "two"], ["sq"], name="/norm/Pow"),
+        n("ReduceMean", ["sq"], ["var"], name="/norm/ReduceMean_1", axes=[-1], keepdims=1),
+        n("Add", ["var", "eps"], ["var_eps"], name="/norm/Add"),
+        n("Sqrt", ["var_eps"], ["std"], name="/norm/Sqrt"),
+        n("Div", ["xc", "std"], ["normed"], name="/norm/Div"),
+        n("Mul", ["normed", "gamma"], ["scaled"], name="/norm/Mul"),
+        n("Add", ["scaled", "beta"], ["ln"], name="/norm/Add_1"),
+        n("MatMul", ["ln", "w2"], ["logits"], name="/head/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", C, HW, HW])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="snp-edge-tests")
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def manifest_dict(target="jetson-nano", files=None):
+    """A valid manifest for the tiny model (``files`` filled in by :func:`make_bundle`)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "target": target,
+        "created": "2025-01-31T12:00:00Z",
+        "model": {"base_model": "tiny-test", "pruned": True, "gmacs": 0.001, "params": 928,
+                  "widths": {"hidden": HIDDEN}, "accuracy_meaningful": False, "notice": "random weights"},
+        "onnx": {"file": "model.onnx", "opset": 13,
+                 "input": {"name": "input", "shape": [-1, C, HW, HW], "layout": "NCHW", "dtype": "float32"},
+                 "output": {"name": "logits", "shape": [-1, CLASSES]}, "fp16_safe": False},
+        "preprocess": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": HW, "crop": HW,
+                       "interpolation": "bicubic"},
+        "num_classes": CLASSES,
+        "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy"},
+        "versions": {"torch": "2.14.1", "timm": "1.0.9", "onnx": "1.16", "onnxruntime": "1.18",
+                     "snp_edge": "0.1.0"},
+        "files": files or {},
+    }
+
+
+def make_bundle(root, target="jetson-nano", with_code=False):
+    """Write a complete bundle under ``root``; returns its path. ``with_code`` copies engines/ and scripts/
+    the way ``snp-edge bundle`` does."""
+    import onnxruntime as ort
+
+    root = Path(root)
+    (root / "golden").mkdir(parents=True)
+    model = tiny_onnx_bytes()
+    (root / "model.onnx").write_bytes(model)
+    inputs = np.random.default_rng(1).standard_normal((8, C, HW, HW)).astype(np.float32)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    outputs = session.run(["logits"], {"input": inputs})[0].astype(np.float32)
+    np.save(root / "golden" / "inputs.npy", inputs)
+    np.save(root / "golden" / "outputs.npy", outputs)
+    if with_code:
+        shutil.copytree(REPO / "engines", root / "engines", ignore=shutil.ignore_patterns("__pycache__", "scripts"))
+        shutil.copytree(REPO / "engines" / "scripts", root / "scripts")
+    manifest = manifest_dict(target, hash_files(str(root)))
+    (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+    return root

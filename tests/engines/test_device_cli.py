@@ -1,0 +1,104 @@
+"""``python3 -m engines`` as a user runs it, on real bundles, on this machine without TensorRT: exit codes,
+one-line errors, no partial files, trtexec command lines, and the bundle's own copy of engines/."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from device_fixtures import REPO, make_bundle
+
+from engines.cli import main
+
+
+def run(args, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=str(REPO) if cwd == REPO else "")
+    return subprocess.run([sys.executable, "-m", "engines"] + [str(a) for a in args], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _has_tensorrt():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_info_without_tensorrt(bundle, tmp_path):
+    out = tmp_path / "info.json"
+    res = run(["info", bundle, "--json", out])
+    assert res.returncode == 0, res.stderr
+    assert f"bundle: {bundle} for jetson-nano, tiny-test" in res.stdout
+    assert "notice: random weights" in res.stdout and "engines in" in res.stdout
+    data = json.loads(out.read_text())
+    assert data["manifest"]["target"] == "jetson-nano" and "python" in data["env"]
+
+
+@pytest.mark.skipif(_has_tensorrt(), reason="checks the message shown where TensorRT is missing")
+def test_build_without_tensorrt_is_one_line_and_leaves_nothing(bundle, tmp_path):
+    before = sorted(p.name for p in bundle.rglob("*"))
+    res = run(["build", bundle, "--json", tmp_path / "b.json"])
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: the TensorRT Python bindings do not import")
+    assert res.stderr.count("\n") == 1 and res.stdout == ""
+    assert sorted(p.name for p in bundle.rglob("*")) == before and not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["build", "/no/such/bundle"], "error: bundle folder not found: /no/such/bundle"),
+    (["verify", "{tmp}"], "error: no manifest.json in {tmp}: not a bundle"),
+    (["bench", "{bundle}", "--min-batch", "4", "--opt-batch", "2"], "error: batch profile must satisfy"),
+    (["trtexec-cmd", "{bundle}", "--trt-version", "7.1"], "error: TensorRT 7.1 is too old"),
+    (["bench", "{bundle}", "--trtexec", "--trt-version", "8.2.1"], "error: trtexec not found"),
+])
+def test_bad_input_gives_one_line_error(bundle, tmp_path, args, message, monkeypatch):
+    monkeypatch.delenv("TRTEXEC", raising=False)
+    args = [a.format(tmp=tmp_path, bundle=bundle) for a in args]
+    res = run(args)
+    assert res.returncode == 2
+    assert res.stderr.startswith(message.format(tmp=tmp_path)), res.stderr
+    assert res.stderr.count("\n") == 1
+
+
+def test_tampered_bundle_is_refused(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["onnx"]["input"]["layout"] = "NHWC"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    res = run(["verify", bundle])
+    assert res.returncode == 2
+    assert res.stderr == "error: manifest.json: field onnx.input.layout: expected one of NCHW, got 'NHWC'\n"
+
+
+def test_trtexec_cmd_jetson_8_2(bundle, tmp_path):
+    out = tmp_path / "cmd.json"
+    res = run(["trtexec-cmd", bundle, "--trt-version", "8.2.1.8", "--json", out])
+    assert res.returncode == 0, res.stderr
+    argv = json.loads(out.read_text())["argv"]
+    assert "--explicitBatch" in argv and "--workspace=1024" in argv and "--fp16" in argv
+    assert "--maxShapes=input:8x3x4x4" in argv
+    assert f"--saveEngine={bundle}/trt-cache/trtexec_fp16_b1-1-8.engine" in argv
+    assert f"--timingCacheFile={bundle}/trt-cache/timing_trtexec_trt8.2.1.8.cache" in argv
+
+
+def test_trtexec_cmd_3090_10_x_bench(bundle):
+    res = run(["trtexec-cmd", bundle, "--trt-version", "10.8.0.43", "--target", "rtx3090", "--stage", "bench",
+               "--batch", "64", "--runs", "500", "--warmup-ms", "2000", "--export-times", "t.json"])
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.strip()
+    assert f"--loadEngine={bundle}/trt-cache/trtexec_fp16_b1-64-128.engine" in line
+    assert "--shapes=input:64x3x4x4 --warmUp=2000 --iterations=500 --duration=0" in line
+    assert "--percentile=90,95,99 --exportTimes=t.json" in line
+
+
+def test_bundle_copy_of_engines_runs_standalone(tmp_path):
+    bundle = make_bundle(tmp_path / "b", target="rtx3090", with_code=True)
+    res = run(["info", "."], cwd=bundle)
+    assert res.returncode == 0, res.stderr
+    assert "bundle: . for rtx3090" in res.stdout
+
+
+def test_main_in_process_usage(capsys):
+    assert main([]) == 2
+    assert "choose a command" in capsys.readouterr().err

@@ -1,0 +1,109 @@
+"""Real engines from the tiny bundle: build (FP16 with FP32 LayerNorm, and FP32), cache reuse, verify
+against ONNX Runtime, timing, and refusal of a mismatched sidecar. Needs TensorRT, pycuda or cuda-python,
+and a GPU; skipped with the reason elsewhere."""
+
+import json
+
+import numpy as np
+import pytest
+from device_fixtures import make_bundle
+
+from engines.errors import EnginesError
+
+pytestmark = pytest.mark.trt
+
+
+@pytest.fixture(scope="module")
+def identity():
+    pytest.importorskip("tensorrt", reason="TensorRT Python bindings not installed")
+    from engines.envinfo import device_identity
+
+    try:
+        return device_identity()
+    except EnginesError as exc:
+        pytest.skip(f"no usable GPU/CUDA bindings: {exc}")
+
+
+@pytest.fixture(scope="module")
+def built(identity, tmp_path_factory):
+    from engines.build import build_bundle
+    from engines.manifest import load_manifest
+    from engines.profiles import resolve_profile
+
+    root = make_bundle(tmp_path_factory.mktemp("trt") / "bundle")
+    manifest = load_manifest(str(root))
+    profile = resolve_profile(manifest)
+    result = build_bundle(str(root), manifest, profile, "fp16", fp32_norms=True)
+    return root, manifest, profile, result
+
+
+def test_build_writes_engine_sidecar_and_timing_cache(built, identity):
+    root, _, _, result = built
+    sc = result.sidecar
+    assert not result.reused
+    assert sc["trt_version"] == identity["trt_version"] and sc["gpu_name"] == identity["gpu_name"]
+    assert sc["precision"] == "fp16-fp32norms" and sc["profile"]["max"] == [8, 3, 4, 4]
+    assert len(sc["build_flags"]["pinned_fp32_layers"]) == 9  # the 9 /norm/ nodes
+    assert sc["build_time_s"] > 0
+    cache_files = sorted(p.name for p in (root / "trt-cache").iterdir())
+    assert any(n.startswith("timing_") for n in cache_files)
+    assert not any(n.endswith(".tmp") for n in cache_files)
+
+
+def test_second_build_reuses_the_engine(built):
+    from engines.build import build_bundle
+
+    root, manifest, profile, first = built
+    again = build_bundle(str(root), manifest, profile, "fp16", fp32_norms=True)
+    assert again.reused and again.engine_path == first.engine_path
+
+
+def test_verify_against_onnxruntime(built):
+    from engines.runtime import EngineRunner
+    from engines.verify import tolerance_for, verify_engine
+
+    root, manifest, _, result = built
+    runner = EngineRunner(result.engine_path)
+    try:
+        report = verify_engine(runner, np.load(root / "golden" / "inputs.npy"),
+                               np.load(root / "golden" / "outputs.npy"), "logits", 3,  # 3 chunks: 3+3+2
+                               tolerance_for(result.sidecar["precision"]))
+    finally:
+        runner.close()
+    assert report["passed"], report["failures"]
+
+
+def test_cli_fp32_build_verify_bench(built, tmp_path):
+    from engines.cli import main
+
+    root = built[0]
+    assert main(["build", str(root), "--precision", "fp32"]) == 0
+    assert main(["verify", str(root), "--precision", "fp32", "--json", str(tmp_path / "v.json")]) == 0
+    assert json.loads((tmp_path / "v.json").read_text())["report"]["max_abs_err"] < 1e-3
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(root), "--precision", "fp32", "--batch", "2", "--warmup", "5", "--runs", "20",
+                 "--json", str(out)]) == 0
+    bench = json.loads(out.read_text())
+    assert bench["stats"]["runs"] == 20 and len(bench["latencies_ms"]) == 20
+    assert bench["stats"]["throughput_img_s"] > 0 and bench["env"]["tensorrt"]
+
+
+def test_time_engine(built):
+    from engines.runtime import time_engine
+
+    times = time_engine(built[3].engine_path, 8, 3, 10)
+    assert len(times) == 10 and all(isinstance(t, float) and t > 0 for t in times)
+
+
+def test_mismatched_sidecar_is_refused(built, tmp_path):
+    import shutil
+
+    from engines.errors import IncompatibleEngine
+    from engines.runtime import EngineRunner
+
+    engine = tmp_path / "copy.engine"
+    shutil.copy(built[3].engine_path, str(engine))
+    sidecar = dict(built[3].sidecar, trt_version="8.2.1.8", gpu_name="NVIDIA Tegra X1")
+    (tmp_path / "copy.engine.json").write_text(json.dumps(sidecar))
+    with pytest.raises(IncompatibleEngine, match="was built with TensorRT 8.2.1.8 on NVIDIA Tegra X1"):
+        EngineRunner(str(engine))

@@ -1,0 +1,85 @@
+"""Device bundles: self-contained, hashed, validated, refused when tampered with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from export.bundle import check_bundle, make_bundle
+from snp_edge import prune
+from snp_edge.cli import main
+from snp_edge.errors import SnpEdgeError
+
+
+@pytest.fixture(scope="module")
+def pruned_tiny():
+    return prune("deit_tiny_patch16_224", weights="random", model_args={"img_size": 64}, preset="deit_t_0.6g",
+                 criteria="l1").handle
+
+
+@pytest.mark.parametrize("target,opset", [("jetson-nano", 13), ("rtx3090", 17)])
+def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
+    out = make_bundle(pruned_tiny, target, tmp_path / "b")
+    manifest = check_bundle(out)
+    assert manifest["target"] == target and manifest["onnx"]["opset"] == opset
+    assert manifest["onnx"]["input"]["shape"] == [-1, 3, 64, 64]
+    assert manifest["model"]["pruned"] and "meaningless" in manifest["model"]["notice"]
+    listed = set(manifest["files"])
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    assert listed == on_disk
+    for needed in ("model.onnx", "golden/inputs.npy", "golden/outputs.npy", "engines/manifest.py",
+                   "engines/build.py", "scripts/build.sh", "scripts/verify.sh", "scripts/bench.sh",
+                   "docker/Dockerfile.jetson", "docker/Dockerfile.trt-x86"):
+        assert needed in listed, needed
+    inputs, outputs = np.load(out / "golden/inputs.npy"), np.load(out / "golden/outputs.npy")
+    assert inputs.shape == (8, 3, 64, 64) and outputs.shape == (8, 1000) and outputs.dtype == np.float32
+
+
+def test_archive_unpacks_and_verifies_without_the_repository(pruned_tiny, tmp_path):
+    archive = make_bundle(pruned_tiny, "jetson-nano", tmp_path / "nano", archive=True)
+    assert archive.name == "nano.tar.gz" and not (tmp_path / "nano").exists()
+    dest = tmp_path / "device"
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    bundle = dest / "nano"
+    # -S: no site-packages, -I: isolated (no repo on the path): only the bundle and the standard library
+    code = ("from engines.manifest import load_manifest, verify_files; "
+            "m = load_manifest('.'); print(len(verify_files('.', m)))")
+    proc = subprocess.run([sys.executable, "-S", "-I", "-c", f"import sys; sys.path.insert(0, '.'); {code}"],
+                          cwd=bundle, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) == len(json.loads((bundle / "manifest.json").read_text())["files"])
+
+
+def test_tampered_file_is_named(pruned_tiny, tmp_path):
+    out = make_bundle(pruned_tiny, "rtx3090", tmp_path / "b")
+    golden = out / "golden" / "outputs.npy"
+    golden.write_bytes(golden.read_bytes()[:-4] + b"\x00\x00\x00\x00")
+    with pytest.raises(SnpEdgeError, match="golden/outputs.npy: sha256 mismatch"):
+        check_bundle(out)
+
+
+def test_bad_manifest_field_is_named(pruned_tiny, tmp_path):
+    out = make_bundle(pruned_tiny, "rtx3090", tmp_path / "b")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SnpEdgeError, match="schema_version"):
+        check_bundle(out)
+
+
+def test_cli_bundle_errors(capsys, tmp_path):
+    base = ["bundle", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random"]
+    assert main([*base, "--target", "jetson-nano", "--opset", "17", "--out", str(tmp_path / "b")]) == 1
+    assert "opset 17 cannot be parsed by trt8.2" in capsys.readouterr().err
+    assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["target"] == "rtx3090"
+    assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b")]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
