@@ -100,22 +100,38 @@ def _split_qkv(attn: nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, torch.
             v.reshape(B, N, H, dv).transpose(1, 2))
 
 
+def _gram_factor(x: torch.Tensor) -> torch.Tensor:
+    """Upper-triangular R with R^T R = X^T X (the R of a QR of X), via Cholesky of the d x d Gram matrix.
+
+    x: (..., N, d) float64 -> (..., d, d). A relative jitter of 1e-10 keeps rank-deficient X (N < d, dead
+    neurons) factorisable; it only adds singular values far below those the score uses.
+    """
+    gram = x.transpose(-2, -1) @ x
+    jitter = 1e-10 * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    return torch.linalg.cholesky(gram + jitter[..., None, None] * eye).transpose(-2, -1)
+
+
 def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
     """The paper's Q/K pair importance, per image: (B, H, N, d) x2 -> (B, H, d).
 
-    omega_i = sum_{j<=gamma} |cos(sigma_j u_j v_j^T, q_i k_i^T)|. With Q = Q_q R_q and K = Q_k R_k (QR),
-    S = Q_q (R_q R_k^T) Q_k^T, so the SVD comes from the small matrix R_q R_k^T = U' S V'^T, and the cosine
-    of two rank-1 matrices factorises: cos = (u_j.q_i)(v_j.k_i) / (|q_i||k_i|) with u_j.q_i = (U'^T R_q)_ji
-    and v_j.k_i = (V'^T R_k)_ji. No N x N matrix is formed.
+    omega_i = sum_{j<=gamma} |cos(s_j u_j v_j^T, q_i k_i^T)|. With Q = Q_q R_q and K = Q_k R_k,
+    S = Q_q (R_q R_k^T) Q_k^T, so the singular triplets come from the d x d matrix M = R_q R_k^T
+    (top eigenvectors of M M^T give u', s; v' = M^T u' / s), and the cosine of two rank-1 matrices
+    factorises: cos = (u_j.q_i)(v_j.k_i) / (|q_i||k_i|) with u_j.q_i = (u'^T R_q)_ji, v_j.k_i = (v'^T R_k)_ji.
+    The R factors come from Cholesky of the Gram matrices. No N x N matrix is formed.
     """
     q, k = q.double(), k.double()
-    rq = torch.linalg.qr(q, mode="r").R  # (B, H, r, d)
-    rk = torch.linalg.qr(k, mode="r").R
-    u, _, vh = torch.linalg.svd(rq @ rk.transpose(-2, -1))  # (B, H, r, r)
-    g = min(gamma, u.shape[-1])
-    uq = u[..., :g].transpose(-2, -1) @ rq  # (B, H, g, d): u_j . q_i
-    vk = vh[..., :g, :] @ rk  # (B, H, g, d): v_j . k_i
-    norms = rq.norm(dim=-2) * rk.norm(dim=-2)  # (B, H, d)
+    g = min(gamma, q.shape[-2], q.shape[-1])
+    rq, rk = _gram_factor(q), _gram_factor(k)  # (B, H, d, d)
+    m = rq @ rk.transpose(-2, -1)
+    eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending
+    u = eigvec[..., -g:]  # (B, H, d, g)
+    sigma = eigval[..., -g:].clamp_min(0).sqrt()
+    v = (m.transpose(-2, -1) @ u) / (sigma[..., None, :] + EPS)
+    uq = u.transpose(-2, -1) @ rq  # (B, H, g, d): u_j . q_i
+    vk = v.transpose(-2, -1) @ rk  # (B, H, g, d): v_j . k_i
+    norms = rq.norm(dim=-2) * rk.norm(dim=-2)  # (B, H, d): |q_i| |k_i|
     return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
 
 

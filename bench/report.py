@@ -1,0 +1,160 @@
+"""Writing a results document as ``results.json`` (validated), ``results.md`` (a table shaped like the SNP
+paper's) and ``results.png`` (latency and, where known, accuracy against GMACs). Files are written
+atomically (temporary file in the same folder, then ``os.replace``)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from snp_edge.errors import SnpEdgeError
+
+from .schema import validate
+
+OUTPUTS = ("results.json", "results.md", "results.png")
+ROLE_COLORS = {"unpruned": "tab:blue", "pruned": "tab:orange", "reference": "tab:green", "unknown": "tab:gray"}
+KERNEL_EFF_NOTE = ("Speed-ups are relative to {baseline}, by median and by mean latency. Kernel eff. = "
+                   "speed-up (median) / (baseline GMACs / model GMACs): 1.00 means latency fell in proportion "
+                   "to the multiply-accumulates removed.")
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to overwrite results already in ``out`` (unless ``force``); call before measuring."""
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not force:
+        raise SnpEdgeError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    if out.exists() and not out.is_dir():
+        raise SnpEdgeError(f"--out {out} exists and is not a folder")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The Markdown report: notices, the results table (one row per candidate), protocol and environment."""
+    p, env = doc["protocol"], doc["environment"]
+    title = f"# snp-edge bench: {p['backend']} on {p.get('device', '?')}, batch {p['batch']}"
+    lines = [title + (" (PARTIAL: interrupted)" if doc["partial"] else ""), ""]
+    if doc["notice"]:
+        lines += [f"> **Notice:** {doc['notice']}", ""]
+    lines += ["| Model | Top-1 % | GMACs | Params (M) | Mean ms | Median ms | p90 ms | p99 ms | Throughput img/s "
+              "| Speed-up (median) | Speed-up (mean) | Kernel eff. |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in doc["candidates"]:
+        lat = c["latency_ms"] or {}
+        params = c["params"] / 1e6 if c["params"] is not None else None
+        lines.append("| " + " | ".join([
+            _cell(c["label"]), _fmt(c["top1"], ".2f"), _fmt(c["gmacs"], ".3g"), _fmt(params, ".2f"),
+            *(_fmt(lat.get(k), ".2f") for k in ("mean", "median", "p90", "p99")),
+            _fmt(c["throughput_ips"], ".1f"), _fmt(c["speedup_median"], ".2f", "x"),
+            _fmt(c["speedup_mean"], ".2f", "x"), _fmt(c["kernel_efficiency"], ".2f"),
+        ]) + " |")
+    runs = [c["latency_ms"]["n"] for c in doc["candidates"] if c["latency_ms"] and "n" in c["latency_ms"]]
+    warmup = p.get("warmup")
+    if isinstance(warmup, dict):  # device bench: {"warmup_runs": 200} or {"warmup_ms": 1000}
+        warmup = ", ".join(f"{v} {k.removeprefix('warmup_')}" for k, v in warmup.items())
+    proto = (f"Protocol: {p['backend']}, batch {p['batch']}, warm-up {'-' if warmup is None else warmup}, "
+             f"runs {'/'.join(map(str, sorted(set(runs)))) or '-'} per model")
+    if p["interleaved"]:
+        proto += (f", interleaved in blocks of {p['block']} runs (seed {p['seed']}, {p['rewarm']} untimed run "
+                  f"after each switch), {p['threads']} threads")
+    else:
+        proto += f", measured on the device ({', '.join(p.get('sources', []))})"
+    cpu = env.get("cpu") or {}
+    gpu = (env.get("gpu") or {}).get("name") or (env.get("device") or {}).get("gpu_name")
+    versions = env.get("versions") or {}
+    lines += ["", KERNEL_EFF_NOTE.format(baseline=_cell(p["baseline"])), "", proto + ".",
+              f"Environment: {env.get('os', '?')}; CPU {cpu.get('model', '?')} ({cpu.get('usable_cores', '?')} cores)"
+              + (f"; GPU {gpu}" if gpu else "")
+              + "; " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".",
+              f"Created {doc['created']}; schema version {doc['schema_version']}.", ""]
+    return "\n".join(lines)
+
+
+def plot(doc: dict[str, Any]) -> bytes:
+    """PNG: median latency (whiskers min..p90) against GMACs, labelled, coloured by role; an accuracy
+    panel where top-1 is known. Candidates without GMACs are drawn as bars instead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cands = [c for c in doc["candidates"] if c["latency_ms"]]
+    with_acc = [c for c in cands if c["top1"] is not None and c["gmacs"] is not None]
+    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(12 if with_acc else 7, 5), squeeze=False)
+    ax = axes[0][0]
+    p = doc["protocol"]
+    ax.set_title(f"{p['backend']} {p.get('device', '')}, batch {p['batch']}" + (" (PARTIAL)" if doc["partial"] else ""))
+    if cands and all(c["gmacs"] is not None for c in cands):
+        for i, c in enumerate(cands):
+            lat = c["latency_ms"]
+            high = lat.get("p90", lat["median"])
+            ax.errorbar([c["gmacs"]], [lat["median"]], yerr=[[lat["median"] - lat["min"]], [high - lat["median"]]],
+                        fmt="o", color=ROLE_COLORS[c["role"]], capsize=3)
+            ax.annotate(c["label"], (c["gmacs"], lat["median"]), textcoords="offset points",
+                        xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)  # alternate: close points stay legible
+        ax.margins(0.15)
+        ax.set_xlabel("GMACs per image")
+        ax.set_ylabel("median latency (ms), whiskers min..p90")
+        handles = [plt.Line2D([], [], marker="o", linestyle="", color=ROLE_COLORS[r], label=r)
+                   for r in ROLE_COLORS if any(c["role"] == r for c in cands)]
+        ax.legend(handles=handles, fontsize=8)
+    else:
+        ax.barh([c["label"] for c in cands], [c["latency_ms"]["median"] for c in cands],
+                color=[ROLE_COLORS[c["role"]] for c in cands])
+        ax.invert_yaxis()
+        ax.set_xlabel("median latency (ms)")
+    ax.grid(alpha=0.3)
+    if with_acc:
+        ax2 = axes[0][1]
+        for c in with_acc:
+            ax2.plot(c["gmacs"], c["top1"], "o", color=ROLE_COLORS[c["role"]])
+            ax2.annotate(c["label"], (c["gmacs"], c["top1"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax2.margins(0.15)
+        ax2.set_xlabel("GMACs per image")
+        ax2.set_ylabel("top-1 accuracy (%)")
+        ax2.set_title("accuracy")
+        ax2.grid(alpha=0.3)
+    if doc["notice"]:
+        fig.text(0.5, 0.01, f"Notice: {doc['notice']}", ha="center", va="bottom", color="tab:red", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.06 if doc["notice"] else 0, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(doc: dict[str, Any], out: Path, force: bool = False) -> list[Path]:
+    """Validate ``doc`` and write results.json, results.md and results.png into ``out``; their paths."""
+    validate(doc)
+    check_out_dir(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / name for name in OUTPUTS]
+    atomic_write(paths[0], (json.dumps(doc, indent=2) + "\n").encode())
+    atomic_write(paths[1], markdown(doc).encode())
+    atomic_write(paths[2], plot(doc))
+    return paths

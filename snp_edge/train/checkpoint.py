@@ -1,0 +1,71 @@
+"""Resumable training checkpoints, written atomically (temporary file in the same folder, fsync, rename).
+
+A checkpoint is a torch pickle of plain tensors and numbers: ``model``, ``optimizer``, ``scheduler``,
+``ema`` (or None), ``scaler`` (or None), ``epoch`` (epochs completed), ``updates`` (optimizer steps),
+``best`` (best val top-1 so far), ``identity`` (what model it belongs to) and ``config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import SnpEdgeError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, fsync it and rename it to ``path``.
+
+    A crash at any point leaves either the previous ``path`` or the new one, never a partial file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def model_identity(base_model: str, model_args: dict, arch: dict | None, num_classes: int) -> dict:
+    """What must match for a checkpoint to be resumed into a model: base model, overrides, widths, classes."""
+    return json.loads(json.dumps({"base_model": base_model, "model_args": model_args, "arch": arch,
+                                  "num_classes": num_classes}))
+
+
+def load_checkpoint(path: Path, identity: dict) -> dict:
+    """Read a checkpoint and check it was written for the model described by ``identity``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SnpEdgeError(f"resume checkpoint not found: {path}")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SnpEdgeError(f"cannot read resume checkpoint {path}: {str(exc).splitlines()[0][:160]}") from None
+    if not isinstance(state, dict) or "identity" not in state or "model" not in state:
+        raise SnpEdgeError(f"{path} is not an snp-edge training checkpoint")
+    theirs = state["identity"]
+    if theirs != identity:
+        diff = [k for k in identity if theirs.get(k) != identity[k]]
+        raise SnpEdgeError(f"resume checkpoint {path} is from another model ({', '.join(diff)} differ: "
+                           f"{theirs.get('base_model')} vs {identity['base_model']})")
+    return state

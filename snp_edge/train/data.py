@@ -1,0 +1,104 @@
+"""ImageFolder train/val data with timm's transforms, sharded across processes for DistributedDataParallel.
+
+A data folder holds ``train/<class>/*.png`` and ``val/<class>/*.png`` (torchvision ImageFolder layout);
+classes are the sorted sub-folder names of ``train/`` and ``val/`` must have the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from timm.data import create_transform
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from ..calib import IMAGE_EXTENSIONS
+from ..errors import SnpEdgeError
+
+
+@dataclass
+class AugConfig:
+    """Training augmentation (the DeiT recipe by default); every piece can be switched off.
+
+    ``auto_augment`` is a timm RandAugment string or None; ``re_prob`` is the random-erasing
+    probability; ``scale``/``ratio`` drive RandomResizedCrop; ``hflip`` is the flip probability.
+    """
+
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"
+    re_prob: float = 0.25
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    color_jitter: float = 0.3
+    no_aug: bool = False  # eval-style resize + centre crop for training too
+
+
+def _image_folder(root: Path, transform):
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(root), transform=transform, extensions=IMAGE_EXTENSIONS)
+    except (FileNotFoundError, OSError) as exc:
+        raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {str(exc).splitlines()[0]}") from None
+
+
+def split_dir(data: str | Path, split: str) -> Path:
+    """``data/split`` checked to exist; for ``val``, ``data`` itself is accepted when it has no train/val."""
+    data = Path(data)
+    if not data.is_dir():
+        raise SnpEdgeError(f"data folder not found: {data}")
+    path = data / split
+    if path.is_dir():
+        return path
+    if split == "val" and not (data / "train").is_dir():
+        return data  # a bare ImageFolder: evaluate on it directly
+    raise SnpEdgeError(f"data folder {data} has no {split}/ sub-folder (expected {data}/{split}/<class>/<image>)")
+
+
+def train_transform(data_config: dict, aug: AugConfig):
+    """timm training transform for a model's ``data_config`` (input_size, mean, std, interpolation)."""
+    if aug.no_aug:
+        return eval_transform(data_config)
+    return create_transform(
+        data_config["input_size"], is_training=True, scale=aug.scale, ratio=aug.ratio, hflip=aug.hflip,
+        color_jitter=aug.color_jitter, auto_augment=aug.auto_augment, interpolation=data_config["interpolation"],
+        mean=data_config["mean"], std=data_config["std"], re_prob=aug.re_prob, re_mode="pixel", re_count=1)
+
+
+def eval_transform(data_config: dict):
+    """timm eval transform: resize to input/crop_pct, centre crop, normalise."""
+    return create_transform(**data_config, is_training=False)
+
+
+def load_split(data: str | Path, split: str, transform, num_classes: int | None = None,
+               classes: list[str] | None = None):
+    """The ``split`` ImageFolder of ``data``; its classes are checked against the model and the train split."""
+    ds = _image_folder(split_dir(data, split), transform)
+    if len(ds) == 0:
+        raise SnpEdgeError(f"data folder {ds.root} holds no images")
+    if num_classes is not None and len(ds.classes) != num_classes:
+        raise SnpEdgeError(f"data {ds.root} has {len(ds.classes)} classes but the model has {num_classes} outputs")
+    if classes is not None and ds.classes != classes:
+        raise SnpEdgeError(f"data {ds.root} has classes {ds.classes[:5]}... unlike train/ {classes[:5]}...")
+    return ds
+
+
+def train_loader(ds: Dataset, batch_size: int, world: int = 1, rank: int = 0, seed: int = 0, workers: int = 0,
+                 drop_last: bool = True) -> DataLoader:
+    """Shuffled loader of per-process ``batch_size``; call ``loader.sampler.set_epoch(e)`` every epoch.
+
+    The permutation depends on ``seed`` and the epoch only, and process ``rank`` takes every ``world``-th
+    index of it, so the union of the processes' step-t batches is the step-t batch of a single process
+    with ``world * batch_size`` images.
+    """
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def eval_loader(ds: Dataset, batch_size: int, world: int = 1, rank: int = 0, workers: int = 0) -> DataLoader:
+    """In-order loader over this process's shard (every ``world``-th image: no padding, no duplicates)."""
+    shard = Subset(ds, range(rank, len(ds), world)) if world > 1 else ds
+    return DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=torch.cuda.is_available())

@@ -1,0 +1,410 @@
+"""Distillation fine-tuning with the DeiT recipe, in one process or many (torchrun + DistributedDataParallel).
+
+Output folder::
+
+    OUT/checkpoint.pt   resumable state after the last finished epoch (atomic: temporary file, then rename)
+    OUT/log.jsonl       one JSON line per epoch: loss, val top-1/top-5, learning rate, throughput
+    OUT/config.json     the training configuration
+    OUT/last/ OUT/best/ the last and best (val top-1) models: the pruned-model format for pruned models
+                        (model.safetensors + model.json, export takes them directly), a state_dict
+                        ``model.safetensors`` for unpruned timm models (load it with ``--weights``)
+
+Determinism: every epoch reseeds Python, NumPy and torch from (seed, epoch, rank) and the sampler's
+permutation depends on (seed, epoch) only, so a run resumed from an epoch checkpoint reproduces the
+uninterrupted run, and N processes of batch B/N follow one process of batch B (up to float reductions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from timm.data import Mixup
+from timm.layers import DropPath
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import SnpEdgeError
+from ..models import ModelHandle
+from ..saved import check_output_dir, save_pruned
+from .checkpoint import CHECKPOINT_FILE, atomic_write_text, load_checkpoint, model_identity, save_checkpoint
+from .data import AugConfig, eval_loader, eval_transform, load_split, train_loader, train_transform
+from .distill import KD_KINDS, DistillationLoss
+from .evaluate import evaluate, torch_predictor
+
+LOG_FILE = "log.jsonl"
+AMP_CHOICES = ("auto", "off", "fp16", "bf16")
+
+
+@dataclass
+class FinetuneConfig:
+    """The DeiT recipe (defaults) plus distillation; every augmentation and regulariser can be turned off.
+
+    ``batch_size`` is per process; the global batch is ``batch_size * world_size * accum_steps``.
+    ``lr=None`` means DeiT's linear scaling, 5e-4 * global_batch / 512. Epoch counts are in passes over
+    the training split (or ``steps_per_epoch`` optimizer steps when that cap is set).
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    accum_steps: int = 1
+    lr: float | None = None
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    warmup_epochs: int = 5
+    weight_decay: float = 0.05
+    opt: str = "adamw"
+    sched: str = "cosine"
+    smoothing: float = 0.1
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    aug: AugConfig = field(default_factory=AugConfig)
+    drop_path: float = 0.1
+    model_ema: bool = False
+    ema_decay: float = 0.99996
+    distill: str = "soft"
+    distill_alpha: float = 0.5
+    distill_tau: float = 1.0
+    amp: str = "auto"
+    clip_grad: float | None = None
+    workers: int = 2
+    seed: int = 0
+    eval_batch_size: int | None = None
+    steps_per_epoch: int | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        positive = {"epochs": self.epochs, "batch-size": self.batch_size, "accum-steps": self.accum_steps}
+        for name, value in positive.items():
+            if value < 1:
+                raise SnpEdgeError(f"--{name} must be >= 1, got {value}")
+        if self.distill not in KD_KINDS:
+            raise SnpEdgeError(f"unknown --distill {self.distill!r}; use one of {', '.join(KD_KINDS)}")
+        if self.amp not in AMP_CHOICES:
+            raise SnpEdgeError(f"unknown --amp {self.amp!r}; use one of {', '.join(AMP_CHOICES)}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise SnpEdgeError(f"--distill-alpha must be in [0, 1], got {self.distill_alpha}")
+        if self.mixup_active and self.batch_size % 2:
+            raise SnpEdgeError(f"mixup/cutmix need an even per-process --batch-size, got {self.batch_size}")
+
+    @property
+    def mixup_active(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class DistInfo:
+    """This process's place in the job: world size, global rank, local rank, device."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistInfo:
+    """Join the torchrun job described by WORLD_SIZE/RANK/LOCAL_RANK (NCCL on GPUs, gloo on CPU), if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world == 1:
+        return DistInfo(device=device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return DistInfo(world, rank, local_rank, device, owns)
+
+
+def seed_all(seed: int, epoch: int, rank: int) -> None:
+    """Reseed Python, NumPy and torch for one epoch of one process."""
+    s = (seed * 1_000_003 + epoch * 1_009 + rank) % 2**31
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def set_drop_path(model: nn.Module, rate: float) -> None:
+    """Stochastic depth rising linearly from 0 to ``rate`` over the blocks (timm's schedule)."""
+    depth = len(model.blocks)
+    for i, blk in enumerate(model.blocks):
+        r = rate * i / max(depth - 1, 1)
+        for name in ("drop_path1", "drop_path2"):
+            if hasattr(blk, name):
+                setattr(blk, name, DropPath(r) if r > 0 else nn.Identity())
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if mode == "fp16" else torch.bfloat16
+
+
+def save_model(handle: ModelHandle, model: nn.Module, out: Path, extra: dict) -> None:
+    """``model`` (weights of ``handle``'s shape) to folder ``out``, replacing it atomically."""
+    model = copy.deepcopy(model).cpu().eval()
+    set_drop_path(model, 0.0)
+    if handle.arch is not None:
+        saved = ModelHandle(model, handle.base_model, handle.model_args, handle.weights, accuracy_meaningful=True,
+                            notice=None, arch=handle.arch)
+        save_pruned(saved, out, extra=extra, force=True)
+        return
+    from ..saved import publish_dir
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"base_model": handle.base_model})
+        desc = {"base_model": handle.base_model, "model_args": handle.model_args, **extra}
+        (tmp / "train.json").write_text(json.dumps(desc, indent=2) + "\n")
+        publish_dir(tmp, out, force=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_log(path: Path, before_epoch: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("epoch", 0) < before_epoch]
+
+
+def finetune(handle: ModelHandle, data: str | Path, out: str | Path, cfg: FinetuneConfig,
+             teacher: nn.Module | None = None, resume: str | Path | None = None, force: bool = False,
+             extra: dict | None = None) -> dict:
+    """Fine-tune ``handle.model`` on ``data`` (train/ and val/ ImageFolders), distilling from ``teacher``.
+
+    Everything that can fail on input (data, classes, teacher, resume checkpoint, output folder) is
+    checked before anything is written. ``resume``: a checkpoint path; training continues after its
+    epoch in ``out``. Returns the final epoch's log row plus ``best`` (val top-1) and ``out``.
+    """
+    cfg.check()
+    out = Path(out)
+    info = init_distributed()
+    try:
+        return _finetune(handle, Path(data), out, cfg, teacher, Path(resume) if resume else None, force,
+                         extra or {}, info)
+    finally:
+        if info.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
+              resume: Path | None, force: bool, extra: dict, info: DistInfo) -> dict:
+    num_classes = handle.num_classes
+    if teacher is None and cfg.distill != "none":
+        raise SnpEdgeError(f"--distill {cfg.distill} needs a --teacher (or use --distill none)")
+    if teacher is not None and cfg.distill != "none":
+        t_classes = getattr(teacher, "num_classes", None)
+        if t_classes != num_classes:
+            raise SnpEdgeError(f"the teacher has {t_classes} classes but the student has {num_classes}")
+    data_config = handle.data_config
+    train_ds = load_split(data, "train", train_transform(data_config, cfg.aug), num_classes)
+    val_ds = load_split(data, "val", eval_transform(data_config), num_classes, classes=train_ds.classes)
+    identity = model_identity(handle.base_model, handle.model_args, handle.arch, num_classes)
+    state = load_checkpoint(resume, identity) if resume is not None else None
+    if state is not None:
+        ignore = {"progress", "workers"}
+        mine, theirs = cfg.to_dict(), state.get("config") or {}
+        differ = sorted(k for k in mine if k not in ignore and mine[k] != theirs.get(k))
+        if differ:
+            raise SnpEdgeError(f"resume checkpoint {resume} was trained with other options ({', '.join(differ)}); "
+                               "resume with the options of the interrupted run")
+    if state is None:
+        check_output_dir(out, force)
+    elif not out.is_dir():
+        raise SnpEdgeError(f"--resume needs the run's output folder {out}; it does not exist")
+    global_batch = cfg.batch_size * info.world * cfg.accum_steps
+    if len(train_ds) < cfg.batch_size * info.world:
+        raise SnpEdgeError(f"train data has {len(train_ds)} images, fewer than one global batch ({global_batch})")
+    if state is None and info.main:
+        if out.exists():  # --force: clear the old run only now that every input has been checked
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+    if info.world > 1:
+        dist.barrier()
+
+    device = info.device
+    seed_all(cfg.seed, -1, 0)  # identical model-side randomness in every process
+    model = handle.model
+    set_drop_path(model, cfg.drop_path)
+    distilled = hasattr(model, "set_distilled_training") and teacher is not None and cfg.distill != "none"
+    if hasattr(model, "set_distilled_training"):
+        model.set_distilled_training(distilled)
+    model.to(device)
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, device=device) if cfg.model_ema else None
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+
+    lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
+    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
+    loader = train_loader(train_ds, cfg.batch_size, info.world, info.rank, cfg.seed, cfg.workers)
+    updates_per_epoch = len(loader) // cfg.accum_steps
+    if cfg.steps_per_epoch:
+        updates_per_epoch = min(updates_per_epoch, cfg.steps_per_epoch)
+    if updates_per_epoch < 1:
+        raise SnpEdgeError(f"one epoch of {len(train_ds)} images makes no optimizer step at global batch {global_batch}")
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+        min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                  switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing,
+                  num_classes=num_classes) if cfg.mixup_active else None
+    if mixup is not None:
+        base_loss = SoftTargetCrossEntropy()
+    elif cfg.smoothing > 0:
+        base_loss = LabelSmoothingCrossEntropy(cfg.smoothing)
+    else:
+        base_loss = nn.CrossEntropyLoss()
+    criterion = DistillationLoss(base_loss, teacher, cfg.distill, cfg.distill_alpha, cfg.distill_tau)
+
+    start_epoch, updates, best = 0, 0, -1.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.module.load_state_dict(state["ema"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, updates, best = state["epoch"], state["updates"], state["best"]
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if info.world > 1 else None
+    net = ddp or model
+
+    log_path = out / LOG_FILE
+    rows = _read_log(log_path, start_epoch) if info.main else []
+    if info.main:
+        atomic_write_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "world_size": info.world,
+                                                           "global_batch": global_batch, "lr": lr,
+                                                           "model": identity}, indent=2) + "\n")
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
+    eval_dl = eval_loader(val_ds, cfg.eval_batch_size or cfg.batch_size, info.world, info.rank, cfg.workers)
+    row: dict = rows[-1] if rows else {}
+    for epoch in range(start_epoch, cfg.epochs):
+        seed_all(cfg.seed, epoch, info.rank)
+        loader.sampler.set_epoch(epoch)
+        train_stats = _train_epoch(net, model, criterion, optimizer, scheduler, loader, mixup, ema, scaler, dtype,
+                                   cfg, info, epoch, updates, updates_per_epoch)
+        updates += updates_per_epoch
+        result = evaluate(torch_predictor(model, dtype), eval_dl, device)
+        model.train()
+        ema_result = evaluate(torch_predictor(ema.module, dtype), eval_dl, device) if ema is not None else None
+        chosen = ema_result or result
+        row = {"epoch": epoch, **train_stats, "val_top1": result.top1, "val_top5": result.top5,
+               "val_loss": result.loss}
+        if ema_result is not None:
+            row.update(ema_top1=ema_result.top1, ema_top5=ema_result.top5)
+        is_best = chosen.top1 > best
+        best = max(best, chosen.top1)
+        if info.main:
+            keep = ema.module if ema is not None else model
+            meta = {**extra, "finetune": {"epoch": epoch, "val_top1": chosen.top1, "val_top5": chosen.top5,
+                                          "ema": ema is not None, "data": str(data), "config": cfg.to_dict()}}
+            save_model(handle, keep, out / "last", meta)
+            if is_best:
+                save_model(handle, keep, out / "best", meta)
+            save_checkpoint(out / CHECKPOINT_FILE, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch + 1,
+                "updates": updates, "best": best, "identity": identity, "config": cfg.to_dict()})
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if cfg.progress:
+                print(f"epoch {epoch}: loss {row['train_loss']:.4f}  val top-1 {chosen.top1:.2f}%  "
+                      f"top-5 {chosen.top5:.2f}%  lr {row['lr']:.2e}  {row['images_per_s']:.0f} img/s", flush=True)
+        if info.world > 1:
+            dist.barrier()
+    model.eval()
+    return {**row, "best": best, "out": str(out)}
+
+
+def _train_epoch(net: nn.Module, model: nn.Module, criterion: DistillationLoss, optimizer, scheduler, loader,
+                 mixup, ema, scaler, dtype, cfg: FinetuneConfig, info: DistInfo, epoch: int, updates: int,
+                 updates_per_epoch: int) -> dict:
+    """One epoch of ``updates_per_epoch`` optimizer steps; returns mean loss, lr and throughput."""
+    from tqdm import tqdm
+
+    net.train()
+    micro_total = updates_per_epoch * cfg.accum_steps
+    loss_sum, images, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(total=micro_total, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not (cfg.progress and info.main))
+    optimizer.zero_grad(set_to_none=True)
+    for micro, (x, y) in enumerate(loader):
+        if micro >= micro_total:
+            break
+        x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
+        if mixup is not None:
+            x, y = mixup(x, y)
+        sync = (micro + 1) % cfg.accum_steps == 0
+        ctx = net.no_sync() if isinstance(net, DistributedDataParallel) and not sync else contextlib.nullcontext()
+        with ctx:
+            with torch.autocast(info.device.type, dtype=dtype, enabled=dtype is not None):
+                loss = criterion(x, net(x), y)
+            if not math.isfinite(loss.item()):
+                raise SnpEdgeError(f"loss is {loss.item()} at epoch {epoch}; lower --lr or disable --amp")
+            scaled = loss / cfg.accum_steps
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        loss_sum += loss.item() * len(x)
+        images += len(x)
+        if sync:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if cfg.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            updates += 1
+            if ema is not None:
+                ema.update(model, step=updates)
+            scheduler.step_update(updates)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+    stats = [loss_sum, float(images)]
+    if info.world > 1:
+        t = torch.tensor(stats, dtype=torch.float64, device=info.device)
+        dist.all_reduce(t)
+        stats = t.tolist()
+    return {"train_loss": stats[0] / max(stats[1], 1), "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": stats[1] / max(elapsed, 1e-9), "epoch_s": elapsed}
