@@ -27,11 +27,11 @@ def add_model_args(p: argparse.ArgumentParser, weights_default: str = "auto") ->
                         f"state_dict/checkpoint (.pth/.pt/.safetensors) (default: {weights_default})")
 
 
-def add_prune_args(p: argparse.ArgumentParser) -> None:
-    """Target, calibration and criterion options of ``prune`` (shared with the pipeline)."""
+def add_prune_args(p: argparse.ArgumentParser, target_required: bool = True) -> None:
+    """Target, calibration and criterion options of ``prune`` (shared with ``run``)."""
     from .criteria import COMPONENTS, CRITERIA, EMBED_SCORES, FFN_SCORES
 
-    target = p.add_mutually_exclusive_group(required=True)
+    target = p.add_mutually_exclusive_group(required=target_required)
     target.add_argument("--preset", help="built-in configuration (see `snp-edge presets`)")
     target.add_argument("--config", type=Path, help="YAML/JSON file of kept widths or ratios per layer")
     target.add_argument("--target-gmacs", type=float, metavar="X", help="find widths that reach X GMACs (within 2%%)")
@@ -62,22 +62,29 @@ def _print_result(summary: dict, as_json: bool) -> None:
         print(format_summary(summary))
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
+def prune_from_args(args: argparse.Namespace, model=None):
+    """:func:`snp_edge.prune` with the options of :func:`add_model_args` and :func:`add_prune_args`
+    (``model``: an already loaded :class:`~snp_edge.models.ModelHandle` instead of ``args.model``)."""
     from .api import prune
     from .models import parse_model_args
-    from .saved import check_output_dir, save_pruned
 
-    out = Path(args.out)
-    check_output_dir(out, args.force)
-    result = prune(
-        args.model, weights=args.weights, model_args=parse_model_args(args.model_arg),
+    return prune(
+        model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg),
         preset=args.preset, config=args.config, target_gmacs=args.target_gmacs,
         calib=args.calib, calib_images=args.calib_images, seed=args.seed,
         criteria={c: getattr(args, f"criterion_{c}") or args.criterion for c in
                   ("qk", "v", "mlp", "embed", "heads", "blocks")},
         gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
         heads=args.heads, drop_blocks=args.drop_blocks, round_to=args.round_to,
-        batch_size=args.batch_size, progress=not args.json)
+        batch_size=args.batch_size, progress=not getattr(args, "json", False))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .saved import check_output_dir, save_pruned
+
+    out = Path(args.out)
+    check_output_dir(out, args.force)
+    result = prune_from_args(args)
     save_pruned(result.handle, out, extra={"summary": result.summary, "pruning": result.recipe}, force=args.force)
     _print_result({**result.summary, "out": str(out)}, args.json)
     return 0

@@ -123,6 +123,12 @@ def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
     """
     q, k = q.double(), k.double()
     g = min(gamma, q.shape[-2], q.shape[-1])
+    if q.shape[-2] <= q.shape[-1]:  # few tokens: S itself is the small matrix
+        u, sigma, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
+        uq = u[..., :g].transpose(-2, -1) @ q
+        vk = vh[..., :g, :] @ k
+        norms = q.norm(dim=-2) * k.norm(dim=-2)
+        return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
     rq, rk = _gram_factor(q), _gram_factor(k)  # (B, H, d, d)
     m = rq @ rk.transpose(-2, -1)
     eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending

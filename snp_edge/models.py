@@ -7,6 +7,7 @@ it (where its weights came from, whether accuracy figures mean anything, its inp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import timm
@@ -77,8 +78,9 @@ class ModelHandle:
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    @property
+    @cached_property
     def gmacs(self) -> float:
+        """Multiply-accumulates per image / 1e9, counted once (handles are not modified after creation)."""
         from .macs import count_macs
 
         return count_macs(self.model) / 1e9

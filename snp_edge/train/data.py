@@ -34,11 +34,15 @@ class AugConfig:
     no_aug: bool = False  # eval-style resize + centre crop for training too
 
 
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def _image_folder(root: Path, transform):
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(str(root), transform=transform, extensions=IMAGE_EXTENSIONS)
+        return ImageFolder(str(root), transform=transform, is_valid_file=_is_image)
     except (FileNotFoundError, OSError) as exc:
         raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {str(exc).splitlines()[0]}") from None
 

@@ -1,0 +1,32 @@
+"""`snp-edge run`: the main job end to end on a small model (prune -> export -> bundle -> bench)."""
+
+from __future__ import annotations
+
+import json
+
+from snp_edge.cli import main
+
+
+def test_run_end_to_end(capsys, tmp_path):
+    out = tmp_path / "run"
+    code = main(["run", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random",
+                 "--target-gmacs", "0.05", "--references", "--targets", "rtx3090", "--quick", "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prune"]["gmacs_after"] <= 0.05 < summary["prune"]["gmacs_before"]
+    assert "meaningless" in summary["notice"] and "NOTICE" in stdout
+    assert set(summary["onnx"]) == {"deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP"}
+    assert all(p["max_abs"] <= 1e-4 for v in summary["onnx"].values() for p in v["parity"])
+    assert (out / "bundles" / "rtx3090" / "manifest.json").is_file()
+    results = json.loads((out / "bench" / "results.json").read_text())
+    assert [c["label"] for c in results["candidates"]] == ["deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP"]
+    assert "meaningless" in (out / "bench" / "results.md").read_text()
+    assert (out / "bench" / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_run_refuses_existing_output(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    assert main(["run", "--out", str(tmp_path / "run"), "--weights", "random"]) == 1
+    assert "--force" in capsys.readouterr().err
