@@ -48,7 +48,8 @@ from .trt_ops import DEVICE_TRT
 
 DEFAULT_OPSET = {"jetson-nano": 13, "rtx3090": 17}
 ENGINES_DIR = Path(engines.__file__).resolve().parent
-DOCKER_DIR = ENGINES_DIR.parent / "docker"
+# docker/ beside the packages in a clone (editable install); the host image points here with the variable
+DOCKER_DIR = Path(os.environ.get("SNP_EDGE_DOCKER_DIR", ENGINES_DIR.parent / "docker"))
 DEVICE_DOCKER_FILES = ("Dockerfile.jetson", "Dockerfile.trt-x86", "run-jetson.sh", "run-x86.sh")
 
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
-
-from .errors import SnpEdgeError
 
 DEFAULT_MODEL = "deit_small_patch16_224"
 DEFAULT_PRESET = "deit_s_1.3g"
@@ -60,10 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output_dir(out, args.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         _stage(f"loading {args.model} (weights: {args.weights})")
@@ -111,10 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         publish_dir(tmp, out, args.force)
     finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     if bench_doc is not None:
         print(markdown(bench_doc))
     print(f"wrote {out}/ (pruned/, onnx/, {'bundles/, ' if bundles else ''}{'bench/, ' if bench_doc else ''}"
@@ -150,6 +143,3 @@ def add_subparsers(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/run-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_run)
-
-
-__all__ = ["add_subparsers", "SnpEdgeError"]
