@@ -227,19 +227,9 @@ class TrtRunner(Runner):
             raise SnpEdgeError(msg if str(self.path) in msg else f"{self.path}: {msg}") from None
 
     def run_block(self, k: int, warmup: int = 0) -> list[float]:
-        r = self.runner
-        cuda, stream = r.cuda, r.stream
-        for _ in range(warmup):
-            r.enqueue()
-        cuda.synchronize(stream)
-        start, end = cuda.event(), cuda.event()
-        times = []
-        for _ in range(k):
-            cuda.record(start, stream)
-            r.enqueue()
-            cuda.record(end, stream)
-            times.append(float(cuda.elapsed_ms(start, end)))
-        return times
+        from engines.runtime import time_runs
+
+        return time_runs(self.runner, warmup, k)
 
     def settings(self) -> dict[str, Any]:
         sidecar = (self.runner.sidecar if self.runner else None) or {}

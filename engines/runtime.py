@@ -130,17 +130,23 @@ def time_engine(engine_path, batch, warmup, runs):
     try:
         runner.prepare(batch)
         runner.upload(np.random.RandomState(0).standard_normal(runner.input_shape(batch)))
-        cuda, stream = runner.cuda, runner.stream
-        for _ in range(warmup):
-            runner.enqueue()
-        cuda.synchronize(stream)
-        start, end = cuda.event(), cuda.event()
-        times = []
-        for _ in range(runs):
-            cuda.record(start, stream)
-            runner.enqueue()
-            cuda.record(end, stream)
-            times.append(float(cuda.elapsed_ms(start, end)))
-        return times
+        return time_runs(runner, warmup, runs)
     finally:
         runner.close()
+
+
+def time_runs(runner, warmup, runs):
+    """Per-run latencies in ms of ``runs`` enqueues on a prepared :class:`EngineRunner`, after ``warmup``
+    untimed ones: CUDA events around each enqueue, each waited for before the next."""
+    cuda, stream = runner.cuda, runner.stream
+    for _ in range(warmup):
+        runner.enqueue()
+    cuda.synchronize(stream)
+    start, end = cuda.event(), cuda.event()
+    times = []
+    for _ in range(runs):
+        cuda.record(start, stream)
+        runner.enqueue()
+        cuda.record(end, stream)
+        times.append(float(cuda.elapsed_ms(start, end)))
+    return times
