@@ -144,7 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     cfg, out, model_args = _prepare(args, "compare")
     cands = compare_candidates(args.model, args.preset, args.target_gmacs, args.weights, model_args,
-                               args.baseline_models, args.calib)
+                               args.baseline_models, args.calib, args.round_to)
     apply_top1(cands, args.top1)
     return _measure_and_write(cands, cfg, out, args.force)
 
@@ -175,6 +175,8 @@ def add_subparsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline-models", nargs="*", default=list(DEFAULT_REFERENCES), metavar="NAME",
                    help=f"reference timm models (default {' '.join(DEFAULT_REFERENCES)}; none: give the flag alone)")
     p.add_argument("--calib", help="calibration images for the SNP scores (see snp-edge prune --help)")
+    p.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="round pruned widths to multiples of N, staying under the target (default 1: none)")
     add_model_args(p)
     add_measure_args(p)
     p.set_defaults(func=cmd_compare)

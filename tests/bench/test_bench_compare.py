@@ -35,3 +35,14 @@ def test_compare_needs_a_target(cli, tmp_path):
     rc, _, err = cli("compare", "--model", "vit_tiny_patch16_224", *MODEL_ARGS, "--weights", "random",
                      "--quick", "--out", tmp_path)
     assert rc == 1 and "--preset or --target-gmacs" in err
+
+
+def test_compare_round_to_aligns_pruned_widths():
+    from bench.compare import compare_candidates
+
+    cands = compare_candidates("vit_tiny_patch16_224", [], [0.008], weights="random", model_args=TINY_ARGS,
+                               references=[], round_to=8)
+    arch = cands[1].handle.arch
+    widths = [arch["embed"]] + [b[k] for b in arch["blocks"] for k in ("qk", "v", "mlp")]
+    assert all(w % 8 == 0 for w in widths) and cands[1].gmacs <= 0.008
+    assert cands[1].label.endswith("round-to 8)")
