@@ -123,14 +123,18 @@ def arch_from_config(config: dict, base: Arch, source: str = "config") -> Arch:
 
 
 def round_arch(arch: Arch, multiple: int) -> Arch:
-    """Round every pruned width down to a multiple of ``multiple`` (at least ``multiple``); unpruned widths stay."""
+    """Round every pruned width to the nearest multiple of ``multiple`` (at least ``multiple``, at most the
+    original); unpruned widths stay. Rounding can add MACs: :func:`fit_under` gives them back."""
     if multiple < 1:
         raise SnpEdgeError(f"--round-to must be >= 1, got {multiple}")
     if multiple == 1:
         return arch
 
     def down(width: int, orig: int) -> int:
-        return width if width == orig else max(multiple, width // multiple * multiple)
+        if width == orig:
+            return width
+        nearest = max(multiple, (2 * width + multiple) // (2 * multiple) * multiple)
+        return nearest if nearest <= orig else orig // multiple * multiple
 
     blocks = [replace(b, qk=down(b.qk, arch.head_dim), v=down(b.v, arch.head_dim), mlp=down(b.mlp, arch.mlp))
               for b in arch.blocks]

@@ -96,14 +96,14 @@ def test_preset_for_another_model_is_refused():
         arch_from_config(load_preset("deit_s_1.3g"), base, "preset deit_s_1.3g")
 
 
-def test_round_to_keeps_multiples_and_stays_under():
+def test_round_to_nearest_multiple():
     cfg = load_preset("deit_s_1.3g")
-    base, consts = _base(cfg["model"])
-    arch = arch_from_config(cfg, base)
-    rounded = round_arch(arch, 8)
-    widths = [rounded.embed] + [w for b in rounded.blocks for w in (b.qk, b.v, b.mlp)]
-    assert all(w % 8 == 0 for w in widths)
-    assert predict_macs(rounded, **consts) <= predict_macs(arch, **consts)
+    base, _ = _base(cfg["model"])
+    rounded = round_arch(arch_from_config(cfg, base), 8)
+    assert rounded.embed == 344  # 345 -> 344
+    assert [b.qk for b in rounded.blocks[:4]] == [24, 24, 24, 16]  # 26, 20, 20, 13
+    assert [b.v for b in rounded.blocks[:2]] == [16, 16]  # 12, 19
+    assert rounded.blocks[0].mlp == 1384 and rounded.blocks[3].mlp == 304  # 1382, 307
 
 
 def test_round_to_larger_than_small_widths_stays_under():
