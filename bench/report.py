@@ -81,7 +81,7 @@ def markdown(doc: dict[str, Any]) -> str:
              f"runs {'/'.join(map(str, sorted(set(runs)))) or '-'} per model")
     if p["interleaved"]:
         proto += (f", interleaved in blocks of {p['block']} runs (seed {p['seed']}, {p['rewarm']} untimed run "
-                  f"after each switch), {p['threads']} threads")
+                  f"after each switch), {p['threads']} thread{'s' if p['threads'] != 1 else ''}")
     else:
         proto += f", measured on the device ({', '.join(p.get('sources', []))})"
     cpu = env.get("cpu") or {}
@@ -110,13 +110,17 @@ def plot(doc: dict[str, Any]) -> bytes:
     p = doc["protocol"]
     ax.set_title(f"{p['backend']} {p.get('device', '')}, batch {p['batch']}" + (" (PARTIAL)" if doc["partial"] else ""))
     if cands and all(c["gmacs"] is not None for c in cands):
-        for i, c in enumerate(cands):
+        span = max(c["gmacs"] for c in cands) - min(c["gmacs"] for c in cands) or 1.0
+        level, prev = 0, None
+        for c in sorted(cands, key=lambda c: (c["gmacs"], c["latency_ms"]["median"])):
             lat = c["latency_ms"]
             high = lat.get("p90", lat["median"])
             ax.errorbar([c["gmacs"]], [lat["median"]], yerr=[[lat["median"] - lat["min"]], [high - lat["median"]]],
                         fmt="o", color=ROLE_COLORS[c["role"]], capsize=3)
+            level = level + 1 if prev is not None and c["gmacs"] - prev < 0.05 * span else 0
+            prev = c["gmacs"]
             ax.annotate(c["label"], (c["gmacs"], lat["median"]), textcoords="offset points",
-                        xytext=(5, 5 if i % 2 == 0 else -12), fontsize=8)  # alternate: close points stay legible
+                        xytext=(8, -4 - 11 * level), fontsize=8)  # points at nearly equal GMACs: labels stacked
         ax.margins(0.15)
         ax.set_xlabel("GMACs per image")
         ax.set_ylabel("median latency (ms), whiskers min..p90")
