@@ -24,6 +24,7 @@ residual base scores, or how heads are chosen: those choices are ours, documente
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +34,7 @@ from tqdm import tqdm
 from .attention import PrunedAttention
 from .errors import SnpEdgeError
 
-CRITERIA = ("snp", "snp-data", "l1", "l2", "random")
+CRITERIA = ("snp", "snp-data", "snp-attn", "l1", "l2", "random")
 COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 FFN_SCORES = ("act", "l1", "l2")
 EMBED_SCORES = ("l1", "l2", "act")
@@ -67,12 +68,12 @@ class ScoreOptions:
     def data_driven(self, comp: str) -> bool:
         crit = self.criteria[comp]
         if comp == "mlp":
-            return crit in ("snp", "snp-data") and self.ffn_score == "act"
+            return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
         if comp == "embed":
-            return crit in ("snp", "snp-data") and self.embed_score == "act"
+            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score == "act"
         if comp == "v":
-            return crit == "snp-data"
-        return crit in ("snp", "snp-data")
+            return crit in ("snp-data", "snp-attn")
+        return crit in ("snp", "snp-data", "snp-attn")
 
 
 @dataclass
@@ -100,6 +101,18 @@ def _split_qkv(attn: nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, torch.
             v.reshape(B, N, H, dv).transpose(1, 2))
 
 
+@contextmanager
+def _one_thread():
+    """Run batched small LAPACK calls (64 x 64 eigh/SVD) on one thread: they gain nothing from more, and
+    under CPU contention OpenMP's spinning made eigh 60x slower with two threads than with one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _gram_factor(x: torch.Tensor) -> torch.Tensor:
     """Upper-triangular R with R^T R = X^T X (the R of a QR of X), via Cholesky of the d x d Gram matrix.
 
@@ -124,14 +137,16 @@ def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
     q, k = q.double(), k.double()
     g = min(gamma, q.shape[-2], q.shape[-1])
     if q.shape[-2] <= q.shape[-1]:  # few tokens: S itself is the small matrix
-        u, sigma, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
+        with _one_thread():
+            u, _, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
         uq = u[..., :g].transpose(-2, -1) @ q
         vk = vh[..., :g, :] @ k
         norms = q.norm(dim=-2) * k.norm(dim=-2)
         return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
     rq, rk = _gram_factor(q), _gram_factor(k)  # (B, H, d, d)
     m = rq @ rk.transpose(-2, -1)
-    eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending
+    with _one_thread():
+        eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending
     u = eigvec[..., -g:]  # (B, H, d, g)
     sigma = eigval[..., -g:].clamp_min(0).sqrt()
     v = (m.transpose(-2, -1) @ u) / (sigma[..., None, :] + EPS)
@@ -139,6 +154,22 @@ def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
     vk = v.transpose(-2, -1) @ rk  # (B, H, g, d): v_j . k_i
     norms = rq.norm(dim=-2) * rk.norm(dim=-2)  # (B, H, d): |q_i| |k_i|
     return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
+
+
+def attn_qk_scores(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """``snp-attn`` Q/K pair importance, per image: (B, H, N, d) x2 -> (B, H, d).
+
+    How much the attention map A = softmax(scale * Q K^T) moves when pair i (its rank-1 score term
+    dS = scale * q_i k_i^T) is removed, to first order: dA = A * (dS - rowsum(A * dS)), so
+    ||dA||_F^2 = scale^2 * sum_n q_ni^2 * sum_m A_nm^2 (k_mi - kbar_ni)^2 with kbar = A k.
+    Score terms that are constant along a row (softmax ignores them) cost nothing.
+    """
+    q, k = q.double(), k.double()
+    a = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
+    a2 = a * a
+    kbar = a @ k  # (B, H, N, d): attention-weighted mean of each key neuron, per query
+    spread = a2 @ (k * k) - 2 * kbar * (a2 @ k) + kbar * kbar * a2.sum(-1, keepdim=True)
+    return (scale * (q * q * spread.clamp_min(0)).sum(dim=2).sqrt()).float()
 
 
 def snp_v_scores(w_v: torch.Tensor) -> torch.Tensor:
@@ -177,6 +208,8 @@ class _Collector:
             q, k, v = _split_qkv(attn, out)
             if need("qk") and crit["qk"] == "snp":
                 self._add("qk", i, snp_qk_scores(q, k, self.opts.gamma).sum(0))
+            elif need("qk") and crit["qk"] == "snp-attn":
+                self._add("qk", i, attn_qk_scores(q, k, attn.scale).sum(0))
             elif need("qk"):
                 self._add("qk", i, (q.norm(dim=2) * k.norm(dim=2)).sum(0))
             if need("v") or need("heads"):
@@ -273,7 +306,7 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         # query/key pairs
         if crit["qk"] == "zero":
             qk.append(torch.zeros(H, dqk))
-        elif crit["qk"] in ("snp", "snp-data"):
+        elif crit["qk"] in ("snp", "snp-data", "snp-attn"):
             qk.append(col.mean("qk", i))
         elif crit["qk"] == "random":
             qk.append(torch.rand(H, dqk, generator=gen))
@@ -286,7 +319,7 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
             v.append(torch.zeros(H, dv))
         elif crit["v"] == "snp":
             v.append(snp_v_scores(wv).reshape(H, dv))
-        elif crit["v"] == "snp-data":
+        elif crit["v"] in ("snp-data", "snp-attn"):
             v.append(col.mean("v", i))
         elif crit["v"] == "random":
             v.append(torch.rand(H, dv, generator=gen))
@@ -307,7 +340,7 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         # whole heads
         if crit["heads"] == "zero":
             heads.append(torch.zeros(H))
-        elif crit["heads"] in ("snp", "snp-data"):
+        elif crit["heads"] in ("snp", "snp-data", "snp-attn"):
             heads.append(col.mean("heads", i))
         elif crit["heads"] == "random":
             heads.append(torch.rand(H, generator=gen))
@@ -319,7 +352,7 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         # whole blocks
         if crit["blocks"] == "zero":
             block_scores.append(torch.zeros(()))
-        elif crit["blocks"] in ("snp", "snp-data"):
+        elif crit["blocks"] in ("snp", "snp-data", "snp-attn"):
             block_scores.append(col.mean("blocks", i)[0])
         elif crit["blocks"] == "random":
             block_scores.append(torch.rand((), generator=gen))

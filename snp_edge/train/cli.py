@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .finetune import finetune
 
     out = Path(args.out)
-    if args.resume is None and not args.force and out.exists():
+    if args.resume is None and not args.force and out.exists() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         raise SnpEdgeError(f"output {out} already exists; pass --force to replace it or --resume to continue it")
     student, desc = load_any(args.model, args.weights, args.model_arg)
     spec = args.teacher or ("original" if desc is not None else None)

@@ -248,6 +248,8 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
     global_batch = cfg.batch_size * info.world * cfg.accum_steps
     if len(train_ds) < cfg.batch_size * info.world:
         raise SnpEdgeError(f"train data has {len(train_ds)} images, fewer than one global batch ({global_batch})")
+    if info.world > 1:
+        dist.barrier()  # every process has checked the output folder before the main one creates it
     if state is None and info.main:
         if out.exists():  # --force: clear the old run only now that every input has been checked
             shutil.rmtree(out)

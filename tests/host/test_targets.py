@@ -144,4 +144,11 @@ def test_unreachable_target():
 
 
 def test_list_presets():
-    assert set(list_presets()) == {"deit_t_0.6g", "deit_s_2.0g", "deit_s_1.3g", "deit_b_6.4g", "deit_b_3.5g_heads"}
+    assert set(list_presets()) == {"deit_t_0.6g", "deit_s_2.0g", "deit_s_1.3g", "deit_b_6.4g", "deit_b_3.5g_heads",
+                                   "deit_s_1.3g_heads"}
+
+
+def test_own_deit_s_head_preset():
+    cfg = load_preset("deit_s_1.3g_heads")
+    assert abs(_gmacs(cfg) - 1.27) <= 0.01
+    assert all(w % 8 == 0 for w in (cfg["embed"], cfg["qk"], cfg["v"], cfg["mlp"]))
