@@ -54,10 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     protocol = QUICK if args.quick else RUN_PROTOCOL
     cfg = BenchConfig(backend=args.backend, warmup=args.warmup if args.warmup is not None else protocol["warmup"],
                       runs=args.runs or protocol["runs"], threads=args.threads, batch=args.batch)
-    cfg.check()
+    if args.backend != "none":
+        cfg.check()
     out = Path(args.out or Path("runs") / f"run-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_output_dir(out, args.force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, args.force)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

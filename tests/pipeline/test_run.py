@@ -26,6 +26,23 @@ def test_run_end_to_end(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_run_default_output_folder_is_created(capsys, tmp_path, monkeypatch):
+    """From a fresh clone there is no runs/ yet: the default output lands in runs/run-<time>/."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--weights", "random",
+                 "--config", str(_cfg(tmp_path)), "--criterion", "l1", "--references", "--targets", "--backend",
+                 "none"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("run-") and (run / "pruned" / "model.json").is_file()
+
+
+def _cfg(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("mlp: 384\n")
+    return path
+
+
 def test_run_refuses_existing_output(capsys, tmp_path):
     (tmp_path / "run").mkdir()
     assert main(["run", "--out", str(tmp_path / "run"), "--weights", "random"]) == 1
