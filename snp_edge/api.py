@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .arch import Arch, arch_of
 from .calib import load_calibration
-from .criteria import COMPONENTS, ScoreOptions
+from .criteria import COMPONENTS, DEFAULT_CRITERIA, ScoreOptions
 from .errors import SnpEdgeError
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
@@ -54,12 +54,14 @@ def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Pa
 def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict | None = None,
           preset: str | None = None, config: str | Path | dict | None = None, target_gmacs: float | None = None,
           calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
-          criteria: dict[str, str] | str = "snp", gamma: int = 8, ffn_score: str = "act",
+          criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
           embed_score: str = "l1", heads: int | None = None, drop_blocks: int = 0, round_to: int = 1,
           batch_size: int = 16, progress: bool = False) -> PruneResult:
     """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option."""
     handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
-    if isinstance(criteria, str):
+    if criteria is None:
+        criteria = dict(DEFAULT_CRITERIA)
+    elif isinstance(criteria, str):
         criteria = dict.fromkeys(COMPONENTS, criteria)
     opts = ScoreOptions(criteria=criteria, gamma=gamma, ffn_score=ffn_score, embed_score=embed_score,
                         seed=seed, batch_size=batch_size)

@@ -39,7 +39,9 @@ def add_prune_args(p: argparse.ArgumentParser, target_required: bool = True) -> 
                                    "array (N,C,H,W float32, preprocessed); default: seeded noise, with a notice")
     p.add_argument("--calib-images", type=int, default=64, metavar="N", help="calibration images used (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed for image sampling and random scores (default 0)")
-    p.add_argument("--criterion", choices=CRITERIA, default="snp", help="criterion for every component (default snp)")
+    p.add_argument("--criterion", choices=CRITERIA,
+                   help="criterion for every component; default: snp, with the data-driven value score "
+                        "(snp-data) that measured best (docs/accuracy.md); `--criterion snp` is the paper's, literally")
     for comp in COMPONENTS:
         p.add_argument(f"--criterion-{comp}", choices=CRITERIA, help=f"criterion for {comp} (overrides --criterion)")
     p.add_argument("--snp-gamma", type=int, default=8, help="singular triplets of S^h used by the snp Q/K score")
@@ -66,14 +68,15 @@ def prune_from_args(args: argparse.Namespace, model=None):
     """:func:`snp_edge.prune` with the options of :func:`add_model_args` and :func:`add_prune_args`
     (``model``: an already loaded :class:`~snp_edge.models.ModelHandle` instead of ``args.model``)."""
     from .api import prune
+    from .criteria import DEFAULT_CRITERIA
     from .models import parse_model_args
 
     return prune(
         model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg),
         preset=args.preset, config=args.config, target_gmacs=args.target_gmacs,
         calib=args.calib, calib_images=args.calib_images, seed=args.seed,
-        criteria={c: getattr(args, f"criterion_{c}") or args.criterion for c in
-                  ("qk", "v", "mlp", "embed", "heads", "blocks")},
+        criteria={c: getattr(args, f"criterion_{c}") or args.criterion or DEFAULT_CRITERIA[c] for c in
+                  DEFAULT_CRITERIA},
         gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
         heads=args.heads, drop_blocks=args.drop_blocks, round_to=args.round_to,
         batch_size=args.batch_size, progress=not getattr(args, "json", False))
@@ -137,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _stage_parsers() -> list[Callable]:
     """Subcommands of the later stages (export, bench, ...), registered when their packages are present."""
     found = []
-    for module in ("export.cli", "bench.cli", "snp_edge.pipeline"):
+    for module in ("export.cli", "bench.cli", "snp_edge.pipeline", "snp_edge.train.cli"):
         try:
             mod = __import__(module, fromlist=["add_subparsers"])
         except ModuleNotFoundError as exc:

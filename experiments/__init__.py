@@ -1,0 +1,1 @@
+"""Reproducible experiments of snp-edge (run as ``python -m experiments.<name>``)."""
