@@ -152,8 +152,11 @@ def _stage_parsers() -> list[Callable]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_parsed(build_parser().parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand: a :class:`SnpEdgeError` becomes one line on stderr and exit status 1."""
     try:
         return args.func(args)
     except SnpEdgeError as exc:

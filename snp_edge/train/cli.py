@@ -292,12 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m snp_edge.train``: these two subcommands with the main CLI's error handling."""
     parser = argparse.ArgumentParser(prog="snp-edge", description="fine-tuning and evaluation of pruned ViTs")
     add_subparsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except SnpEdgeError as exc:
-        print(f"snp-edge {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"snp-edge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    from snp_edge.cli import run_parsed
+
+    return run_parsed(parser.parse_args(argv))
