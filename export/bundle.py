@@ -39,7 +39,7 @@ from engines.manifest import (
 )
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle
-from snp_edge.saved import publish_dir
+from snp_edge.saved import check_output_dir, publish_dir
 from snp_edge.summary import widths_of
 
 from .onnx_export import export_onnx
@@ -122,12 +122,8 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     opset = opset or DEFAULT_OPSET[target]
     out = Path(out)
     final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
-    if final.exists() and not force:
-        raise SnpEdgeError(f"output {final} already exists; pass --force to replace it")
-    parent = final.resolve().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise SnpEdgeError(f"cannot write {final}: folder {parent} does not exist or is not writable")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
+    check_output_dir(final, force)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.resolve().parent))
     try:
         if images is None:
             size = (handle.in_chans, handle.img_size, handle.img_size)

@@ -19,6 +19,7 @@ import torch
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle
+from snp_edge.saved import check_output_dir
 
 from .cleanup import clean
 from .parity import FP32_ATOL, Parity, check_parity
@@ -79,10 +80,7 @@ def export_onnx(handle: ModelHandle, out: str | Path, opset: int = 13, target: s
     if opset not in SUPPORTED_OPSETS:
         raise SnpEdgeError(f"--opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")
     target = target or ("trt8.2" if opset <= 13 else "trt10")
-    if out.exists() and not force:
-        raise SnpEdgeError(f"output {out} already exists; pass --force to replace it")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise SnpEdgeError(f"cannot write {out}: folder {out.parent} does not exist or is not writable")
+    check_output_dir(out, force)
     model = export_copy(handle.model)
     size = (handle.in_chans, handle.img_size, handle.img_size)
     if images is None:

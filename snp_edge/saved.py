@@ -27,7 +27,7 @@ ARCH_FILE = "model.json"
 
 
 def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse an existing output (unless ``force``) or an unwritable parent, before any work is done."""
+    """Refuse an existing output file or folder (unless ``force``) or an unwritable parent, before any work."""
     if out.exists() and not force:
         raise SnpEdgeError(f"output {out} already exists; pass --force to replace it")
     parent = out.resolve().parent
