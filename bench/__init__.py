@@ -5,9 +5,9 @@ Library use::
 
     from pathlib import Path
 
-    from bench.candidates import from_spec
-    from bench.run import BenchConfig, run_bench
-    from bench.report import write_report
+    from snp_edge.bench.candidates import from_spec
+    from snp_edge.bench.run import BenchConfig, run_bench
+    from snp_edge.bench.report import write_report
 
     doc = run_bench([from_spec("a.onnx"), from_spec("b.onnx")], BenchConfig(warmup=10, runs=30))
     write_report(doc, Path("runs/x"))

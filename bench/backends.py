@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snp_edge.errors import SnpEdgeError
+from snp_edge.errors import SnpEdgeError, first_line
 
 if TYPE_CHECKING:
     from snp_edge.models import ModelHandle
@@ -85,23 +85,13 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         if self.export_from is not None:
-            from export import export_onnx
+            from snp_edge.export import export_onnx
 
             export_onnx(self.export_from, self.path)
 
-        provider = "CUDAExecutionProvider" if self.device == "cuda" else "CPUExecutionProvider"
-        if provider not in ort.get_available_providers():
-            raise SnpEdgeError(f"onnxruntime {ort.__version__} has no {provider} here "
-                               "(install onnxruntime-gpu for --device cuda)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=[provider])
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise SnpEdgeError(f"onnxruntime cannot load {self.path}: {str(exc).splitlines()[0][:200]}") from None
+        from snp_edge.engines.ort import ort_session
+
+        self.session = ort_session(self.path, self.threads, self.device)
         inp = self.session.get_inputs()[0]
         dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         img_size = self.export_from.img_size if self.export_from is not None else None
@@ -214,20 +204,19 @@ class TrtRunner(Runner):
 
     def prepare(self) -> None:
         import numpy as np
-
-        from engines.errors import EnginesError
-        from engines.runtime import EngineRunner
+        from snp_edge.engines.errors import EnginesError
+        from snp_edge.engines.runtime import EngineRunner
 
         try:
             self.runner = EngineRunner(str(self.path))
             self.runner.prepare(self.batch)
             self.runner.upload(np.random.RandomState(0).standard_normal(self.runner.input_shape(self.batch)))
         except (EnginesError, ImportError, OSError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = first_line(exc)
             raise SnpEdgeError(msg if str(self.path) in msg else f"{self.path}: {msg}") from None
 
     def run_block(self, k: int, warmup: int = 0) -> list[float]:
-        from engines.runtime import time_runs
+        from snp_edge.engines.runtime import time_runs
 
         return time_runs(self.runner, warmup, k)
 

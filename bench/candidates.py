@@ -14,8 +14,6 @@ from .backends import OrtRunner, Runner, TorchRunner, TrtRunner
 if TYPE_CHECKING:
     from snp_edge.models import ModelHandle
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-MEASURED_SUFFIXES = (".json", ".txt", ".log")
 
 
 @dataclass
@@ -68,8 +66,8 @@ def sibling_onnx(path: Path) -> Path | None:
 def find_bundle(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """The bundle folder above ``path`` (engines are cached inside their bundle) and its manifest's ``model``
     entry (base_model, pruned, gmacs, params, accuracy_meaningful, notice); None outside a bundle."""
-    from engines.errors import EnginesError
-    from engines.manifest import MANIFEST_NAME, load_manifest
+    from snp_edge.engines.errors import EnginesError
+    from snp_edge.engines.manifest import MANIFEST_NAME, load_manifest
 
     for folder in path.resolve().parents:
         if (folder / MANIFEST_NAME).is_file():
@@ -90,25 +88,18 @@ def from_handle(handle: ModelHandle, source: str, role: str | None = None, label
         notice=handle.notice, extra={"base_model": handle.base_model, **(extra or {})})
 
 
-def from_spec(spec: str, weights: str = "random", model_args: dict | None = None) -> Candidate:
-    """A candidate from a command-line argument; missing files are errors, other names are timm models."""
+def from_spec(spec: str, weights: str = "auto", model_args: dict | None = None) -> Candidate:
+    """A candidate from a command-line argument (see :mod:`snp_edge.sources` for what a name can be)."""
+    from snp_edge.sources import load_handle, source_kind
+
+    kind = source_kind(spec)
     path = Path(spec)
-    suffix = path.suffix.lower()
-    looks_like_file = suffix in (".onnx", *ENGINE_SUFFIXES, *MEASURED_SUFFIXES) or "/" in spec or "\\" in spec
-    if not path.exists():
-        if looks_like_file:
-            raise SnpEdgeError(f"candidate not found: {spec}")
-        from snp_edge import resolve_model
-
-        return from_handle(resolve_model(spec, weights, model_args), spec)
-    if path.is_dir() or (suffix == ".json" and (path.parent / "model.safetensors").is_file()):
-        from snp_edge import resolve_model
-
-        return from_handle(resolve_model(spec), spec)
-    if suffix == ".onnx":
+    if kind in ("pruned", "timm"):
+        return from_handle(load_handle(spec, weights, model_args), spec)
+    if kind == "onnx":
         gmacs, params = _cost_from_onnx(path)
         return Candidate(label=path.stem, source=spec, kind="onnx", path=path, gmacs=gmacs, params=params)
-    if suffix in ENGINE_SUFFIXES:
+    if kind == "engine":
         bundle = find_bundle(path)
         if bundle is not None:
             folder, model = bundle
@@ -119,7 +110,7 @@ def from_spec(spec: str, weights: str = "random", model_args: dict | None = None
         onnx_path = sibling_onnx(path)
         gmacs, params = _cost_from_onnx(onnx_path) if onnx_path else (None, None)
         return Candidate(label=path.stem, source=spec, kind="engine", path=path, gmacs=gmacs, params=params)
-    if suffix in MEASURED_SUFFIXES:
+    if kind == "measurement":
         from .ingest import load_measurement
 
         m = load_measurement(path)
@@ -130,8 +121,8 @@ def from_spec(spec: str, weights: str = "random", model_args: dict | None = None
                          gmacs=m.get("gmacs") or gmacs, params=m.get("params") or params,
                          accuracy_meaningful=m.get("accuracy_meaningful"), notice=m.get("notice"),
                          extra={"base_model": m.get("base_model")}, measured=m)
-    raise SnpEdgeError(f"cannot benchmark {spec}: expected .onnx, {'/'.join(ENGINE_SUFFIXES)}, a measurement file "
-                       f"({'/'.join(MEASURED_SUFFIXES)}), a pruned-model folder or a timm model name")
+    raise SnpEdgeError(f"cannot benchmark {spec}: a {kind} file is not a model; expected .onnx, an engine, a "
+                       "measurement file, a pruned-model folder or a timm model name")
 
 
 def unique_labels(cands: list[Candidate]) -> None:

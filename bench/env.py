@@ -11,7 +11,7 @@ from glob import glob
 from importlib import metadata
 from typing import Any
 
-from engines.envinfo import jetson_info, nvidia_smi_info, read_text, tensorrt_version
+from snp_edge.engines.envinfo import jetson_info, nvidia_smi_info, read_text, tensorrt_version
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TIMM_FUSED_ATTN", "SNP_EDGE_NVPMODEL")
 

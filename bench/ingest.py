@@ -1,7 +1,7 @@
 """Measurements made on the device, read back so they appear in the same report as host runs.
 
 Understood inputs (parsed with :mod:`engines.trtexec`, the device side's own parsers):
-- ``python3 -m engines bench BUNDLE --json FILE`` output (schema ``snp-edge-device-bench/1``): per-run
+- ``python3 -m engines bench BUNDLE --json-file FILE`` output (schema ``snp-edge-device-bench/1`` or ``/2``): per-run
   latencies, batch, warm-up, engine precision and the device environment;
 - trtexec ``--exportTimes=FILE.json``: per-run GPU compute times (``computeMs``). TensorRT 8.2 also exports
   its warm-up runs, which cannot be told apart here: prefer ``engines bench --trtexec --json``;
@@ -15,11 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engines.errors import EnginesError
-from engines.trtexec import compute_times_ms, parse_summary
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.trtexec import compute_times_ms, parse_summary
+
 from snp_edge.errors import SnpEdgeError
 
-DEVICE_BENCH_SCHEMA = "snp-edge-device-bench/1"
+DEVICE_BENCH_SCHEMAS = ("snp-edge-device-bench/1", "snp-edge-device-bench/2")
 
 
 def _from_device_bench(doc: dict, path: Path) -> dict[str, Any]:
@@ -52,12 +53,12 @@ def load_measurement(path: Path) -> dict[str, Any]:
             doc = json.loads(text)
         except ValueError as exc:
             raise SnpEdgeError(f"{path}: invalid JSON ({exc})") from None
-        if isinstance(doc, dict) and doc.get("schema") == DEVICE_BENCH_SCHEMA:
+        if isinstance(doc, dict) and doc.get("schema") in DEVICE_BENCH_SCHEMAS:
             return _from_device_bench(doc, path)
         if isinstance(doc, list):
             return {"tool": "trtexec --exportTimes", "times_ms": compute_times_ms(doc),
                     "settings": {"metric": "GPU compute time per run (computeMs)"}}
     except EnginesError as exc:
         raise SnpEdgeError(f"{path}: {exc}") from None
-    raise SnpEdgeError(f"{path}: expected `engines bench --json` output ({DEVICE_BENCH_SCHEMA}) "
+    raise SnpEdgeError(f"{path}: expected `engines bench --json` output ({DEVICE_BENCH_SCHEMAS[-1]}) "
                        "or a trtexec --exportTimes list")

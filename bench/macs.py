@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 
-from snp_edge.errors import SnpEdgeError
+from snp_edge.errors import SnpEdgeError, first_line
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -60,7 +60,7 @@ def _with_batch(path: Path, batch: int) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise SnpEdgeError(f"cannot read ONNX file {path}: {str(exc).splitlines()[0][:200]}") from None
+        raise SnpEdgeError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
     initializers = {t.name for t in model.graph.initializer}
     for inp in model.graph.input:
         if inp.name not in initializers and inp.type.tensor_type.shape.dim:
@@ -72,7 +72,7 @@ def _with_batch(path: Path, batch: int) -> onnx.ModelProto:
     try:
         return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception as exc:  # the inferencer raises bare Exceptions on unsupported graphs
-        raise SnpEdgeError(f"cannot infer tensor shapes of {path}: {str(exc).splitlines()[0][:200]}") from None
+        raise SnpEdgeError(f"cannot infer tensor shapes of {path}: {first_line(exc)}") from None
 
 
 def onnx_macs(path: str | Path, batch: int = 1) -> int:

@@ -1,15 +1,13 @@
 """Writing a results document as ``results.json`` (validated), ``results.md`` (a table shaped like the SNP
-paper's) and ``results.png`` (latency and, where known, accuracy against GMACs). Files are written
-atomically (temporary file in the same folder, then ``os.replace``)."""
+paper's) and ``results.png`` (latency and, where known, accuracy against GMACs), each written atomically."""
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from snp_edge.engines.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 from snp_edge.errors import SnpEdgeError
 
@@ -29,21 +27,6 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise SnpEdgeError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
     if out.exists() and not out.is_dir():
         raise SnpEdgeError(f"--out {out} exists and is not a folder")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -158,7 +141,7 @@ def write_report(doc: dict[str, Any], out: Path, force: bool = False) -> list[Pa
     check_out_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in OUTPUTS]
-    atomic_write(paths[0], (json.dumps(doc, indent=2) + "\n").encode())
-    atomic_write(paths[1], markdown(doc).encode())
-    atomic_write(paths[2], plot(doc))
+    write_json_atomic(paths[0], doc, sort_keys=False)
+    write_text_atomic(paths[1], markdown(doc))
+    write_bytes_atomic(paths[2], plot(doc))
     return paths

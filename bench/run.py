@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from snp_edge.errors import SnpEdgeError
+from snp_edge.engines import stats
 
-from . import stats
+from snp_edge.errors import SnpEdgeError
+from snp_edge.models import RANDOM_WEIGHTS_NOTICE
+
 from .backends import BACKENDS, default_threads
 from .candidates import Candidate, make_runner, unique_labels
 from .env import capture_env
@@ -22,8 +24,6 @@ from .schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
-QUICK = {"warmup": 10, "runs": 30}
-RANDOM_WEIGHTS_NOTICE = "random weights: accuracy figures are meaningless; speed and structure are valid"
 
 
 @dataclass

@@ -16,7 +16,7 @@ LATENCY_SCHEMA = {
                    "and p90 only from TensorRT 8.4 on)",
     "required": ["mean", "median", "min", "max"],
     "properties": {"n": {"type": "integer", "minimum": 1}, "mean": _NUM, "median": _NUM, "p90": _NUM,
-                   "p99": _NUM, "min": _NUM, "max": _NUM, "std": _NUM},
+                   "p95": _NUM, "p99": _NUM, "min": _NUM, "max": _NUM, "std": _NUM},
 }
 
 CANDIDATE_SCHEMA = {

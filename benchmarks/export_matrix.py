@@ -13,7 +13,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from export.onnx_export import export_onnx
+from snp_edge.export.onnx_export import export_onnx
+
 from snp_edge import load_model, prune
 
 CASES = [("deit_tiny_patch16_224", None), ("deit_small_patch16_224", None), ("deit_base_patch16_224", None),

@@ -22,7 +22,7 @@ from snp_edge.api import target_arch
 from snp_edge.calib import load_calibration
 from snp_edge.criteria import COMPONENTS, ScoreOptions
 from snp_edge.models import load_model
-from snp_edge.prune import prune_model
+from snp_edge.surgery import prune_model
 
 
 def main() -> None:

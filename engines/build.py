@@ -13,39 +13,41 @@ import re
 import time
 from collections import namedtuple
 
-from engines import trt_compat
-from engines.envinfo import device_identity
-from engines.errors import EnginesError
-from engines.fileio import write_bytes_atomic
-from engines.manifest import sha256_file, verify_files
-from engines.profiles import MIB, profile_to_dict
-from engines.sidecar import cache_key, check_compatible, precision_label, read_sidecar, slug, write_sidecar
+from . import trt_compat
+from .envinfo import device_identity
+from .errors import EnginesError
+from .fileio import write_bytes_atomic
+from .manifest import sha256_file, verify_files
+from .profiles import MIB, profile_to_dict
+from .sidecar import cache_key, check_compatible, precision_label, read_sidecar, slug, write_sidecar
 
 DEFAULT_CACHE_DIR = "trt-cache"  # relative to the bundle
 
-# The exporter names LayerNorm nodes after the module path ("/blocks.0/norm1/ReduceMean"), and TensorRT's
-# ONNX parser names layers after the nodes; at opset 13 LayerNorm is ReduceMean/Sub/Pow/Add/Sqrt/Div/Mul,
-# from TensorRT 8.6 at opset 17 one NORMALIZATION layer.
-NORM_NAME = re.compile(r"norm", re.IGNORECASE)
-NORM_LAYER_TYPES = ("ELEMENTWISE", "REDUCE", "UNARY", "NORMALIZATION")
-SOFTMAX_LAYER_TYPES = ("SOFTMAX",)
+# TensorRT's ONNX parser names each layer after the ONNX node it comes from; a node that becomes several
+# layers gives the others the node's name plus "_<n>". The manifest lists the nodes to pin (onnx.fp32_nodes,
+# found on the host by export/cleanup.py's one LayerNorm matcher).
+_PARSER_SUFFIX = re.compile(r"_\d+$")
 
 BuildResult = namedtuple("BuildResult", "engine_path sidecar reused")
 
 
-def select_fp32_layers(layers, fp32_norms=False, fp32_softmax=False):
-    """Indices of the layers to pin to FP32. ``layers``: sequence of ``(name, type name, float output)``,
-    e.g. ``("/blocks.0/norm1/ReduceMean", "REDUCE", True)``. Layers with non-float outputs (shape
-    arithmetic) and constants are never pinned."""
-    chosen = []
-    for i, (name, type_name, float_out) in enumerate(layers):
-        if not float_out:
-            continue
-        if fp32_norms and type_name in NORM_LAYER_TYPES and NORM_NAME.search(name):
-            chosen.append(i)
-        elif fp32_softmax and type_name in SOFTMAX_LAYER_TYPES:
-            chosen.append(i)
-    return chosen
+def select_fp32_layers(layers, node_names):
+    """Indices of the layers to pin to FP32: those made from the ONNX nodes ``node_names`` (a layer named like
+    the node, or like it plus TensorRT's ``_<n>`` suffix). ``layers``: sequence of ``(name, type name, float
+    output)``, e.g. ``("/blocks.0/norm1/ReduceMean", "REDUCE", True)``. Layers with non-float outputs (shape
+    arithmetic) are never pinned."""
+    wanted = set(node_names)
+    return [i for i, (name, _type, float_out) in enumerate(layers)
+            if float_out and (name in wanted or _PARSER_SUFFIX.sub("", name) in wanted)]
+
+
+def fp32_node_names(manifest, fp32_norms=False, fp32_softmax=False):
+    """The ONNX node names to pin: the manifest's ``onnx.fp32_nodes`` norms and/or softmax lists."""
+    nodes = manifest["onnx"].get("fp32_nodes") or {}
+    if (fp32_norms or fp32_softmax) and not nodes:
+        raise EnginesError("--fp32-norms/--fp32-softmax need the node lists of onnx.fp32_nodes in manifest.json: "
+                           "rebuild the bundle with snp-edge >= 0.2")
+    return (list(nodes.get("norms", [])) if fp32_norms else []) + (list(nodes.get("softmax", [])) if fp32_softmax else [])
 
 
 def build_mode(api, precision, onnx_dtype, fp32_norms=False, fp32_softmax=False):
@@ -91,7 +93,7 @@ def _parse_onnx(trt, api, builder, logger, onnx_path, strongly_typed):
     if not parser.parse_from_file(onnx_path):
         errors = trt_compat.parser_errors(parser) or ["no details"]
         raise EnginesError("TensorRT cannot parse {}: {}{}".format(
-            onnx_path, errors[0], " (+{} more)".format(len(errors) - 1) if len(errors) > 1 else ""))
+            onnx_path, errors[0], f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
     return network, parser
 
 
@@ -102,14 +104,14 @@ def _load_timing_cache(config, path):
             data = f.read()
     cache = config.create_timing_cache(data)
     if not config.set_timing_cache(cache, False):
-        raise EnginesError("timing cache {} does not match this TensorRT version or GPU: delete it or pass "
-                           "another --timing-cache".format(path))
+        raise EnginesError(f"timing cache {path} does not match this TensorRT version or GPU: delete it or pass "
+                           "another --timing-cache")
 
 
-def build_engine(onnx_path, profile, mode, fp32_norms=False, fp32_softmax=False, timing_cache=None,
-                 verbose=False):
-    """Build ``onnx_path`` with ``profile`` in ``mode`` (see :func:`build_mode`); returns
-    ``(engine bytes, info)`` where info has ``build_time_s`` (wall s) and ``pinned_fp32_layers`` (names)."""
+def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, verbose=False):
+    """Build ``onnx_path`` with ``profile`` in ``mode`` (see :func:`build_mode`), pinning the layers of the ONNX
+    nodes ``fp32_nodes`` to FP32; returns ``(engine bytes, info)`` where info has ``build_time_s`` (wall s)
+    and ``pinned_fp32_layers`` (names)."""
     trt, api = trt_compat.installed_api()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -117,7 +119,7 @@ def build_engine(onnx_path, profile, mode, fp32_norms=False, fp32_softmax=False,
     network, parser = _parse_onnx(trt, api, builder, logger, onnx_path, mode == "strongly-typed")
     names = [network.get_input(i).name for i in range(network.num_inputs)]
     if names != [profile.input_name]:
-        raise EnginesError("the ONNX inputs are {}, the manifest says [{!r}]".format(names, profile.input_name))
+        raise EnginesError(f"the ONNX inputs are {names}, the manifest says [{profile.input_name!r}]")
 
     config = builder.create_builder_config()
     trt_compat.set_workspace(trt, api, config, profile.workspace_bytes)
@@ -129,10 +131,10 @@ def build_engine(onnx_path, profile, mode, fp32_norms=False, fp32_softmax=False,
     if mode == "fp16-flag":
         config.set_flag(trt.BuilderFlag.FP16)
     table = _layer_table(trt, network)
-    pinned = select_fp32_layers(table, fp32_norms, fp32_softmax) if mode == "fp16-flag" else []
-    if (fp32_norms or fp32_softmax) and mode == "fp16-flag" and not pinned:
-        raise EnginesError("--fp32-norms/--fp32-softmax matched no layer (looked for 'norm' in the names of {} "
-                           "layers and SOFTMAX layers)".format(", ".join(NORM_LAYER_TYPES)))
+    pinned = select_fp32_layers(table, fp32_nodes) if mode == "fp16-flag" else []
+    if fp32_nodes and mode == "fp16-flag" and not pinned:
+        raise EnginesError(f"--fp32-norms/--fp32-softmax matched none of the {len(table)} layers by the "
+                           f"{len(fp32_nodes)} node names in manifest.json (first: {fp32_nodes[0]!r})")
     if pinned:
         _pin_fp32(trt, network, pinned)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
@@ -142,7 +144,7 @@ def build_engine(onnx_path, profile, mode, fp32_norms=False, fp32_softmax=False,
     serialized = builder.build_serialized_network(network, config)
     build_time_s = time.perf_counter() - start
     if serialized is None:
-        raise EnginesError("TensorRT failed to build {} (see the TensorRT log above)".format(onnx_path))
+        raise EnginesError(f"TensorRT failed to build {onnx_path} (see the TensorRT log above)")
     if timing_cache:
         write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     del parser  # now the weights may go
@@ -190,7 +192,8 @@ def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=Fal
 
     timing_cache = timing_cache or default_timing_cache(cache_dir, identity)
     onnx_path = os.path.join(bundle_dir, manifest["onnx"]["file"])
-    data, info = build_engine(onnx_path, profile, mode, fp32_norms, fp32_softmax, timing_cache, verbose)
+    data, info = build_engine(onnx_path, profile, mode, fp32_node_names(manifest, fp32_norms, fp32_softmax),
+                              timing_cache, verbose)
     sidecar = {
         "sidecar_version": 1,
         "engine_file": os.path.basename(engine_path),

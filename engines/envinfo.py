@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-from engines.errors import EnginesError
+from .errors import EnginesError, first_line
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 NVPMODEL_ENV = "SNP_EDGE_NVPMODEL"
@@ -55,7 +55,7 @@ def parse_nvpmodel(text):
 def parse_l4t_release(text):
     """``/etc/nv_tegra_release`` ("# R32 (release), REVISION: 7.1, ...") -> "32.7.1"; None if unrecognised."""
     match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text or "")
-    return "{}.{}".format(match.group(1), match.group(2)) if match else None
+    return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
 def _mhz(text, per_mhz):
@@ -116,7 +116,7 @@ def tensorrt_version():
 def device_identity():
     """``{"trt_version", "gpu_name", "compute_capability", "cuda_backend"}`` for sidecars and their checks;
     needs TensorRT and pycuda or cuda-python."""
-    from engines.gpu import open_cuda
+    from .gpu import open_cuda
 
     version = tensorrt_version()
     if version is None:
@@ -137,7 +137,7 @@ def collect():
     try:
         identity = device_identity()
     except Exception as exc:  # no GPU, no driver, no bindings: report why, keep going
-        identity = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+        identity = {"error": first_line(exc)}
     return {
         "python": sys.version.split()[0],
         "machine": platform.machine(),

@@ -1,8 +1,35 @@
-"""Errors with one-line messages; the CLI prints ``error: <message>`` and exits non-zero."""
+"""Exit statuses and exception types shared by ``snp-edge`` and ``python3 -m engines``.
+
+Every failure a user can act on is one of these exceptions; the command lines print its message as one
+line (``error: ...``) and exit with its :attr:`UserError.exit_status`:
+
+====  ==========================================================================================
+ 0    success
+ 1    a verification gate failed (parity, golden outputs, engine verify): the result is wrong
+ 2    usage error or bad input (a flag, a file, a bundle, a model the tool refuses)
+ 3    a prerequisite is missing on this machine (TensorRT, a CUDA binding, trtexec, disk, memory)
+ 4    power mode or clocks could not be set or restored (``sudo -n`` refused, nvpmodel failed)
+130   interrupted (Ctrl-C / SIGINT); 143 terminated (SIGTERM)
+====  ==========================================================================================
+"""
+
+EXIT_OK = 0
+EXIT_VERIFY_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_PREREQUISITE = 3
+EXIT_POWER = 4
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
-class EnginesError(Exception):
-    """A failure the user can act on; ``str(exc)`` is one line."""
+class UserError(Exception):
+    """A failure the user can act on; ``str(exc)`` is one line naming what is wrong."""
+
+    exit_status = EXIT_BAD_INPUT
+
+
+class EnginesError(UserError):
+    """A device-side failure caused by input or environment."""
 
 
 class ManifestError(EnginesError):
@@ -11,3 +38,37 @@ class ManifestError(EnginesError):
 
 class IncompatibleEngine(EnginesError):
     """An engine was built with another TensorRT version, GPU or compute capability."""
+
+
+class VerificationFailed(EnginesError):
+    """A result was computed but failed its gate (outputs outside tolerance, non-finite numbers)."""
+
+    exit_status = EXIT_VERIFY_FAILED
+
+
+class MissingPrerequisite(EnginesError):
+    """Something this machine lacks: TensorRT bindings, a CUDA binding, trtexec, free disk or memory."""
+
+    exit_status = EXIT_MISSING_PREREQUISITE
+
+
+class PowerModeError(EnginesError):
+    """The Jetson power mode or clocks could not be read, set or restored."""
+
+    exit_status = EXIT_POWER
+
+
+def first_line(exc, limit=200):
+    """The first line of ``str(exc)`` (at most ``limit`` characters), or the exception's type name."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def exit_status(exc):
+    """The exit status for an exception raised by a command (see the table above)."""
+    if isinstance(exc, UserError):
+        return exc.exit_status
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_BAD_INPUT

@@ -7,7 +7,7 @@ stream handles are plain ints; times are milliseconds.
 
 import atexit
 
-from engines.errors import EnginesError
+from .errors import EnginesError, first_line
 
 
 class PyCuda(object):
@@ -28,7 +28,7 @@ class PyCuda(object):
     def device_info(self):
         """``{"gpu_name": str, "compute_capability": "M.m", "total_memory_mib": int}``."""
         major, minor = self._device.compute_capability()
-        return {"gpu_name": self._device.name(), "compute_capability": "{}.{}".format(major, minor),
+        return {"gpu_name": self._device.name(), "compute_capability": f"{major}.{minor}",
                 "total_memory_mib": self._device.total_memory() >> 20}
 
     def alloc(self, nbytes):
@@ -83,14 +83,14 @@ class CudaPython(object):
     def _call(self, result):
         err, values = result[0], result[1:]
         if err != self._rt.cudaError_t.cudaSuccess:
-            raise EnginesError("CUDA error {}".format(self._rt.cudaGetErrorName(err)[1].decode()))
+            raise EnginesError(f"CUDA error {self._rt.cudaGetErrorName(err)[1].decode()}")
         return values[0] if len(values) == 1 else values
 
     def device_info(self):
         props = self._call(self._rt.cudaGetDeviceProperties(self._device))
         name = props.name.decode("utf-8", "replace").rstrip("\x00") if isinstance(props.name, bytes) \
             else str(props.name)
-        return {"gpu_name": name, "compute_capability": "{}.{}".format(props.major, props.minor),
+        return {"gpu_name": name, "compute_capability": f"{props.major}.{props.minor}",
                 "total_memory_mib": int(props.totalGlobalMem) >> 20}
 
     def alloc(self, nbytes):
@@ -144,10 +144,10 @@ def open_cuda():
             _opened.append(backend())
             return _opened[0]
         except ImportError as exc:
-            errors.append("{}: {}".format(backend.name, exc))
+            errors.append(f"{backend.name}: {exc}")
         except EnginesError:
             raise
         except Exception as exc:  # pycuda raises its own driver errors, e.g. no GPU or no driver
-            raise EnginesError("{} cannot open GPU 0: {}".format(backend.name, str(exc).splitlines()[0])) from None
+            raise EnginesError(f"{backend.name} cannot open GPU 0: {first_line(exc)}") from None
     raise EnginesError("no CUDA Python bindings ({}): install pycuda (Jetson) or cuda-python (x86)".format(
         "; ".join(errors)))

@@ -15,7 +15,8 @@ Fields (all required unless marked optional)::
     onnx            {file: relative path, opset: int >= 7,
                      input: {name: str, shape: [batch, C, H, W] (batch -1 = dynamic), layout: "NCHW",
                              dtype: "float32" | "float16"},
-                     output: {name: str, shape: [batch, num_classes]}, fp16_safe: bool}
+                     output: {name: str, shape: [batch, num_classes]}, fp16_safe: bool (FP16 builds pin
+                     fp32_nodes by default), fp32_nodes (optional): {norms: [node names], softmax: [...]}}
     preprocess      {mean: [3 numbers], std: [3 numbers > 0], resize: int px, crop: int px (= input H and W),
                      interpolation: str}
     num_classes     int > 0 (= onnx.output.shape[-1])
@@ -33,11 +34,11 @@ import json
 import os
 import re
 
-from engines.errors import ManifestError
+from .errors import ManifestError, first_line
+from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-TARGETS = ("jetson-nano", "rtx3090")
 VERSION_KEYS = ("torch", "timm", "onnx", "onnxruntime", "snp_edge")
 INPUT_DTYPES = ("float32", "float16")
 SKIPPED_DIRS = ("__pycache__",)  # never hashed: Python writes them when the bundle's engines/ is imported
@@ -50,12 +51,12 @@ def _fail(field, expected, value):
     shown = repr(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    raise ManifestError("manifest.json: field {}: expected {}, got {}".format(field, expected, shown))
+    raise ManifestError(f"manifest.json: field {field}: expected {expected}, got {shown}")
 
 
 def _get(obj, key, field):
     if key not in obj:
-        raise ManifestError("manifest.json: missing field {}".format(field))
+        raise ManifestError(f"manifest.json: missing field {field}")
     return obj[key]
 
 
@@ -93,7 +94,7 @@ def _bool(obj, key, field):
 def _int(obj, key, field, minimum=1):
     value = _get(obj, key, field)
     if not _is_int(value) or value < minimum:
-        _fail(field, "an integer >= {}".format(minimum), value)
+        _fail(field, f"an integer >= {minimum}", value)
     return value
 
 
@@ -118,7 +119,7 @@ def _shape(obj, key, field, rank):
     value = _get(obj, key, field)
     ok = isinstance(value, list) and len(value) == rank and all(_is_int(d) for d in value)
     if not ok or (value[0] < 1 and value[0] != -1) or any(d < 1 for d in value[1:]):
-        _fail(field, "{} integers (batch -1 or > 0, others > 0)".format(rank), value)
+        _fail(field, f"{rank} integers (batch -1 or > 0, others > 0)", value)
     return value
 
 
@@ -149,6 +150,12 @@ def _validate_onnx(m):
     _str(out, "name", "onnx.output.name")
     _shape(out, "shape", "onnx.output.shape", 2)
     _bool(onnx, "fp16_safe", "onnx.fp16_safe")
+    if "fp32_nodes" in onnx:
+        nodes = _dict(onnx, "fp32_nodes", "onnx.fp32_nodes")
+        for key in ("norms", "softmax"):
+            names = nodes.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                _fail("onnx.fp32_nodes." + key, "a list of ONNX node names", names)
     return onnx
 
 
@@ -160,7 +167,7 @@ def _validate_preprocess(m, input_shape):
     crop = _int(pre, "crop", "preprocess.crop")
     _str(pre, "interpolation", "preprocess.interpolation")
     if input_shape[2:] != [crop, crop]:
-        _fail("preprocess.crop", "the input's H and W {}".format(input_shape[2:]), crop)
+        _fail("preprocess.crop", f"the input's H and W {input_shape[2:]}", crop)
 
 
 def _validate_files(m, onnx):
@@ -169,14 +176,14 @@ def _validate_files(m, onnx):
               _relpath(golden, "outputs", "golden.outputs")]
     files = _dict(m, "files", "files")
     for path, digest in sorted(files.items()):
-        field = "files[{!r}]".format(path)
+        field = f"files[{path!r}]"
         if path == MANIFEST_NAME or path.startswith("/") or ".." in path.replace("\\", "/").split("/"):
             _fail(field, "a relative path inside the bundle other than manifest.json", path)
         if not isinstance(digest, str) or not _SHA256.match(digest):
             _fail(field, "a lowercase sha256 hex digest", digest)
     for path in needed:
         if path not in files:
-            raise ManifestError("manifest.json: field files: does not list {}".format(path))
+            raise ManifestError(f"manifest.json: field files: does not list {path}")
 
 
 def validate_manifest(m):
@@ -185,10 +192,9 @@ def validate_manifest(m):
         _fail("(top level)", "an object", m)
     version = _get(m, "schema_version", "schema_version")
     if version != SCHEMA_VERSION:
-        raise ManifestError("manifest.json: field schema_version: this engines package reads version {}, "
-                            "the bundle has {!r} (rebuild the bundle or update engines/)".format(
-                                SCHEMA_VERSION, version))
-    _str(m, "target", "target", TARGETS)
+        raise ManifestError(f"manifest.json: field schema_version: this engines package reads version {SCHEMA_VERSION}, "
+                            f"the bundle has {version!r} (rebuild the bundle or update engines/)")
+    _str(m, "target", "target", TARGET_NAMES)
     created = _str(m, "created", "created")
     if not _ISO_UTC.match(created):
         _fail("created", "an ISO-8601 UTC time like 2025-01-31T12:00:00Z", created)
@@ -196,7 +202,7 @@ def validate_manifest(m):
     onnx = _validate_onnx(m)
     num_classes = _int(m, "num_classes", "num_classes")
     if onnx["output"]["shape"][1] != num_classes:
-        _fail("onnx.output.shape", "[batch, num_classes={}]".format(num_classes), onnx["output"]["shape"])
+        _fail("onnx.output.shape", f"[batch, num_classes={num_classes}]", onnx["output"]["shape"])
     _validate_preprocess(m, onnx["input"]["shape"])
     versions = _dict(m, "versions", "versions")
     for key in VERSION_KEYS:
@@ -211,13 +217,12 @@ def load_manifest(bundle_dir):
     """Read and validate ``bundle_dir/manifest.json``; returns the manifest dict."""
     path = os.path.join(bundle_dir, MANIFEST_NAME)
     if not os.path.isfile(path):
-        raise ManifestError("no {} in {}: not a bundle (make one with `snp-edge bundle`)".format(
-            MANIFEST_NAME, bundle_dir))
+        raise ManifestError(f"no {MANIFEST_NAME} in {bundle_dir}: not a bundle (make one with `snp-edge bundle`)")
     try:
         with open(path, "r") as f:
             data = json.load(f)
     except ValueError as exc:
-        raise ManifestError("{}: not valid JSON ({})".format(path, str(exc).splitlines()[0])) from None
+        raise ManifestError(f"{path}: not valid JSON ({first_line(exc)})") from None
     return validate_manifest(data)
 
 
@@ -236,11 +241,11 @@ def verify_files(bundle_dir, manifest):
     for rel, expected in sorted(manifest["files"].items()):
         path = os.path.join(bundle_dir, rel)
         if not os.path.isfile(path):
-            raise ManifestError("bundle file {}: listed in manifest.json but missing".format(rel))
+            raise ManifestError(f"bundle file {rel}: listed in manifest.json but missing")
         actual = sha256_file(path)
         if actual != expected:
-            raise ManifestError("bundle file {}: sha256 mismatch (manifest {}..., file {}...): the bundle "
-                                "was modified or copied incompletely".format(rel, expected[:12], actual[:12]))
+            raise ManifestError(f"bundle file {rel}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...): the bundle "
+                                "was modified or copied incompletely")
         checked.append(rel)
     return checked
 

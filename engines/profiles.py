@@ -1,4 +1,5 @@
-"""Optimization profiles: per-target batch ranges and workspace limits, overridable from the command line.
+"""Optimization profiles: the target's batch range and workspace limit (from :mod:`.targets`), overridable
+from the command line.
 
 A :class:`Profile` holds full NCHW shapes (batch from the target, C/H/W from the manifest's input shape) and
 the builder workspace in bytes.
@@ -6,19 +7,11 @@ the builder workspace in bytes.
 
 from collections import namedtuple
 
-from engines.errors import EnginesError
-from engines.manifest import TARGETS
+from .errors import EnginesError
+from .targets import get_target
 
 MIB = 1 << 20
-
-# Batch sizes in images, workspace in MiB.
-TARGET_DEFAULTS = {
-    # 4 GB LPDDR4 shared by CPU and GPU: keep the builder's scratch memory at or below 1 GiB.
-    "jetson-nano": {"min_batch": 1, "opt_batch": 1, "max_batch": 8, "workspace_mib": 1024},
-    "rtx3090": {"min_batch": 1, "opt_batch": 64, "max_batch": 128, "workspace_mib": 4096},
-}
-WORKSPACE_CAP_MIB = {"jetson-nano": 1024, "rtx3090": 16384}
-assert sorted(TARGET_DEFAULTS) == sorted(TARGETS) == sorted(WORKSPACE_CAP_MIB)
+PROFILE_FIELDS = ("min_batch", "opt_batch", "max_batch", "workspace_mib")
 
 Profile = namedtuple("Profile", "input_name min_shape opt_shape max_shape workspace_bytes")
 Profile.__doc__ = "Shapes as tuples of ints (NCHW), workspace in bytes."
@@ -27,8 +20,8 @@ Profile.__doc__ = "Shapes as tuples of ints (NCHW), workspace in bytes."
 def batch_shape(input_shape, batch):
     """``input_shape`` (manifest list, batch -1 or fixed) with the batch dimension set to ``batch``."""
     if input_shape[0] not in (-1, batch):
-        raise EnginesError("the ONNX input has a fixed batch of {}; batch {} is impossible (export with a "
-                           "dynamic batch)".format(input_shape[0], batch))
+        raise EnginesError(f"the ONNX input has a fixed batch of {input_shape[0]}; batch {batch} is impossible (export with a "
+                           "dynamic batch)")
     return (batch,) + tuple(input_shape[1:])
 
 
@@ -42,23 +35,19 @@ def resolve_profile(manifest, target=None, min_batch=None, opt_batch=None, max_b
                     workspace_mib=None):
     """The :class:`Profile` for ``target`` (default: the manifest's), with any given value overriding the
     target's default. Raises :class:`EnginesError` unless 1 <= min <= opt <= max and the workspace fits."""
-    target = target or manifest["target"]
-    if target not in TARGET_DEFAULTS:
-        raise EnginesError("unknown target {!r}; known: {}".format(target, ", ".join(TARGETS)))
+    spec = get_target(target or manifest["target"])
     given = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
              "workspace_mib": workspace_mib}
-    values = dict(TARGET_DEFAULTS[target])
+    values = {k: getattr(spec, k) for k in PROFILE_FIELDS}
     values.update((k, v) for k, v in given.items() if v is not None)
     for name in sorted(values):
         _positive_int(name, values[name])
     lo, opt, hi = values["min_batch"], values["opt_batch"], values["max_batch"]
     if not lo <= opt <= hi:
-        raise EnginesError("batch profile must satisfy min <= opt <= max, got min={} opt={} max={}".format(
-            lo, opt, hi))
-    cap = WORKSPACE_CAP_MIB[target]
+        raise EnginesError(f"batch profile must satisfy min <= opt <= max, got min={lo} opt={opt} max={hi}")
+    cap = spec.workspace_cap_mib
     if values["workspace_mib"] > cap:
-        raise EnginesError("--workspace-mib {} exceeds the {} cap of {} MiB".format(
-            values["workspace_mib"], target, cap))
+        raise EnginesError(f"--workspace-mib {values['workspace_mib']} exceeds the {spec.name} cap of {cap} MiB")
     shape = manifest["onnx"]["input"]["shape"]
     return Profile(manifest["onnx"]["input"]["name"], batch_shape(shape, lo), batch_shape(shape, opt),
                    batch_shape(shape, hi), values["workspace_mib"] * MIB)

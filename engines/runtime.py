@@ -4,12 +4,12 @@ Engines here have one input (NCHW, dynamic batch) and any number of outputs. Dev
 largest batch seen. :func:`time_engine` is what the bench stage calls.
 """
 
-from engines import trt_compat
-from engines.envinfo import device_identity
-from engines.errors import EnginesError
-from engines.gpu import open_cuda
-from engines.manifest import sha256_file
-from engines.sidecar import check_compatible, read_sidecar
+from . import trt_compat
+from .envinfo import device_identity
+from .errors import EnginesError
+from .gpu import open_cuda
+from .manifest import sha256_file
+from .sidecar import check_compatible, read_sidecar
 
 
 def check_engine(engine_path):
@@ -18,8 +18,7 @@ def check_engine(engine_path):
     sidecar = read_sidecar(engine_path)
     check_compatible(sidecar, device_identity())
     if sha256_file(engine_path) != sidecar["engine_sha256"]:
-        raise EnginesError("{}: sha256 differs from its sidecar (modified or truncated): rebuild it".format(
-            engine_path))
+        raise EnginesError(f"{engine_path}: sha256 differs from its sidecar (modified or truncated): rebuild it")
     return sidecar
 
 
@@ -38,12 +37,12 @@ class EngineRunner(object):
         with open(engine_path, "rb") as f:
             self.engine = self._runtime.deserialize_cuda_engine(f.read())
         if self.engine is None:
-            raise EnginesError("TensorRT cannot deserialize {} (see the TensorRT log above)".format(engine_path))
+            raise EnginesError(f"TensorRT cannot deserialize {engine_path} (see the TensorRT log above)")
         self.context = self.engine.create_execution_context()
         tensors = trt_compat.io_tensors(trt, self.api, self.engine)
         inputs = [t for t in tensors if t.is_input]
         if len(inputs) != 1:
-            raise EnginesError("{} has {} inputs; this runner handles one".format(engine_path, len(inputs)))
+            raise EnginesError(f"{engine_path} has {len(inputs)} inputs; this runner handles one")
         self.input = inputs[0]
         self.outputs = [t for t in tensors if not t.is_input]
         self.stream = self.cuda.stream()
@@ -55,7 +54,7 @@ class EngineRunner(object):
         """The input shape (tuple) for ``batch`` images."""
         shape = (batch,) + tuple(self.input.shape[1:])
         if any(d < 1 for d in shape):
-            raise EnginesError("input {} has dynamic non-batch dimensions {}".format(self.input.name, shape))
+            raise EnginesError(f"input {self.input.name} has dynamic non-batch dimensions {shape}")
         return shape
 
     def _buffer(self, name, nbytes):
@@ -125,7 +124,7 @@ def time_engine(engine_path, batch, warmup, runs):
     import numpy as np
 
     if batch < 1 or warmup < 0 or runs < 1:
-        raise EnginesError("need batch >= 1, warmup >= 0, runs >= 1; got {}, {}, {}".format(batch, warmup, runs))
+        raise EnginesError(f"need batch >= 1, warmup >= 0, runs >= 1; got {batch}, {warmup}, {runs}")
     runner = EngineRunner(engine_path)
     try:
         runner.prepare(batch)

@@ -15,8 +15,8 @@ import json
 import os
 import re
 
-from engines.errors import EnginesError, IncompatibleEngine
-from engines.fileio import write_json_atomic
+from .errors import EnginesError, IncompatibleEngine, first_line
+from .fileio import write_json_atomic
 
 SIDECAR_VERSION = 1
 IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")
@@ -32,7 +32,7 @@ def sidecar_path(engine_path):
 def precision_label(precision, fp32_norms=False, fp32_softmax=False):
     """"fp16", "fp16-fp32norms", "fp16-fp32norms-fp32softmax", "fp32", ...: what the engine computes in."""
     if precision not in ("fp16", "fp32"):
-        raise EnginesError("--precision must be fp16 or fp32, got {!r}".format(precision))
+        raise EnginesError(f"--precision must be fp16 or fp32, got {precision!r}")
     parts = [precision]
     if precision == "fp16" and fp32_norms:
         parts.append("fp32norms")
@@ -54,9 +54,7 @@ def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile):
     blob = json.dumps([onnx_sha256, str(trt_version), gpu_name, precision, profile.input_name, shapes],
                       sort_keys=True)
     digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
-    return "{}_{}_trt{}_{}_b{}-{}-{}_{}".format(
-        onnx_sha256[:8], slug(gpu_name), slug(trt_version), precision,
-        profile.min_shape[0], profile.opt_shape[0], profile.max_shape[0], digest)
+    return f"{onnx_sha256[:8]}_{slug(gpu_name)}_trt{slug(trt_version)}_{precision}_b{profile.min_shape[0]}-{profile.opt_shape[0]}-{profile.max_shape[0]}_{digest}"
 
 
 def write_sidecar(engine_path, data):
@@ -68,16 +66,15 @@ def read_sidecar(engine_path):
     """The sidecar dict for ``engine_path``; :class:`EnginesError` when missing, unreadable or incomplete."""
     path = sidecar_path(engine_path)
     if not os.path.isfile(path):
-        raise EnginesError("{} has no sidecar {}: rebuild it with `python3 -m engines build`".format(
-            engine_path, os.path.basename(path)))
+        raise EnginesError(f"{engine_path} has no sidecar {os.path.basename(path)}: rebuild it with `python3 -m engines build`")
     try:
         with open(path, "r") as f:
             data = json.load(f)
     except ValueError as exc:
-        raise EnginesError("{}: not valid JSON ({})".format(path, str(exc).splitlines()[0])) from None
+        raise EnginesError(f"{path}: not valid JSON ({first_line(exc)})") from None
     missing = [k for k in REQUIRED_FIELDS if k not in data] if isinstance(data, dict) else ["(object)"]
     if missing:
-        raise EnginesError("{}: missing field {}".format(path, missing[0]))
+        raise EnginesError(f"{path}: missing field {missing[0]}")
     return data
 
 

@@ -1,8 +1,21 @@
-"""Latency statistics for bench output. Inputs are per-run latencies in milliseconds; pure Python."""
+"""Latency statistics and benchmark protocol defaults, shared by the host bench and the device bench.
+
+Inputs are per-run latencies in milliseconds; pure Python (no numpy), so results stay plain floats and the
+device needs nothing for them.
+"""
 
 import math
 
-from engines.errors import EnginesError
+from .errors import EnginesError
+
+# The SNP paper's protocol (200 untimed runs, then 1000 timed), the main job's shorter one, and a smoke test.
+PROTOCOLS = {
+    "paper": {"warmup": 200, "runs": 1000},
+    "run": {"warmup": 50, "runs": 300},
+    "quick": {"warmup": 10, "runs": 30},
+}
+PERCENTILES = (50, 90, 95, 99)
+STAT_KEYS = ("n", "mean", "median", "p90", "p95", "p99", "min", "max", "std")
 
 
 def percentile(values, q):
@@ -10,7 +23,7 @@ def percentile(values, q):
     if not values:
         raise EnginesError("no latencies to summarize")
     if not 0 <= q <= 100:
-        raise EnginesError("percentile {} is outside [0, 100]".format(q))
+        raise EnginesError(f"percentile {q} is outside [0, 100]")
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100.0
     lo = int(math.floor(pos))
@@ -18,25 +31,41 @@ def percentile(values, q):
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def summarize(latencies_ms, batch):
-    """``{runs, mean_ms, median_ms, p90_ms, p99_ms, min_ms, max_ms, std_ms, throughput_img_s}`` for runs of
-    ``batch`` images; throughput = batch * 1000 / mean_ms."""
-    values = [float(v) for v in latencies_ms]
+def summarize(times_ms):
+    """``{n, mean, median, p90, p95, p99, min, max, std}`` (ms; std is the population std) of per-run
+    latencies; None when there are none (a run interrupted during warm-up). Refuses NaN, Inf and negatives."""
+    values = [float(v) for v in times_ms]
     if not values:
-        raise EnginesError("no latencies to summarize")
+        return None
     if any(not math.isfinite(v) or v < 0 for v in values):
         raise EnginesError("latencies must be finite and >= 0 ms")
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    n = len(values)
+    mean = math.fsum(values) / n
     return {
-        "runs": len(values),
-        "batch": batch,
-        "mean_ms": mean,
-        "median_ms": percentile(values, 50),
-        "p90_ms": percentile(values, 90),
-        "p99_ms": percentile(values, 99),
-        "min_ms": min(values),
-        "max_ms": max(values),
-        "std_ms": std,
-        "throughput_img_s": batch * 1000.0 / mean if mean > 0 else None,
+        "n": n,
+        "mean": mean,
+        "median": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "min": min(values),
+        "max": max(values),
+        "std": math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n),
     }
+
+
+def throughput(batch, mean_ms):
+    """Images per second at ``batch`` images per run and a mean latency of ``mean_ms`` (None if 0)."""
+    return batch * 1000.0 / mean_ms if mean_ms > 0 else None
+
+
+def speedups(base, cand, base_gmacs=None, cand_gmacs=None):
+    """Speed-up of ``cand`` over ``base`` (summaries) by median and by mean, and kernel efficiency.
+
+    Kernel efficiency = speed-up (median) / (base GMACs / candidate GMACs): 1.0 means latency fell exactly
+    in proportion to the multiply-accumulates removed; below 1.0, the smaller kernels run less efficiently.
+    """
+    by_median = base["median"] / cand["median"]
+    by_mean = base["mean"] / cand["mean"]
+    eff = by_median / (base_gmacs / cand_gmacs) if base_gmacs and cand_gmacs else None
+    return {"speedup_median": by_median, "speedup_mean": by_mean, "kernel_efficiency": eff}

@@ -22,7 +22,7 @@ that belongs to the exporter (and is checked there against ONNX Runtime).
 import re
 from collections import namedtuple
 
-from engines.errors import EnginesError
+from .errors import EnginesError
 
 TrtApi = namedtuple("TrtApi", [
     "version",               # tuple of ints, e.g. (8, 2, 1, 8)
@@ -49,7 +49,7 @@ def parse_version(text):
         return (n // 10000, n // 100 % 100, n % 100) if n >= 10000 else (n // 1000, n // 100 % 10, n % 100)
     match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
     if not match:
-        raise EnginesError("cannot read a TensorRT version from {!r}".format(text))
+        raise EnginesError(f"cannot read a TensorRT version from {text!r}")
     return tuple(int(p) for p in match.groups() if p is not None)
 
 
@@ -80,8 +80,8 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError as exc:
-        raise EnginesError("the TensorRT Python bindings do not import ({}): on a Jetson use the system "
-                           "python3 or docker/run-jetson.sh; on x86 use docker/run-x86.sh".format(exc)) from None
+        raise EnginesError(f"the TensorRT Python bindings do not import ({exc}): on a Jetson use the system "
+                           "python3 or docker/run-jetson.sh; on x86 use docker/run-x86.sh") from None
     return tensorrt
 
 
@@ -118,7 +118,7 @@ def parser_errors(parser):
     for i in range(parser.num_errors):
         err = parser.get_error(i)
         node_name = err.node_name() if hasattr(err, "node_name") else ""
-        where = "node {}{}".format(err.node(), " ({})".format(node_name) if node_name else "")
+        where = "node {}{}".format(err.node(), f" ({node_name})" if node_name else "")
         lines.append("{}: {}".format(where, " ".join(str(err.desc()).split())))
     return lines
 
@@ -152,7 +152,7 @@ def set_input_shape(api, engine, context, name, shape):
     else:
         ok = context.set_input_shape(name, tuple(shape))
     if ok is False:
-        raise EnginesError("input {} cannot take shape {}: outside the engine's profile".format(name, shape))
+        raise EnginesError(f"input {name} cannot take shape {shape}: outside the engine's profile")
 
 
 def tensor_shape(api, engine, context, name):

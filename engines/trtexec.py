@@ -13,10 +13,10 @@ import re
 import shutil
 import subprocess
 
-from engines.build import build_mode
-from engines.errors import EnginesError
-from engines.profiles import MIB
-from engines.trt_compat import parse_version
+from .build import build_mode
+from .errors import EnginesError
+from .profiles import MIB
+from .trt_compat import parse_version
 
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/opt/tensorrt/bin/trtexec")  # Jetson, NGC containers
 PERCENTILES = (90, 95, 99)
@@ -54,10 +54,10 @@ def detect_version(trtexec):
         res = subprocess.run([trtexec, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              universal_newlines=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise EnginesError("cannot run {}: {}".format(trtexec, exc)) from None
+        raise EnginesError(f"cannot run {trtexec}: {exc}") from None
     banner = _BANNER.search(res.stdout)
     if not banner:
-        raise EnginesError("cannot tell the TensorRT version of {}: pass --trt-version".format(trtexec))
+        raise EnginesError(f"cannot tell the TensorRT version of {trtexec}: pass --trt-version")
     return parse_version(banner.group(1))
 
 
@@ -82,9 +82,9 @@ def build_command(api, trtexec, onnx_path, engine_path, profile, precision, onnx
             "--maxShapes=" + shape_spec(profile.input_name, profile.max_shape)]
     mib = profile.workspace_bytes // MIB
     if api.trtexec_workspace == "--workspace":
-        cmd.append("--workspace={}".format(mib))
+        cmd.append(f"--workspace={mib}")
     else:
-        cmd.append("--memPoolSize=workspace:{}M".format(mib))
+        cmd.append(f"--memPoolSize=workspace:{mib}M")
     cmd.append({"fp16-flag": "--fp16", "strongly-typed": "--stronglyTyped", "fp32": "--noTF32"}[mode])
     if timing_cache:
         cmd.append("--timingCacheFile=" + timing_cache)
@@ -96,7 +96,7 @@ def timing_command(api, trtexec, engine_path, input_name, shape, warmup_ms=1000,
     """argv that times ``engine_path`` for input ``shape``: ``warmup_ms`` of warm-up, then exactly
     ``iterations`` runs without host<->device copies; percentiles 90/95/99 (8.5+) or 99 (8.2)."""
     cmd = [trtexec, "--loadEngine=" + engine_path, "--shapes=" + shape_spec(input_name, shape),
-           "--warmUp={}".format(int(warmup_ms)), "--iterations={}".format(int(iterations)), "--duration=0",
+           f"--warmUp={int(warmup_ms)}", f"--iterations={int(iterations)}", "--duration=0",
            "--noDataTransfers", "--useSpinWait"]
     if api.trtexec_percentiles == "single":
         cmd.append("--percentile=99")
@@ -110,7 +110,7 @@ def timing_command(api, trtexec, engine_path, input_name, shape, warmup_ms=1000,
 def _stats(body):
     stats = {}
     for key, pct, value in _STAT.findall(body):
-        name = "p{:g}".format(float(pct)) if pct else key
+        name = f"p{float(pct):g}" if pct else key
         stats[name] = float(value)
     return stats
 

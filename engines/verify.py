@@ -16,7 +16,7 @@ Max relative error is reported, not gated: it is taken over logits with |golden|
 
 from collections import namedtuple
 
-from engines.errors import EnginesError
+from .errors import EnginesError
 
 Tolerance = namedtuple("Tolerance", "atol_frac min_top1")
 TOLERANCES = {"fp16": Tolerance(0.02, 0.99), "fp32": Tolerance(0.001, 0.99)}
@@ -31,7 +31,8 @@ def tolerance_for(precision_label, atol_frac=None, min_top1=None):
 
 
 def compare_logits(outputs, golden, tolerance):
-    """Compare (N, classes) engine ``outputs`` with ``golden`` logits (numpy arrays). Returns a report dict:
+    """Compare (N, classes) ``outputs`` with reference ``golden`` logits (numpy arrays): the one logit comparison
+    of the project (export parity, engine verify). Returns a report dict:
     ``n, max_abs_err, mean_abs_err, max_rel_err, logit_scale, atol, top1_agreement, min_top1, flips``
     (list of ``{index, golden_class, engine_class, golden_margin}``), ``finite``, ``passed``, ``failures``."""
     import numpy as np
@@ -39,8 +40,7 @@ def compare_logits(outputs, golden, tolerance):
     out = np.asarray(outputs, dtype=np.float64)
     ref = np.asarray(golden, dtype=np.float64)
     if out.shape != ref.shape or out.ndim != 2:
-        raise EnginesError("engine outputs {} do not match golden outputs {} (expected (N, classes))".format(
-            out.shape, ref.shape))
+        raise EnginesError(f"engine outputs {out.shape} do not match golden outputs {ref.shape} (expected (N, classes))")
     finite = bool(np.isfinite(out).all())
     diff = np.abs(out - ref)
     scale = max(float(np.abs(ref).max()), 1.0)
@@ -84,9 +84,9 @@ def compare_logits(outputs, golden, tolerance):
 def verify_engine(runner, golden_inputs, golden_outputs, output_name, max_batch, tolerance):
     """Run the golden inputs through an :class:`engines.runtime.EngineRunner` in chunks of ``max_batch`` and
     compare output ``output_name`` with the golden logits; returns the :func:`compare_logits` report."""
-    from engines.runtime import run_batches
+    from .runtime import run_batches
 
     outputs = run_batches(runner, golden_inputs, max_batch)
     if output_name not in outputs:
-        raise EnginesError("the engine has no output {!r} (it has {})".format(output_name, sorted(outputs)))
+        raise EnginesError(f"the engine has no output {output_name!r} (it has {sorted(outputs)})")
     return compare_logits(outputs[output_name], golden_outputs, tolerance)

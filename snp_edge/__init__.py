@@ -1,15 +1,36 @@
-"""snp-edge: offline SNP (Structured Neuron-level Pruning) of timm Vision Transformers.
+"""snp-edge: offline SNP (Structured Neuron-level Pruning) of timm Vision Transformers for edge GPUs.
 
-Host stage: :func:`prune` a timm DeiT/ViT into a smaller dense model, :func:`save_pruned` it as
-safetensors + JSON, :func:`load_pruned` it back. See README.md for the pipeline around it.
+Layers, bottom up (nothing imports a layer above its own; ``tests/test_architecture.py`` checks it):
+
+* ``snp_edge.engines`` (folder ``engines/``): device code, Python 3.6-clean, and the definitions both sides
+  share (device targets, exit statuses, atomic outputs, latency statistics, logit comparison, ORT sessions).
+* host core (this package's modules): timm models (:mod:`.vit`, :mod:`.models`, :mod:`.sources`), dependency
+  groups (:mod:`.groups`), the SNP criterion (:mod:`.criteria`), surgery (:mod:`.prune`, :mod:`.arch`),
+  targets and presets (:mod:`.targets`, :mod:`.presets`), the saved format (:mod:`.saved`).
+* stages: ``snp_edge.export`` (``export/``), ``snp_edge.bench`` (``bench/``), :mod:`snp_edge.train`.
+* application: :mod:`snp_edge.cli`, the ``snp-edge`` command line and its ``run``/``compare`` orchestrator.
+
+Library use: :func:`prune` a timm DeiT/ViT into a smaller dense model, :func:`save_pruned` it as
+safetensors + JSON, :func:`load_pruned` it back. These names import torch on first use, not at import.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .api import PruneResult, prune  # noqa: E402
-from .errors import SnpEdgeError  # noqa: E402
-from .models import ModelHandle, load_model, resolve_model  # noqa: E402
-from .saved import load_pruned, load_pruned_handle, save_pruned  # noqa: E402
+_LAZY = {
+    "prune": "api", "PruneResult": "api",
+    "SnpEdgeError": "errors",
+    "ModelHandle": "models", "load_model": "models",
+    "load_handle": "sources", "source_kind": "sources",
+    "load_pruned": "saved", "load_pruned_handle": "saved", "save_pruned": "saved",
+}
+__all__ = [*_LAZY, "__version__"]
 
-__all__ = ["ModelHandle", "PruneResult", "SnpEdgeError", "load_model", "load_pruned", "load_pruned_handle",
-           "prune", "resolve_model", "save_pruned", "__version__"]
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,8 @@ from .criteria import COMPONENTS, DEFAULT_CRITERIA, ScoreOptions
 from .errors import SnpEdgeError
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
-from .prune import prune_model, pruned_components
 from .summary import summarize
+from .surgery import prune_model, pruned_components
 from .targets import arch_for_gmacs, arch_from_config, fit_under, load_preset, read_config, round_arch
 
 

@@ -13,8 +13,9 @@ import torch
 from timm.layers import LayerScale
 from torch import nn
 
-from .attention import PrunedAttention
+from .attention import PrunedAttention, attn_layout
 from .errors import SnpEdgeError
+from .vit import create_model
 
 
 @dataclass
@@ -67,11 +68,7 @@ def arch_of(model: nn.Module) -> Arch:
     """Read the widths of a supported timm ViT (pruned or not)."""
     blocks = []
     for i, blk in enumerate(model.blocks):
-        attn = blk.attn
-        if isinstance(attn, PrunedAttention):
-            heads, qk, v = attn.num_heads, attn.qk_dim, attn.v_dim
-        else:
-            heads, qk, v = attn.num_heads, attn.head_dim, attn.head_dim
+        heads, qk, v = attn_layout(blk.attn)
         blocks.append(BlockArch(index=i, heads=heads, qk=qk, v=v, mlp=blk.mlp.fc1.out_features))
     first = model.blocks[0].attn
     head_dim = round(first.scale ** -2)
@@ -154,8 +151,6 @@ def apply_arch(model: nn.Module, arch: Arch) -> nn.Module:
 
 def build_skeleton(base_model: str, model_args: dict, arch: Arch) -> nn.Module:
     """An uninitialised model of shape ``arch`` (on the CPU), built from timm's ``base_model`` definition."""
-    from .models import create_model
-
     model = create_model(base_model, model_args, device="meta")
     with torch.device("meta"):
         apply_arch(model, arch)

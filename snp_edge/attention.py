@@ -59,3 +59,21 @@ class PrunedAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, qk_dim={self.qk_dim}, v_dim={self.v_dim}, scale={self.scale:.6g}"
+
+
+def attn_layout(attn: nn.Module) -> tuple[int, int, int]:
+    """(heads, query/key width per head, value width per head) of a timm ``Attention`` or a
+    :class:`PrunedAttention`."""
+    if isinstance(attn, PrunedAttention):
+        return attn.num_heads, attn.qk_dim, attn.v_dim
+    return attn.num_heads, attn.head_dim, attn.head_dim
+
+
+def split_qkv(attn: nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fused qkv Linear's output (B, N, H * (2 * d_qk + d_v)) -> q, k (B, H, N, d_qk) and v (B, H, N, d_v),
+    unscaled."""
+    B, N, _ = out.shape
+    H, dqk, dv = attn_layout(attn)
+    q, k, v = out.split([H * dqk, H * dqk, H * dv], dim=-1)
+    return (q.reshape(B, N, H, dqk).transpose(1, 2), k.reshape(B, N, H, dqk).transpose(1, 2),
+            v.reshape(B, N, H, dv).transpose(1, 2))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from timm.data import create_transform
 
-from .errors import SnpEdgeError
+from .errors import SnpEdgeError, first_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 SYNTHETIC_NOTICE = "no --calib given: data-driven scores use seeded noise images, not real data"
@@ -65,7 +65,7 @@ def _from_npy(path: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as exc:
-        raise SnpEdgeError(f"cannot read calibration array {path}: {str(exc).splitlines()[0]}") from None
+        raise SnpEdgeError(f"cannot read calibration array {path}: {first_line(exc)}") from None
     want = tuple(data_config["input_size"])
     if array.ndim != 4 or tuple(array.shape[1:]) != want:
         raise SnpEdgeError(f"calibration array {path} has shape {tuple(array.shape)}; expected (N, {want[0]}, "

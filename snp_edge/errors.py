@@ -1,8 +1,12 @@
-"""The one exception type the CLI turns into a one-line error and a non-zero exit."""
+"""The host's user-facing error. Exit statuses and the device side's errors are in :mod:`snp_edge.engines.errors`."""
+
+from .engines.errors import UserError, VerificationFailed, first_line
+
+__all__ = ["SnpEdgeError", "VerificationFailed", "first_line"]
 
 
-class SnpEdgeError(Exception):
-    """A user-facing error: bad input, unsupported model, unreadable file.
+class SnpEdgeError(UserError):
+    """A user-facing error: bad input, unsupported model, unreadable file (exit status 2).
 
     The message is a single line that names what is wrong and, where useful, what to do instead.
     """

@@ -23,7 +23,7 @@ from timm.layers.attention import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from .attention import PrunedAttention
+from .attention import PrunedAttention, attn_layout
 from .errors import SnpEdgeError
 
 
@@ -97,13 +97,6 @@ def check_supported(model: nn.Module) -> None:
             raise _unsupported(name, mod, "expected a Linear classifier")
 
 
-def _attn_layout(attn: nn.Module) -> tuple[int, int, int]:
-    """(heads, qk width per head, v width per head) of a timm or pruned attention module."""
-    if isinstance(attn, PrunedAttention):
-        return attn.num_heads, attn.qk_dim, attn.v_dim
-    return attn.num_heads, attn.head_dim, attn.head_dim
-
-
 def _present(params: dict[str, torch.Tensor], *names: str) -> list[str]:
     return [n for n in names if n in params]
 
@@ -123,7 +116,7 @@ def find_groups(model: nn.Module) -> list[Group]:
     groups: list[Group] = []
     for i, blk in enumerate(model.blocks):
         p = f"blocks.{i}"
-        H, dqk, dv = _attn_layout(blk.attn)
+        H, dqk, dv = attn_layout(blk.attn)
         embed += [Slice(n, 0, 0, E) for n in _present(
             params, f"{p}.norm1.weight", f"{p}.norm1.bias", f"{p}.norm2.weight", f"{p}.norm2.bias",
             f"{p}.ls1.gamma", f"{p}.ls2.gamma", f"{p}.attn.proj.bias", f"{p}.mlp.fc2.bias")]

@@ -2,62 +2,33 @@
 
 ``model.json`` names the timm base model and its overrides and holds the :class:`~snp_edge.arch.Arch`;
 :func:`load_pruned` builds that shape from timm's definition (no original weights needed) and loads
-the tensors. Folders are written atomically: into a temporary sibling, then renamed.
+the tensors. Folders are written atomically (:class:`~snp_edge.engines.fileio.Output`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .arch import Arch, build_skeleton
-from .errors import SnpEdgeError
-from .models import ModelHandle, load_state_dict_checked
+from .engines.fileio import Output
+from .errors import SnpEdgeError, first_line
+from .models import ModelHandle
+from .sources import ARCH_FILE, WEIGHTS_FILE
+from .summary import summarize
+from .vit import load_state_dict_checked
 
 FORMAT = "snp-edge.pruned-vit"
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-ARCH_FILE = "model.json"
 
 
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse an existing output file or folder (unless ``force``) or an unwritable parent, before any work."""
-    if out.exists() and not force:
-        raise SnpEdgeError(f"output {out} already exists; pass --force to replace it")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise SnpEdgeError(f"cannot write {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise SnpEdgeError(f"cannot write {out}: folder {parent} is not writable")
-
-
-def publish_dir(tmp: Path, out: Path, force: bool) -> None:
-    """Move the finished folder ``tmp`` to ``out`` (replacing it only if ``force``)."""
-    if out.exists():
-        if not force:
-            raise SnpEdgeError(f"output {out} already exists; pass --force to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
-def save_pruned(handle: ModelHandle, out: str | Path, extra: dict | None = None, force: bool = False) -> Path:
-    """Write ``handle`` (a pruned model) to folder ``out`` as model.safetensors + model.json."""
-    out = Path(out)
+def write_pruned(handle: ModelHandle, folder: Path, extra: dict | None = None) -> None:
+    """Write ``handle`` (a pruned model) into the existing, empty folder ``folder``."""
     if handle.arch is None:
         raise SnpEdgeError("only pruned models are saved in the pruned-model format")
-    check_output_dir(out, force)
-    from .summary import summarize
-
     desc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -70,15 +41,17 @@ def save_pruned(handle: ModelHandle, out: str | Path, extra: dict | None = None,
         "summary": summarize(handle),
         **(extra or {}),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
-    try:
-        state = {k: v.detach().contiguous() for k, v in handle.model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "base_model": handle.base_model})
-        (tmp / ARCH_FILE).write_text(json.dumps(desc, indent=2) + "\n")
-        publish_dir(tmp, out, force)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    state = {k: v.detach().contiguous() for k, v in handle.model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT, "base_model": handle.base_model})
+    (folder / ARCH_FILE).write_text(json.dumps(desc, indent=2) + "\n")
+
+
+def save_pruned(handle: ModelHandle, out: str | Path, extra: dict | None = None, force: bool = False) -> Path:
+    """Write ``handle`` (a pruned model) to folder ``out`` as model.safetensors + model.json, atomically."""
+    with Output(out, force, kind="dir") as output:
+        write_pruned(handle, Path(output.stage()), extra)
+        output.publish()
+    return Path(out)
 
 
 def read_description(path: str | Path) -> dict:
@@ -90,7 +63,7 @@ def read_description(path: str | Path) -> dict:
     try:
         desc = json.loads(arch_file.read_text())
     except (OSError, ValueError) as exc:
-        raise SnpEdgeError(f"corrupt {arch_file}: {str(exc).splitlines()[0]}") from None
+        raise SnpEdgeError(f"corrupt {arch_file}: {first_line(exc)}") from None
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise SnpEdgeError(f"{arch_file} is not an snp-edge pruned model description")
     if desc.get("format_version") != FORMAT_VERSION:
@@ -117,10 +90,10 @@ def load_pruned_handle(path: str | Path) -> ModelHandle:
     try:
         state = load_file(str(weights))
     except Exception as exc:
-        raise SnpEdgeError(f"corrupt {weights}: {str(exc).splitlines()[0][:200]}") from None
+        raise SnpEdgeError(f"corrupt {weights}: {first_line(exc)}") from None
     model = build_skeleton(desc["base_model"], desc.get("model_args") or {}, arch)
     load_state_dict_checked(model, state, str(weights))
-    return ModelHandle(model.eval(), desc["base_model"], desc.get("model_args") or {}, str(folder),
+    return ModelHandle(model.eval(), desc["base_model"], desc.get("model_args") or {}, str(desc.get("weights") or folder),
                        accuracy_meaningful=bool(desc.get("accuracy_meaningful")), notice=desc.get("notice"),
                        arch=desc["arch"], name=f"{desc['base_model']} (SNP, {folder.name})")
 

@@ -16,27 +16,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from .arch import Arch, BlockArch
-from .errors import SnpEdgeError
+from .errors import SnpEdgeError, first_line
 from .macs import predict_macs
+from .presets import list_presets, load_preset  # noqa: F401 (re-exported)
 
 COMPONENTS = ("qk", "v", "mlp", "heads")
-
-
-def list_presets() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("snp_edge.presets").iterdir()
-                  if p.name.endswith(".yaml"))
-
-
-def load_preset(name: str) -> dict:
-    if name not in list_presets():
-        raise SnpEdgeError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
-    return yaml.safe_load(resources.files("snp_edge.presets").joinpath(f"{name}.yaml").read_text())
 
 
 def read_config(path: str | Path) -> dict:
@@ -48,7 +37,7 @@ def read_config(path: str | Path) -> dict:
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise SnpEdgeError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
+        raise SnpEdgeError(f"cannot parse config {path}: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise SnpEdgeError(f"config {path} must be a mapping with embed/qk/v/mlp/heads keys")
     return data

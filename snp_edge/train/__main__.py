@@ -1,7 +1,7 @@
-"""``python -m snp_edge.train {finetune,eval} ...``: the stage's subcommands without the main CLI (torchrun-friendly)."""
+"""``python -m snp_edge.train {finetune,eval} ...`` (torchrun-friendly): the snp-edge command line."""
 
 import sys
 
-from .cli import main
+from snp_edge.cli import main
 
 sys.exit(main())

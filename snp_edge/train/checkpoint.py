@@ -8,42 +8,24 @@ A checkpoint is a torch pickle of plain tensors and numbers: ``model``, ``optimi
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..errors import SnpEdgeError
+from ..engines.fileio import atomic_path, write_text_atomic
+from ..errors import SnpEdgeError, first_line
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, fsync it and rename it to ``path``.
-
-    A crash at any point leaves either the previous ``path`` or the new one, never a partial file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    write_text_atomic(path, text)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write ``state`` to ``path`` atomically (synced before the rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def model_identity(base_model: str, model_args: dict, arch: dict | None, num_classes: int) -> dict:
@@ -60,7 +42,7 @@ def load_checkpoint(path: Path, identity: dict) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SnpEdgeError(f"cannot read resume checkpoint {path}: {str(exc).splitlines()[0][:160]}") from None
+        raise SnpEdgeError(f"cannot read resume checkpoint {path}: {first_line(exc)}") from None
     if not isinstance(state, dict) or "identity" not in state or "model" not in state:
         raise SnpEdgeError(f"{path} is not an snp-edge training checkpoint")
     theirs = state["identity"]

@@ -6,7 +6,6 @@ classes are the sorted sub-folder names of ``train/`` and ``val/`` must have the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,24 +13,8 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..calib import IMAGE_EXTENSIONS
-from ..errors import SnpEdgeError
-
-
-@dataclass
-class AugConfig:
-    """Training augmentation (the DeiT recipe by default); every piece can be switched off.
-
-    ``auto_augment`` is a timm RandAugment string or None; ``re_prob`` is the random-erasing
-    probability; ``scale``/``ratio`` drive RandomResizedCrop; ``hflip`` is the flip probability.
-    """
-
-    auto_augment: str | None = "rand-m9-mstd0.5-inc1"
-    re_prob: float = 0.25
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    color_jitter: float = 0.3
-    no_aug: bool = False  # eval-style resize + centre crop for training too
+from ..errors import SnpEdgeError, first_line
+from .config import AugConfig
 
 
 def _is_image(path: str) -> bool:
@@ -44,7 +27,7 @@ def _image_folder(root: Path, transform):
     try:
         return ImageFolder(str(root), transform=transform, is_valid_file=_is_image)
     except (FileNotFoundError, OSError) as exc:
-        raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {str(exc).splitlines()[0]}") from None
+        raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {first_line(exc)}") from None
 
 
 def split_dir(data: str | Path, split: str) -> Path:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KD_KINDS = ("none", "soft", "hard")
+from .config import KD_KINDS
 
 
 def soft_distillation(student: torch.Tensor, teacher: torch.Tensor, tau: float) -> torch.Tensor:

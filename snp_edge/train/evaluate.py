@@ -86,18 +86,15 @@ def torch_predictor(model: nn.Module, amp_dtype: torch.dtype | None = None) -> C
 
 def onnx_predictor(path: str | Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[int, int, int]]:
     """An ONNX Runtime (CPU) predictor for an exported model, and its (C, H, W) input size."""
-    from export.parity import ort_session, run_ort
+    from ..engines.ort import ort_session, run_logits
 
-    try:
-        session = ort_session(str(path))
-    except Exception as exc:
-        raise SnpEdgeError(f"cannot load ONNX model {path}: {str(exc).splitlines()[0][:160]}") from None
+    session = ort_session(str(path))
     inp = session.get_inputs()[0]
     shape = inp.shape
     if inp.name != "input" or len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
         raise SnpEdgeError(f"{path}: expected an snp-edge export with input 'input' (N, C, H, W); got {inp.name} {shape}")
 
     def predict(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(run_ort(session, x.cpu().numpy()))
+        return torch.from_numpy(run_logits(session, x.cpu().numpy()))
 
     return predict, tuple(shape[1:])

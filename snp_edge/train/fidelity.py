@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..criteria import _split_qkv
+from ..attention import split_qkv
 
 EPS = 1e-12
 
@@ -42,7 +42,7 @@ class AttentionRecorder:
 
     def _hook(self, i: int, attn: nn.Module):
         def hook(_module, _inputs, out):
-            q, k, _ = _split_qkv(attn, out)
+            q, k, _ = split_qkv(attn, out)
             q = getattr(attn, "q_norm", nn.Identity())(q)
             k = getattr(attn, "k_norm", nn.Identity())(k)
             self.maps[i] = ((q.float() * attn.scale) @ k.float().transpose(-2, -1)).softmax(dim=-1)

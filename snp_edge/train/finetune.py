@@ -23,9 +23,8 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,77 +40,17 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..engines.fileio import Output
 from ..errors import SnpEdgeError
 from ..models import ModelHandle
-from ..saved import check_output_dir, save_pruned
+from ..saved import save_pruned
 from .checkpoint import CHECKPOINT_FILE, atomic_write_text, load_checkpoint, model_identity, save_checkpoint
-from .data import AugConfig, eval_loader, eval_transform, load_split, train_loader, train_transform
-from .distill import KD_KINDS, DistillationLoss
+from .config import AMP_CHOICES, KD_KINDS, AugConfig, FinetuneConfig  # noqa: F401 (re-exported)
+from .data import eval_loader, eval_transform, load_split, train_loader, train_transform
+from .distill import DistillationLoss
 from .evaluate import evaluate, torch_predictor
 
 LOG_FILE = "log.jsonl"
-AMP_CHOICES = ("auto", "off", "fp16", "bf16")
-
-
-@dataclass
-class FinetuneConfig:
-    """The DeiT recipe (defaults) plus distillation; every augmentation and regulariser can be turned off.
-
-    ``batch_size`` is per process; the global batch is ``batch_size * world_size * accum_steps``.
-    ``lr=None`` means DeiT's linear scaling, 5e-4 * global_batch / 512. Epoch counts are in passes over
-    the training split (or ``steps_per_epoch`` optimizer steps when that cap is set).
-    """
-
-    epochs: int = 30
-    batch_size: int = 64
-    accum_steps: int = 1
-    lr: float | None = None
-    min_lr: float = 1e-5
-    warmup_lr: float = 1e-6
-    warmup_epochs: int = 5
-    weight_decay: float = 0.05
-    opt: str = "adamw"
-    sched: str = "cosine"
-    smoothing: float = 0.1
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    aug: AugConfig = field(default_factory=AugConfig)
-    drop_path: float = 0.1
-    model_ema: bool = False
-    ema_decay: float = 0.99996
-    distill: str = "soft"
-    distill_alpha: float = 0.5
-    distill_tau: float = 1.0
-    amp: str = "auto"
-    clip_grad: float | None = None
-    workers: int = 2
-    seed: int = 0
-    eval_batch_size: int | None = None
-    steps_per_epoch: int | None = None
-    progress: bool = True
-
-    def check(self) -> None:
-        positive = {"epochs": self.epochs, "batch-size": self.batch_size, "accum-steps": self.accum_steps}
-        for name, value in positive.items():
-            if value < 1:
-                raise SnpEdgeError(f"--{name} must be >= 1, got {value}")
-        if self.distill not in KD_KINDS:
-            raise SnpEdgeError(f"unknown --distill {self.distill!r}; use one of {', '.join(KD_KINDS)}")
-        if self.amp not in AMP_CHOICES:
-            raise SnpEdgeError(f"unknown --amp {self.amp!r}; use one of {', '.join(AMP_CHOICES)}")
-        if not 0 <= self.distill_alpha <= 1:
-            raise SnpEdgeError(f"--distill-alpha must be in [0, 1], got {self.distill_alpha}")
-        if self.mixup_active and self.batch_size % 2:
-            raise SnpEdgeError(f"mixup/cutmix need an even per-process --batch-size, got {self.batch_size}")
-
-    @property
-    def mixup_active(self) -> bool:
-        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
 
 
 @dataclass
@@ -180,17 +119,13 @@ def save_model(handle: ModelHandle, model: nn.Module, out: Path, extra: dict) ->
                             notice=None, arch=handle.arch)
         save_pruned(saved, out, extra=extra, force=True)
         return
-    from ..saved import publish_dir
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with Output(out, force=True, kind="dir") as output:
+        tmp = Path(output.stage())
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"base_model": handle.base_model})
         desc = {"base_model": handle.base_model, "model_args": handle.model_args, **extra}
         (tmp / "train.json").write_text(json.dumps(desc, indent=2) + "\n")
-        publish_dir(tmp, out, force=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        output.publish()
 
 
 def _read_log(path: Path, before_epoch: int) -> list[dict]:
@@ -242,7 +177,7 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
             raise SnpEdgeError(f"resume checkpoint {resume} was trained with other options ({', '.join(differ)}); "
                                "resume with the options of the interrupted run")
     if state is None:
-        check_output_dir(out, force)
+        Output(out, force, kind="dir")  # checks: exists without --force, parent missing or read-only
     elif not out.is_dir():
         raise SnpEdgeError(f"--resume needs the run's output folder {out}; it does not exist")
     global_batch = cfg.batch_size * info.world * cfg.accum_steps

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench_testutils import export, tiny_vit
+
+from tests.bench.bench_testutils import export, tiny_vit
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from bench_testutils import TINY_ARGS
+from snp_edge.bench.schema import validate
 
-from bench.schema import validate
+from tests.bench.bench_testutils import TINY_ARGS
 
 MODEL_ARGS = [a for k, v in TINY_ARGS.items() for a in ("--model-arg", f"{k}={v}")]
 
@@ -34,15 +34,18 @@ def test_compare_tiny(cli, tmp_path, backend):
 def test_compare_needs_a_target(cli, tmp_path):
     rc, _, err = cli("compare", "--model", "vit_tiny_patch16_224", *MODEL_ARGS, "--weights", "random",
                      "--quick", "--out", tmp_path)
-    assert rc == 1 and "--preset or --target-gmacs" in err
+    assert rc == 2 and "--preset, --config or --target-gmacs" in err
 
 
 def test_compare_round_to_aligns_pruned_widths():
-    from bench.compare import compare_candidates
+    from snp_edge.cli import build_parser
+    from snp_edge.cli.pipeline import build_members, targets_of
 
-    cands = compare_candidates("vit_tiny_patch16_224", [], [0.008], weights="random", model_args=TINY_ARGS,
-                               references=[], round_to=8)
-    arch = cands[1].handle.arch
+    args = build_parser().parse_args(["compare", "--model", "vit_tiny_patch16_224", *MODEL_ARGS, "--weights",
+                                      "random", "--target-gmacs", "0.008", "--round-to", "8", "--references"])
+    members = build_members(args, targets_of(args))
+    assert [m.role for m in members] == ["unpruned", "pruned"]
+    arch = members[1].handle.arch
     widths = [arch["embed"]] + [b[k] for b in arch["blocks"] for k in ("qk", "v", "mlp")]
-    assert all(w % 8 == 0 for w in widths) and cands[1].gmacs <= 0.008
-    assert cands[1].label.endswith("round-to 8)")
+    assert all(w % 8 == 0 for w in widths) and members[1].handle.gmacs <= 0.008
+    assert members[1].label.endswith("round-to 8)")

@@ -3,7 +3,7 @@
 import json
 import platform
 
-from bench.env import capture_env
+from snp_edge.bench.env import capture_env
 
 
 def test_capture_env():

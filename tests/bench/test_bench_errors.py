@@ -1,16 +1,16 @@
-"""Bad input: a one-line error on stderr, exit status 1, nothing written."""
+"""Bad input: a one-line error on stderr, exit status 2, nothing written."""
 
 import pytest
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["missing.onnx"], "candidate not found: missing.onnx"),
-    (["dir/missing"], "candidate not found"),
-    (["{wide}", "--backend", "tensorflow"], "unknown backend 'tensorflow'"),
-    (["{wide}", "--batch", "0"], "--batch must be a positive integer"),
-    (["{wide}", "--runs", "-3"], "--runs must be a positive integer"),
-    (["{wide}", "--warmup", "-1"], "--warmup must be >= 0"),
-    (["{wide}", "--device", "tpu"], "unknown device"),
+    (["missing.onnx"], "missing.onnx not found"),
+    (["dir/missing"], "dir/missing not found"),
+    (["{wide}", "--backend", "tensorflow"], "argument --backend: invalid choice: 'tensorflow'"),
+    (["{wide}", "--batch", "0"], "argument --batch: 0 is outside [1, 65536]"),
+    (["{wide}", "--runs", "-3"], "argument --runs: -3 is outside [1, 10000000]"),
+    (["{wide}", "--warmup", "-1"], "argument --warmup: -1 is outside >= 0"),
+    (["{wide}", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["{wide}", "--fp16"], "--fp16 needs --backend torch --device cuda"),
     (["{wide}", "--backend", "torch"], "cannot run a onnx candidate on --backend torch"),
     (["{wide}", "--backend", "trt"], "cannot run a onnx candidate on --backend trt"),
@@ -27,7 +27,7 @@ def test_bad_input(cli, onnx_pair, tmp_path, argv, message):
     argv = [a.format(wide=onnx_pair[0], times=times) for a in argv]
     out = tmp_path / "out"
     rc, stdout, err = cli("bench", *argv, "--quick", "--out", out)
-    assert rc == 1
+    assert rc == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (out / "results.json").exists()
 
@@ -38,12 +38,12 @@ def test_bad_measurement_files(cli, tmp_path):
     for name, text in cases.items():
         (tmp_path / name).write_text(text)
         rc, _, err = cli("bench", tmp_path / name, "--out", tmp_path / "out")
-        assert rc == 1 and str(tmp_path / name) in err and len(err.strip().splitlines()) == 1, err
+        assert rc == 2 and str(tmp_path / name) in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_fixed_batch_onnx(cli, tmp_path):
-    from bench_testutils import export, tiny_vit
+    from tests.bench.bench_testutils import export, tiny_vit
 
     path = export(tiny_vit(96), tmp_path / "static.onnx", dynamic_batch=False)
     rc, _, err = cli("bench", path, "--batch", 2, "--quick", "--out", tmp_path / "out")
-    assert rc == 1 and "exported with a fixed batch of 1" in err.strip().splitlines()[-1]
+    assert rc == 2 and "exported with a fixed batch of 1" in err.strip().splitlines()[-1]

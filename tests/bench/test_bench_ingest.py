@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-
-from bench.schema import validate
+from snp_edge.bench.schema import validate
 
 # trtexec --exportTimes records (TensorRT 8.5+ layout, three of its fields)
 EXPORT_TIMES = [{"startComputeMs": 0.1 * i, "computeMs": c, "latencyMs": c + 0.05}

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from bench_testutils import TINY_ARGS, tiny_vit
+from snp_edge.bench.macs import onnx_macs, onnx_params
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.macs import onnx_macs, onnx_params
 from snp_edge.errors import SnpEdgeError
+from tests.bench.bench_testutils import TINY_ARGS, tiny_vit
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -33,7 +33,8 @@ def test_unreadable_onnx(tmp_path):
 
 def test_pruned_model_exported_by_export_stage(tmp_path):
     """The count from the ONNX graph equals the handle's (torch FLOP counter) after SNP and export."""
-    from export import export_onnx
+    from snp_edge.export import export_onnx
+
     from snp_edge import load_model, prune
 
     base = load_model("vit_tiny_patch16_224", "random", TINY_ARGS)

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-
-from bench.candidates import from_spec
-from bench.report import write_report
-from bench.run import BenchConfig, run_bench
-from bench.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate
+from snp_edge.bench.candidates import from_spec
+from snp_edge.bench.report import write_report
+from snp_edge.bench.run import BenchConfig, run_bench
+from snp_edge.bench.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -74,7 +73,7 @@ def test_refuses_to_overwrite_without_force(quick_run, onnx_pair, cli):
     _, out = quick_run
     before = (out / "results.json").read_text()
     rc, _, err = cli("bench", onnx_pair[1], "--quick", "--out", out)
-    assert rc == 1 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "--force" in err and len(err.strip().splitlines()) == 1
     assert (out / "results.json").read_text() == before
     rc, _, _ = cli("bench", onnx_pair[1], "--runs", 3, "--warmup", 0, "--out", out, "--force")
     assert rc == 0
@@ -114,7 +113,7 @@ def test_ctrl_c_during_warmup_has_no_latencies(onnx_pair, tmp_path):
 
 
 def test_cli_exit_status_when_interrupted(onnx_pair, tmp_path, cli, monkeypatch):
-    import bench.cli
+    import snp_edge.cli.bench
 
     def bar():
         def update(done, total):
@@ -122,7 +121,7 @@ def test_cli_exit_status_when_interrupted(onnx_pair, tmp_path, cli, monkeypatch)
 
         return update, lambda: None
 
-    monkeypatch.setattr(bench.cli, "_progress_bar", bar)
+    monkeypatch.setattr(snp_edge.cli.bench, "progress_bar", bar)
     rc, out, err = cli("bench", onnx_pair[0], "--quick", "--out", tmp_path)
     assert rc == 130 and "partial" in err
     assert json.loads((tmp_path / "results.json").read_text())["partial"] is True

@@ -3,8 +3,7 @@
 from collections import Counter
 
 import pytest
-
-from bench.schedule import default_block, make_plan
+from snp_edge.bench.schedule import default_block, make_plan
 
 
 def test_every_candidate_gets_the_same_runs():

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
-from bench_testutils import TINY_ARGS
+from snp_edge.bench.schema import validate
 
-from bench.schema import validate
+from tests.bench.bench_testutils import TINY_ARGS
 
 MODEL_ARGS = [a for k, v in TINY_ARGS.items() for a in ("--model-arg", f"{k}={v}")]
 

@@ -5,10 +5,10 @@ import importlib.util
 import json
 
 import pytest
-from bench_testutils import TINY_ARGS
+from snp_edge.bench.candidates import from_spec
+from snp_edge.bench.schema import validate
 
-from bench.candidates import from_spec
-from bench.schema import validate
+from tests.bench.bench_testutils import TINY_ARGS
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 MODEL_ARGS = [a for k, v in TINY_ARGS.items() for a in ("--model-arg", f"{k}={v}")]
@@ -35,14 +35,14 @@ def test_engine_takes_model_facts_from_its_bundle(bundles, cli, tmp_path):
     assert c.gmacs == pytest.approx(0.0159, rel=1e-3) and c.accuracy_meaningful is False
     rc, _, err = cli("bench", engine, "--backend", "trt", "--quick", "--out", tmp_path / "out")
     last = err.strip().splitlines()[-1]  # after the "preparing" progress line
-    assert rc == 1 and last.startswith("snp-edge bench: error: ") and "not-built.engine has no sidecar" in last
+    assert rc == 2 and last.startswith("snp-edge bench: error: ") and "not-built.engine has no sidecar" in last
     assert not (tmp_path / "out" / "results.json").exists()
 
 
 @pytest.mark.trt
 @pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT and a GPU")
 def test_trt_live_and_device_json(bundles, cli, tmp_path):
-    from engines.cli import main as engines_main
+    from snp_edge.engines.cli import main as engines_main
 
     engines, device_json = [], []
     for bundle in bundles:

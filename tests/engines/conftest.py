@@ -1,7 +1,8 @@
 """Fixtures for the device-side tests; the bundle helpers live in device_fixtures.py (imported by tests)."""
 
 import pytest
-from device_fixtures import make_bundle
+
+from tests.engines.device_fixtures import make_bundle
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
-from engines.manifest import MANIFEST_NAME, SCHEMA_VERSION, hash_files
+from snp_edge.engines.manifest import MANIFEST_NAME, SCHEMA_VERSION, hash_files
 
 REPO = Path(__file__).resolve().parents[2]
 C, HW, HIDDEN, CLASSES = 3, 4, 16, 10

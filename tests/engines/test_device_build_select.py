@@ -4,10 +4,9 @@ TensorRT version. (The builder itself runs in test_trt_engine.py where TensorRT 
 import io
 
 import pytest
-
-from engines.build import build_mode, select_fp32_layers
-from engines.errors import EnginesError
-from engines.trt_compat import api_for_version
+from snp_edge.engines.build import build_mode, select_fp32_layers
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.trt_compat import api_for_version
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy (opset 13) exporter
 
@@ -21,8 +20,8 @@ TRT_LAYER_TYPE = {"ReduceMean": "REDUCE", "Sub": "ELEMENTWISE", "Pow": "ELEMENTW
 
 
 @pytest.fixture(scope="module")
-def exported_nodes():
-    """(name, op_type) of a two-block ViT-style model exported by torch.onnx at opset 13 (LayerNorm
+def exported_model():
+    """A two-block ViT-style model exported by torch.onnx at opset 13 (LayerNorm
     decomposed), the way export/ writes models for TensorRT 8.2."""
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -54,33 +53,67 @@ def exported_nodes():
     buf = io.BytesIO()
     torch.onnx.export(Tiny().eval(), torch.randn(1, 5, 16), buf, opset_version=13, dynamo=False,
                       input_names=["input"], output_names=["logits"])
-    return [(n.name, n.op_type) for n in onnx.load_from_string(buf.getvalue()).graph.node]
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def exported_nodes(exported_model):
+    return [(n.name, n.op_type) for n in exported_model.graph.node]
 
 
 def _table(nodes):
     return [(name, TRT_LAYER_TYPE.get(op, "OTHER"), op not in ("Shape", "Constant")) for name, op in nodes]
 
 
-def test_fp32_norms_pins_every_layernorm_node_and_nothing_else(exported_nodes):
+@pytest.fixture(scope="module")
+def pin_lists(exported_model):
+    """The manifest's onnx.fp32_nodes for the exported graph: export/cleanup.py's one LayerNorm matcher."""
+    gs = pytest.importorskip("onnx_graphsurgeon")
+    from snp_edge.export.cleanup import fp32_nodes
+
+    return fp32_nodes(gs.import_onnx(exported_model))
+
+
+def test_fp32_norms_pins_every_layernorm_node_and_nothing_else(exported_nodes, pin_lists):
     table = _table(exported_nodes)
-    chosen = {table[i][0] for i in select_fp32_layers(table, fp32_norms=True)}
+    chosen = {table[i][0] for i in select_fp32_layers(table, pin_lists["norms"])}
     expected = {name for name, op in exported_nodes if "norm" in name and op != "Constant"}
     assert chosen == expected
     assert len({name.rsplit("/", 1)[0] for name in chosen}) == 5  # norm1, norm2 x 2 blocks + final norm
     assert {op for name, op in exported_nodes if name in chosen} >= {"ReduceMean", "Sub", "Sqrt", "Div"}
 
 
-def test_fp32_softmax(exported_nodes):
+def test_fp32_softmax(exported_nodes, pin_lists):
     table = _table(exported_nodes)
-    chosen = [table[i][0] for i in select_fp32_layers(table, fp32_softmax=True)]
+    chosen = [table[i][0] for i in select_fp32_layers(table, pin_lists["softmax"])]
     assert len(chosen) == 2 and all(name.endswith("Softmax") for name in chosen)
-    assert select_fp32_layers(table) == []
+    assert select_fp32_layers(table, []) == []
+
+
+def test_extra_layers_of_one_node_are_pinned_too():
+    """TensorRT's parser names the further layers of one node ``<node>_<n>``; other names never match."""
+    table = [("/norm/Pow", "ELEMENTWISE", True), ("/norm/Pow_1", "ELEMENTWISE", True),
+             ("/norm/Power", "ELEMENTWISE", True), ("/norm/Pow_x", "ELEMENTWISE", True)]
+    assert select_fp32_layers(table, ["/norm/Pow"]) == [0, 1]
+
+
+def test_manifest_without_node_lists_is_refused_for_pinning():
+    from snp_edge.engines.build import fp32_node_names
+
+    manifest = {"onnx": {"fp16_safe": False}}
+    assert fp32_node_names(manifest) == []
+    with pytest.raises(EnginesError, match="onnx.fp32_nodes"):
+        fp32_node_names(manifest, fp32_norms=True)
+    manifest["onnx"]["fp32_nodes"] = {"norms": ["a"], "softmax": ["b"]}
+    assert fp32_node_names(manifest, True, True) == ["a", "b"]
+    assert fp32_node_names(manifest, fp32_softmax=True) == ["b"]
 
 
 def test_non_float_layers_are_never_pinned():
-    table = [("/norm/Shape", "SHAPE", False), ("/norm/Sub_int", "ELEMENTWISE", False),
+    table = [("/norm/Shape", "SHAPE", False), ("/norm/Sub_1", "ELEMENTWISE", False),
              ("/norm/Sub", "ELEMENTWISE", True), ("/norm/LayerNormalization", "NORMALIZATION", True)]
-    assert select_fp32_layers(table, fp32_norms=True) == [2, 3]
+    names = ["/norm/Shape", "/norm/Sub", "/norm/LayerNormalization"]
+    assert select_fp32_layers(table, names) == [2, 3]
 
 
 @pytest.mark.parametrize("version,precision,dtype,expected", [

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from device_fixtures import REPO, make_bundle
+from snp_edge.engines.cli import main
 
-from engines.cli import main
+from tests.engines.device_fixtures import REPO, make_bundle
 
 
 def run(args, cwd=REPO):
@@ -28,18 +28,27 @@ def _has_tensorrt():
 
 def test_info_without_tensorrt(bundle, tmp_path):
     out = tmp_path / "info.json"
-    res = run(["info", bundle, "--json", out])
+    res = run(["info", bundle, "--json-file", out])
     assert res.returncode == 0, res.stderr
     assert f"bundle: {bundle} for jetson-nano, tiny-test" in res.stdout
     assert "notice: random weights" in res.stdout and "engines in" in res.stdout
     data = json.loads(out.read_text())
     assert data["manifest"]["target"] == "jetson-nano" and "python" in data["env"]
+    res = run(["info", bundle, "--json"])  # the same object as the last line of stdout, text on stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {**data, "env": json.loads(res.stdout)["env"]}
+    assert "engines in" in res.stderr
+
+
+def test_old_json_path_spelling_still_writes_the_file(bundle, tmp_path):
+    res = run(["info", bundle, "--json", tmp_path / "old.json"])
+    assert res.returncode == 0 and "--json-file" in res.stderr
+    assert json.loads((tmp_path / "old.json").read_text())["manifest"]["target"] == "jetson-nano"
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="checks the message shown where TensorRT is missing")
 def test_build_without_tensorrt_is_one_line_and_leaves_nothing(bundle, tmp_path):
     before = sorted(p.name for p in bundle.rglob("*"))
-    res = run(["build", bundle, "--json", tmp_path / "b.json"])
+    res = run(["build", bundle, "--json-file", tmp_path / "b.json"])
     assert res.returncode == 2
     assert res.stderr.startswith("error: the TensorRT Python bindings do not import")
     assert res.stderr.count("\n") == 1 and res.stdout == ""

@@ -4,7 +4,8 @@ import shutil
 import subprocess
 
 import pytest
-from device_fixtures import REPO
+
+from tests.engines.device_fixtures import REPO
 
 pytestmark = pytest.mark.docker
 

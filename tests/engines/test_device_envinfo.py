@@ -2,7 +2,7 @@
 
 import json
 
-from engines.envinfo import collect, parse_l4t_release, parse_nvpmodel
+from snp_edge.engines.envinfo import collect, parse_l4t_release, parse_nvpmodel
 
 NVPMODEL_MAXN = "NV Fan Mode:quiet\nNV Power Mode: MAXN\n0\n"
 NVPMODEL_5W = "NV Power Mode: 5W\n1"

@@ -4,10 +4,10 @@ import copy
 import json
 
 import pytest
-from device_fixtures import manifest_dict
+from snp_edge.engines.errors import ManifestError
+from snp_edge.engines.manifest import hash_files, load_manifest, sha256_file, validate_manifest, verify_files
 
-from engines.errors import ManifestError
-from engines.manifest import hash_files, load_manifest, sha256_file, validate_manifest, verify_files
+from tests.engines.device_fixtures import manifest_dict
 
 
 def test_valid_bundle_loads_and_verifies(bundle):

@@ -1,10 +1,10 @@
 """Per-target profiles: defaults, overrides, shapes from the manifest, validation messages."""
 
 import pytest
-from device_fixtures import manifest_dict
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.profiles import MIB, batch_shape, profile_to_dict, resolve_profile
 
-from engines.errors import EnginesError
-from engines.profiles import MIB, batch_shape, profile_to_dict, resolve_profile
+from tests.engines.device_fixtures import manifest_dict
 
 
 def _manifest(shape=(-1, 3, 224, 224), target="jetson-nano"):

@@ -4,7 +4,8 @@ import os
 import subprocess
 
 import pytest
-from device_fixtures import make_bundle
+
+from tests.engines.device_fixtures import make_bundle
 
 
 def _has_tensorrt_or_trtexec():

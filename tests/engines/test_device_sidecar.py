@@ -1,11 +1,11 @@
 """Sidecar files, compatibility refusal and engine cache keys."""
 
 import pytest
-from device_fixtures import manifest_dict
+from snp_edge.engines.errors import EnginesError, IncompatibleEngine
+from snp_edge.engines.profiles import resolve_profile
+from snp_edge.engines.sidecar import cache_key, check_compatible, precision_label, read_sidecar, write_sidecar
 
-from engines.errors import EnginesError, IncompatibleEngine
-from engines.profiles import resolve_profile
-from engines.sidecar import cache_key, check_compatible, precision_label, read_sidecar, write_sidecar
+from tests.engines.device_fixtures import manifest_dict
 
 NANO = {"trt_version": "8.2.1.8", "gpu_name": "NVIDIA Tegra X1", "compute_capability": "5.3"}
 RTX = {"trt_version": "10.8.0.43", "gpu_name": "NVIDIA GeForce RTX 3090", "compute_capability": "8.6"}

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from device_fixtures import REPO
+
+from tests.engines.device_fixtures import REPO
 
 ENGINES = REPO / "engines"
 DOCKER = REPO / "docker"

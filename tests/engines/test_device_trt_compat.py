@@ -1,9 +1,8 @@
 """TensorRT API selection by version: pure, no TensorRT needed."""
 
 import pytest
-
-from engines.errors import EnginesError
-from engines.trt_compat import api_for_version, parse_version
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.trt_compat import api_for_version, parse_version
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from device_fixtures import make_bundle
+from snp_edge.engines.errors import EnginesError
 
-from engines.errors import EnginesError
+from tests.engines.device_fixtures import make_bundle
 
 pytestmark = pytest.mark.trt
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.trt
 @pytest.fixture(scope="module")
 def identity():
     pytest.importorskip("tensorrt", reason="TensorRT Python bindings not installed")
-    from engines.envinfo import device_identity
+    from snp_edge.engines.envinfo import device_identity
 
     try:
         return device_identity()
@@ -26,9 +26,9 @@ def identity():
 
 @pytest.fixture(scope="module")
 def built(identity, tmp_path_factory):
-    from engines.build import build_bundle
-    from engines.manifest import load_manifest
-    from engines.profiles import resolve_profile
+    from snp_edge.engines.build import build_bundle
+    from snp_edge.engines.manifest import load_manifest
+    from snp_edge.engines.profiles import resolve_profile
 
     root = make_bundle(tmp_path_factory.mktemp("trt") / "bundle")
     manifest = load_manifest(str(root))
@@ -51,7 +51,7 @@ def test_build_writes_engine_sidecar_and_timing_cache(built, identity):
 
 
 def test_second_build_reuses_the_engine(built):
-    from engines.build import build_bundle
+    from snp_edge.engines.build import build_bundle
 
     root, manifest, profile, first = built
     again = build_bundle(str(root), manifest, profile, "fp16", fp32_norms=True)
@@ -59,8 +59,8 @@ def test_second_build_reuses_the_engine(built):
 
 
 def test_verify_against_onnxruntime(built):
-    from engines.runtime import EngineRunner
-    from engines.verify import tolerance_for, verify_engine
+    from snp_edge.engines.runtime import EngineRunner
+    from snp_edge.engines.verify import tolerance_for, verify_engine
 
     root, manifest, _, result = built
     runner = EngineRunner(result.engine_path)
@@ -74,7 +74,7 @@ def test_verify_against_onnxruntime(built):
 
 
 def test_cli_fp32_build_verify_bench(built, tmp_path):
-    from engines.cli import main
+    from snp_edge.engines.cli import main
 
     root = built[0]
     assert main(["build", str(root), "--precision", "fp32"]) == 0
@@ -89,7 +89,7 @@ def test_cli_fp32_build_verify_bench(built, tmp_path):
 
 
 def test_time_engine(built):
-    from engines.runtime import time_engine
+    from snp_edge.engines.runtime import time_engine
 
     times = time_engine(built[3].engine_path, 8, 3, 10)
     assert len(times) == 10 and all(isinstance(t, float) and t > 0 for t in times)
@@ -98,8 +98,8 @@ def test_time_engine(built):
 def test_mismatched_sidecar_is_refused(built, tmp_path):
     import shutil
 
-    from engines.errors import IncompatibleEngine
-    from engines.runtime import EngineRunner
+    from snp_edge.engines.errors import IncompatibleEngine
+    from snp_edge.engines.runtime import EngineRunner
 
     engine = tmp_path / "copy.engine"
     shutil.copy(built[3].engine_path, str(engine))

@@ -4,12 +4,18 @@ print (samples/common/sampleReporting.cpp at those releases)."""
 import json
 
 import pytest
-from device_fixtures import manifest_dict
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.profiles import resolve_profile
+from snp_edge.engines.trt_compat import api_for_version
+from snp_edge.engines.trtexec import (
+    build_command,
+    compute_times_ms,
+    parse_summary,
+    shape_spec,
+    timing_command,
+)
 
-from engines.errors import EnginesError
-from engines.profiles import resolve_profile
-from engines.trt_compat import api_for_version
-from engines.trtexec import build_command, compute_times_ms, parse_summary, shape_spec, timing_command
+from tests.engines.device_fixtures import manifest_dict
 
 JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from engines.errors import EnginesError
-from engines.verify import TOLERANCES, compare_logits, tolerance_for
+from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.verify import TOLERANCES, compare_logits, tolerance_for
 
 
 def _golden(n=64, classes=1000, seed=0):

@@ -9,8 +9,8 @@ import tarfile
 
 import numpy as np
 import pytest
+from snp_edge.export.bundle import check_bundle, make_bundle
 
-from export.bundle import check_bundle, make_bundle
 from snp_edge import prune
 from snp_edge.cli import main
 from snp_edge.errors import SnpEdgeError
@@ -75,11 +75,11 @@ def test_bad_manifest_field_is_named(pruned_tiny, tmp_path):
 
 def test_cli_bundle_errors(capsys, tmp_path):
     base = ["bundle", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random"]
-    assert main([*base, "--target", "jetson-nano", "--opset", "17", "--out", str(tmp_path / "b")]) == 1
+    assert main([*base, "--target", "jetson-nano", "--opset", "17", "--out", str(tmp_path / "b")]) == 2
     assert "opset 17 cannot be parsed by trt8.2" in capsys.readouterr().err
     assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["target"] == "rtx3090"
-    assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b")]) == 1
+    assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b")]) == 2
     assert "--force" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from snp_edge.export.onnx_export import attention_widths, export_onnx
+from snp_edge.export.parity import compare
+from snp_edge.export.trt_ops import check_graph
 
-from export.onnx_export import attention_widths, export_onnx
-from export.parity import compare
-from export.trt_ops import check_graph
 from snp_edge import prune
 from snp_edge.cli import main
 from snp_edge.errors import SnpEdgeError
@@ -105,18 +105,24 @@ def test_cli_export_json_and_errors(capsys, tmp_path, pruned_tiny):
     out = tmp_path / "m.onnx"
     assert main(["export", str(folder), "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["opset"] == 13 and report["target"] == "trt8.2" and "meaningless" in report["notice"]
+    assert report["opset"] == 13 and report["parser"] == "trt8.2" and report["target"] is None
+    assert "meaningless" in report["notice"]
     before = out.read_bytes()
-    assert main(["export", str(folder), "--out", str(out)]) == 1
+    assert main(["export", str(folder), "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and out.read_bytes() == before
     for argv, message in (
-        (["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")], "unknown model"),
-        (["export", str(folder), "--out", str(tmp_path / "x.onnx"), "--opset", "11"], "not supported"),
+        (["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x.onnx")], "nope not found"),
+        (["export", "no_such_model", "--out", str(tmp_path / "x.onnx")], "unknown model"),
+        (["export", str(folder), "--out", str(tmp_path / "x.onnx"), "--opset", "11"], "invalid choice: 11"),
         (["export", str(folder), "--out", str(tmp_path / "no" / "x.onnx")], "does not exist"),
+        (["export", str(folder), "--out", str(tmp_path / "x.onnx"), "--opset", "17", "--parser", "trt8.2"],
+         "opset 17 cannot be parsed by trt8.2"),
         (["export", str(folder), "--out", str(tmp_path / "x.onnx"), "--opset", "17", "--target", "trt8.2"],
+         "opset 17 cannot be parsed by trt8.2"),  # the spelling before 0.2
+        (["export", str(folder), "--out", str(tmp_path / "x.onnx"), "--opset", "17", "--target", "jetson-nano"],
          "opset 17 cannot be parsed by trt8.2"),
     ):
-        assert main(argv) == 1
+        assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "p"]  # nothing half-written
@@ -129,14 +135,14 @@ def test_folder_whose_json_does_not_match_weights(capsys, tmp_path, pruned_tiny)
     desc = json.loads((folder / "model.json").read_text())
     desc["arch"]["embed"] = 150
     (folder / "model.json").write_text(json.dumps(desc))
-    assert main(["export", str(folder), "--out", str(tmp_path / "x.onnx")]) == 1
+    assert main(["export", str(folder), "--out", str(tmp_path / "x.onnx")]) == 2
     assert "do not match the model" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_token_major_export_equals_model(pruned_tiny):
     """The export copy (scale folded, (B*N, D) residual stream) computes the same logits as the model."""
-    from export.prepare import export_copy
+    from snp_edge.export.prepare import export_copy
 
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -87,7 +87,7 @@ def test_bad_input_one_line_error_no_output(capsys, tmp_path, extra, message):
         argv += ["--weights", "random"]
     out = tmp_path / "out"
     code, stdout, stderr = _run(capsys, "prune", "--model-arg", "img_size=64", *argv, "--out", str(out))
-    assert code == 1
+    assert code == 2
     assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
@@ -98,7 +98,7 @@ def test_existing_output_refused_without_force(capsys, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     code, _, stderr = _run(capsys, "prune", *TINY, "--preset", "deit_t_0.6g", "--out", str(out))
-    assert code == 1 and "--force" in stderr and (out / "keep.txt").read_text() == "user data"
+    assert code == 2 and "--force" in stderr and (out / "keep.txt").read_text() == "user data"
     code, _, _ = _run(capsys, "prune", *TINY, "--preset", "deit_t_0.6g", "--criterion", "l1", "--out", str(out),
                       "--force")
     assert code == 0 and sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors"]
@@ -106,7 +106,7 @@ def test_existing_output_refused_without_force(capsys, tmp_path):
 
 def test_info_on_a_non_model_folder(capsys, tmp_path):
     code, _, stderr = _run(capsys, "info", str(tmp_path))
-    assert code == 1 and "not a pruned model folder" in stderr
+    assert code == 2 and "not a pruned model folder" in stderr
 
 
 def test_presets_listed(capsys):

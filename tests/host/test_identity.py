@@ -8,7 +8,7 @@ import torch
 from snp_edge.arch import arch_of
 from snp_edge.criteria import COMPONENTS, CRITERIA, ScoreOptions
 from snp_edge.models import load_model
-from snp_edge.prune import prune_model
+from snp_edge.surgery import prune_model
 
 
 def _identity_diff(handle, criterion: str, inputs: torch.Tensor) -> float:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from snp_edge.engines.errors import UserError
 
 from snp_edge import load_pruned, prune, save_pruned
 from snp_edge.errors import SnpEdgeError
@@ -52,7 +53,7 @@ def test_corrupt_weights_file(pruned_tiny, tmp_path):
 def test_existing_output_needs_force(pruned_tiny, tmp_path):
     out = save_pruned(pruned_tiny.handle, tmp_path / "m")
     before = (out / "model.safetensors").read_bytes()
-    with pytest.raises(SnpEdgeError, match="--force"):
+    with pytest.raises(UserError, match="--force"):
         save_pruned(pruned_tiny.handle, out)
     assert (out / "model.safetensors").read_bytes() == before
     save_pruned(pruned_tiny.handle, out, force=True)

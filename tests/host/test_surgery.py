@@ -14,7 +14,7 @@ from snp_edge.criteria import COMPONENTS, ScoreOptions, compute_scores
 from snp_edge.groups import find_groups
 from snp_edge.macs import count_macs, macs_constants, predict_macs
 from snp_edge.models import ModelHandle
-from snp_edge.prune import prune_model
+from snp_edge.surgery import prune_model
 from snp_edge.targets import arch_from_config, load_preset
 
 

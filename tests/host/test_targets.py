@@ -10,8 +10,8 @@ import pytest
 from snp_edge.arch import arch_of
 from snp_edge.errors import SnpEdgeError
 from snp_edge.macs import macs_constants, predict_macs
-from snp_edge.models import create_model
 from snp_edge.targets import arch_for_gmacs, arch_from_config, list_presets, load_preset, round_arch
+from snp_edge.vit import create_model
 
 PAPER = Path(__file__).resolve().parents[3] / "shared" / "reference" / "paper-results.md"
 MODELS = {}

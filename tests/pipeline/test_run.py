@@ -16,11 +16,11 @@ def test_run_end_to_end(capsys, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prune"]["gmacs_after"] <= 0.05 < summary["prune"]["gmacs_before"]
     assert "meaningless" in summary["notice"] and "NOTICE" in stdout
-    assert set(summary["onnx"]) == {"deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP"}
+    assert set(summary["onnx"]) == {"deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP (0.05 GMACs)"}
     assert all(p["max_abs"] <= 1e-4 for v in summary["onnx"].values() for p in v["parity"])
     assert (out / "bundles" / "rtx3090" / "manifest.json").is_file()
     results = json.loads((out / "bench" / "results.json").read_text())
-    assert [c["label"] for c in results["candidates"]] == ["deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP"]
+    assert [c["label"] for c in results["candidates"]] == ["deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP (0.05 GMACs)"]
     assert "meaningless" in (out / "bench" / "results.md").read_text()
     assert (out / "bench" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
@@ -45,5 +45,5 @@ def _cfg(tmp_path):
 
 def test_run_refuses_existing_output(capsys, tmp_path):
     (tmp_path / "run").mkdir()
-    assert main(["run", "--out", str(tmp_path / "run"), "--weights", "random"]) == 1
+    assert main(["run", "--out", str(tmp_path / "run"), "--weights", "random"]) == 2
     assert "--force" in capsys.readouterr().err

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_testutils import make_pruned, write_image_folder
+
+from tests.train.train_testutils import make_pruned, write_image_folder
 
 
 @pytest.fixture(autouse=True)

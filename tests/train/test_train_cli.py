@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 import torch
-from train_testutils import make_pruned, write_image_folder
 
-from snp_edge.train.cli import main
+from snp_edge.cli import main
+from tests.train.train_testutils import make_pruned, write_image_folder
 
 
 def _run(capsys, *argv):
@@ -20,7 +20,7 @@ def _run(capsys, *argv):
 
 def _one_line_error(code: int, err: str, command: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"snp-edge {command}: error: "), err
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"snp-edge {command}: error: "), err
     return lines[0]
 
 
@@ -78,7 +78,8 @@ def test_existing_output_and_foreign_resume_are_refused(capsys, tiny_pruned, tin
 
 
 def test_eval_pruned_timm_and_onnx(capsys, tiny_pruned, tiny_data, tmp_path):
-    from export.onnx_export import export_onnx
+    from snp_edge.export.onnx_export import export_onnx
+
     from snp_edge.saved import load_pruned_handle
 
     code, out, _ = _run(capsys, "eval", tiny_pruned, "--data", tiny_data, "--workers", "0", "--json")

@@ -6,9 +6,8 @@ import json
 import subprocess
 import sys
 
-from train_testutils import ENV, REPO
-
 from snp_edge.criteria import CRITERIA
+from tests.train.train_testutils import ENV, REPO
 
 
 def test_quick_experiment_produces_table_json_and_plot(tmp_path, capsys):

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testutils import ENV, REPO, run_cli
 
+from snp_edge.cli import main
 from snp_edge.saved import load_pruned_handle, read_description
 from snp_edge.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from snp_edge.train.cli import main
+from tests.train.train_testutils import ENV, REPO, run_cli
 
 # deterministic recipe: no augmentation, no mixup, no drop-path; distillation from the original model
 PLAIN = ["--no-aug", "--mixup", "0", "--cutmix", "0", "--reprob", "0", "--drop-path", "0", "--workers", "0",

@@ -1,82 +1,18 @@
-"""Neuron, head and block importance scores: the SNP criteria and the l1 / l2 / random baselines.
-
-Every score is "higher = more important = kept". Components and what each criterion means:
-
-========  ============================================  ==========================  ======================
-component ``snp`` (the paper's figure)                  ``snp-data`` (ours)         ``l1`` / ``l2``
-========  ============================================  ==========================  ======================
-qk        sum over the top-gamma singular triplets of   E |q_i| |k_i|: Frobenius    p-norm of the pair's
-          S^h = Q^h K^h^T of |cos(s_j u_j v_j^T,         norm of the rank-1 term of  two weight rows
-          q_i k_i^T)|, averaged over images              S that pair i contributes
-v         sum over all value filters of the block of     E |A_h v_i| * |W_proj[:,i]| p-norm of W_V row
-          1 - |cos(W_V row i, W_V row l)| (weights only) (what the output loses)
-mlp       E |act_i| * |W_fc2[:,i]|  (``--ffn-score``)    same                        p-norm of fc1 row
-embed     total-sum-scaled per-layer weight scores,      same                        same, with p-norm
-          averaged over the coupled layers (``--embed-score``)
-heads     E |A_h V_h W_proj^h|: the head's share of      same                        p-norm of the head's
-          the attention output                                                       qkv rows + proj cols
-blocks    E |f(x)| / |x|: relative residual update       same                        mean |w| of the block
-========  ============================================  ==========================  ======================
-
-``random`` gives seeded uniform scores everywhere. The paper does not publish gamma, the FFN and
-residual base scores, or how heads are chosen: those choices are ours, documented here, and switchable.
-"""
+"""Scoring a model: forward hooks gather the calibration statistics the data-driven criteria need, then every
+prunable unit (Q/K pairs, values, FFN neurons, residual channels, heads, blocks) gets its score."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .attention import PrunedAttention
-from .errors import SnpEdgeError
-
-CRITERIA = ("snp", "snp-data", "snp-attn", "l1", "l2", "random")
-COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
-# The default: the paper's criteria, except for value neurons, where the paper's weight-similarity rule
-# measured far worse than every baseline and the data-driven output score best (docs/accuracy.md).
-DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
-FFN_SCORES = ("act", "l1", "l2")
-EMBED_SCORES = ("l1", "l2", "act")
-EPS = 1e-12
-
-
-@dataclass
-class ScoreOptions:
-    """Which criterion scores each component, and the free parameters the paper leaves open."""
-
-    criteria: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CRITERIA))
-    gamma: int = 8  # singular triplets of S^h used by the snp Q/K score
-    ffn_score: str = "act"  # base score of FFN neurons under snp / snp-data
-    embed_score: str = "l1"  # per-layer base score of residual channels under snp / snp-data
-    seed: int = 0
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        for comp, crit in self.criteria.items():
-            if comp not in COMPONENTS:
-                raise SnpEdgeError(f"unknown component {comp!r}; use one of {', '.join(COMPONENTS)}")
-            if crit not in CRITERIA:
-                raise SnpEdgeError(f"unknown criterion {crit!r} for {comp}; use one of {', '.join(CRITERIA)}")
-        if self.ffn_score not in FFN_SCORES:
-            raise SnpEdgeError(f"unknown --ffn-score {self.ffn_score!r}; use one of {', '.join(FFN_SCORES)}")
-        if self.embed_score not in EMBED_SCORES:
-            raise SnpEdgeError(f"unknown --embed-score {self.embed_score!r}; use one of {', '.join(EMBED_SCORES)}")
-        if self.gamma < 1:
-            raise SnpEdgeError(f"--snp-gamma must be >= 1, got {self.gamma}")
-
-    def data_driven(self, comp: str) -> bool:
-        crit = self.criteria[comp]
-        if comp == "mlp":
-            return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
-        if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score == "act"
-        if comp == "v":
-            return crit in ("snp-data", "snp-attn")
-        return crit in ("snp", "snp-data", "snp-attn")
+from ..attention import attn_layout, split_qkv
+from ..errors import SnpEdgeError
+from . import COMPONENTS, ScoreOptions
+from .snp import EPS, attn_qk_scores, snp_qk_scores, snp_v_scores
 
 
 @dataclass
@@ -90,96 +26,6 @@ class Scores:
     heads: list[torch.Tensor]
     embed: torch.Tensor
     blocks: torch.Tensor
-
-
-def _split_qkv(attn: nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """qkv Linear output (B, N, ...) -> q, k (B, H, N, d_qk) and v (B, H, N, d_v), unscaled."""
-    B, N, _ = out.shape
-    if isinstance(attn, PrunedAttention):
-        H, dqk, dv = attn.num_heads, attn.qk_dim, attn.v_dim
-    else:
-        H, dqk, dv = attn.num_heads, attn.head_dim, attn.head_dim
-    q, k, v = out.split([H * dqk, H * dqk, H * dv], dim=-1)
-    return (q.reshape(B, N, H, dqk).transpose(1, 2), k.reshape(B, N, H, dqk).transpose(1, 2),
-            v.reshape(B, N, H, dv).transpose(1, 2))
-
-
-@contextmanager
-def _one_thread():
-    """Run batched small LAPACK calls (64 x 64 eigh/SVD) on one thread: they gain nothing from more, and
-    under CPU contention OpenMP's spinning made eigh 60x slower with two threads than with one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _gram_factor(x: torch.Tensor) -> torch.Tensor:
-    """Upper-triangular R with R^T R = X^T X (the R of a QR of X), via Cholesky of the d x d Gram matrix.
-
-    x: (..., N, d) float64 -> (..., d, d). A relative jitter of 1e-10 keeps rank-deficient X (N < d, dead
-    neurons) factorisable; it only adds singular values far below those the score uses.
-    """
-    gram = x.transpose(-2, -1) @ x
-    jitter = 1e-10 * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    return torch.linalg.cholesky(gram + jitter[..., None, None] * eye).transpose(-2, -1)
-
-
-def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
-    """The paper's Q/K pair importance, per image: (B, H, N, d) x2 -> (B, H, d).
-
-    omega_i = sum_{j<=gamma} |cos(s_j u_j v_j^T, q_i k_i^T)|. With Q = Q_q R_q and K = Q_k R_k,
-    S = Q_q (R_q R_k^T) Q_k^T, so the singular triplets come from the d x d matrix M = R_q R_k^T
-    (top eigenvectors of M M^T give u', s; v' = M^T u' / s), and the cosine of two rank-1 matrices
-    factorises: cos = (u_j.q_i)(v_j.k_i) / (|q_i||k_i|) with u_j.q_i = (u'^T R_q)_ji, v_j.k_i = (v'^T R_k)_ji.
-    The R factors come from Cholesky of the Gram matrices. No N x N matrix is formed.
-    """
-    q, k = q.double(), k.double()
-    g = min(gamma, q.shape[-2], q.shape[-1])
-    if q.shape[-2] <= q.shape[-1]:  # few tokens: S itself is the small matrix
-        with _one_thread():
-            u, _, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
-        uq = u[..., :g].transpose(-2, -1) @ q
-        vk = vh[..., :g, :] @ k
-        norms = q.norm(dim=-2) * k.norm(dim=-2)
-        return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
-    rq, rk = _gram_factor(q), _gram_factor(k)  # (B, H, d, d)
-    m = rq @ rk.transpose(-2, -1)
-    with _one_thread():
-        eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending
-    u = eigvec[..., -g:]  # (B, H, d, g)
-    sigma = eigval[..., -g:].clamp_min(0).sqrt()
-    v = (m.transpose(-2, -1) @ u) / (sigma[..., None, :] + EPS)
-    uq = u.transpose(-2, -1) @ rq  # (B, H, g, d): u_j . q_i
-    vk = v.transpose(-2, -1) @ rk  # (B, H, g, d): v_j . k_i
-    norms = rq.norm(dim=-2) * rk.norm(dim=-2)  # (B, H, d): |q_i| |k_i|
-    return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
-
-
-def attn_qk_scores(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    """``snp-attn`` Q/K pair importance, per image: (B, H, N, d) x2 -> (B, H, d).
-
-    How much the attention map A = softmax(scale * Q K^T) moves when pair i (its rank-1 score term
-    dS = scale * q_i k_i^T) is removed, to first order: dA = A * (dS - rowsum(A * dS)), so
-    ||dA||_F^2 = scale^2 * sum_n q_ni^2 * sum_m A_nm^2 (k_mi - kbar_ni)^2 with kbar = A k.
-    Score terms that are constant along a row (softmax ignores them) cost nothing.
-    """
-    q, k = q.double(), k.double()
-    a = ((q * scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, H, N, N)
-    a2 = a * a
-    kbar = a @ k  # (B, H, N, d): attention-weighted mean of each key neuron, per query
-    spread = a2 @ (k * k) - 2 * kbar * (a2 @ k) + kbar * kbar * a2.sum(-1, keepdim=True)
-    return (scale * (q * q * spread.clamp_min(0)).sum(dim=2).sqrt()).float()
-
-
-def snp_v_scores(w_v: torch.Tensor) -> torch.Tensor:
-    """The paper's value importance: W_V rows (H*d_v, D) -> (H*d_v,), sum_l (1 - |cos(w_i, w_l)|)."""
-    w = w_v.double()
-    w = w / (w.norm(dim=1, keepdim=True) + EPS)
-    return (1 - (w @ w.T).abs()).sum(dim=1).float()
 
 
 class _Collector:
@@ -208,7 +54,7 @@ class _Collector:
         crit, need = self.opts.criteria, self.need
 
         def hook(_module, _inputs, out):
-            q, k, v = _split_qkv(attn, out)
+            q, k, v = split_qkv(attn, out)
             if need("qk") and crit["qk"] == "snp":
                 self._add("qk", i, snp_qk_scores(q, k, self.opts.gamma).sum(0))
             elif need("qk") and crit["qk"] == "snp-attn":
@@ -302,8 +148,7 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
     block_scores = []
     for i, blk in enumerate(model.blocks):
         attn = blk.attn
-        H, dqk, dv = ((attn.num_heads, attn.qk_dim, attn.v_dim) if isinstance(attn, PrunedAttention)
-                      else (attn.num_heads, attn.head_dim, attn.head_dim))
+        H, dqk, dv = attn_layout(attn)
         w = attn.qkv.weight
         wq, wk, wv = w.split([H * dqk, H * dqk, H * dv], dim=0)
         # query/key pairs

@@ -1,4 +1,4 @@
-"""SNP pruning end to end: scores -> kept indices -> a smaller dense model of the target's widths."""
+"""Surgery: scores -> kept indices -> a smaller dense model of the target's widths (SNP pruning end to end)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from .calib import Calibration
 from .criteria import ScoreOptions, Scores, compute_scores
 from .errors import SnpEdgeError
 from .groups import find_groups, select
-from .models import ModelHandle, load_state_dict_checked
+from .models import ModelHandle
+from .vit import load_state_dict_checked
 
 
 def top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:

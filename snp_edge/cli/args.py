@@ -1,0 +1,174 @@
+"""Reusable argument groups of the ``snp-edge`` command line (in the manner of Polygraphy's ``tools/args``).
+
+One group per concept, added to every subcommand that needs it, so a flag means the same thing everywhere
+and shows its default in ``--help``. Each group module imports nothing heavy: building the parser (``--help``,
+``--version``) never imports torch, timm or onnx. Numeric options are range-checked by argparse, before any
+work starts.
+
+=====================  ===========================================================================
+group                  flags
+=====================  ===========================================================================
+:func:`model`          ``--model-arg KEY=VALUE``, ``--weights``
+:func:`prune_target`   ``--preset`` / ``--config`` / ``--target-gmacs`` (one, or several for compare)
+:func:`scoring`        ``--calib``, ``--calib-images``, ``--criterion[-COMP]``, ``--snp-gamma``, ...,
+                       ``--heads``, ``--drop-blocks``, ``--round-to``, ``--batch-size``
+:func:`seed`           ``--seed``: every random choice the command makes
+:func:`measurement`    ``--backend``, ``--device``, ``--batch``, ``--warmup``, ``--runs``, ``--quick``, ...
+:func:`device_target`  ``--target`` (a device from :mod:`snp_edge.engines.targets`)
+:func:`output`         ``--out``, ``--force``, ``--json``
+=====================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..criteria import COMPONENTS, CRITERIA, EMBED_SCORES, FFN_SCORES
+from ..engines.argtypes import (
+    NONNEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    DefaultsFormatter,
+    float_range,
+    hidden_alias,
+    int_range,
+)
+from ..engines.stats import PROTOCOLS
+from ..engines.targets import TARGETS
+from ..presets import list_presets
+
+BACKENDS = ("ort", "torch", "trt")  # checked against snp_edge.bench.backends.BACKENDS in the tests
+WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
+                "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
+MAX_IMAGES = 1_000_000  # calibration/parity images: far above any use, far below an allocation accident
+
+
+def formatter(prog: str) -> DefaultsFormatter:
+    return DefaultsFormatter(prog, max_help_position=32, width=110)
+
+
+def model(p: argparse.ArgumentParser, weights_default: str = "auto") -> None:
+    """--model-arg / --weights: how a timm model is built and where its weights come from."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="override passed to timm.create_model (img_size, patch_size, embed_dim, depth, num_heads, "
+                        "num_classes, in_chans, mlp_ratio); repeatable; applies to every timm model the command "
+                        "builds")
+    g.add_argument("--weights", default=weights_default, metavar="W", help=WEIGHTS_HELP)
+
+
+def prune_target(p: argparse.ArgumentParser, required: bool = True, multiple: bool = False) -> None:
+    """What widths to prune to: exactly one of --preset / --config / --target-gmacs (``multiple``: any number
+    of each, one pruned model per value, as ``compare`` does)."""
+    g = p.add_argument_group("pruning target" + (" (repeatable: one pruned model each)" if multiple else ""))
+    target = g if multiple else g.add_mutually_exclusive_group(required=required)
+    extra = {"action": "append", "default": []} if multiple else {}
+    target.add_argument("--preset", choices=list_presets(), metavar="NAME",
+                        help="built-in configuration: " + ", ".join(list_presets()), **extra)
+    target.add_argument("--config", type=Path, metavar="FILE", help="YAML/JSON file of kept widths or ratios per layer",
+                        **extra)
+    target.add_argument("--target-gmacs", type=float_range(0.0, 1e6, lo_open=True), metavar="X",
+                        help="find widths that reach X GMACs (within 2%%, never above)", **extra)
+
+
+def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
+    """How neurons are scored and which structures go: calibration data, criteria, heads, blocks, rounding."""
+    g = p.add_argument_group("scoring and structure")
+    g.add_argument("--calib", metavar="SRC",
+                   help="calibration images: an image folder (ImageFolder or flat) or an .npy array (N,C,H,W "
+                        "float32, preprocessed); none: seeded noise, with a notice in every output")
+    g.add_argument("--calib-images", type=int_range(1, MAX_IMAGES), default=calib_images, metavar="N",
+                   help="calibration images used")
+    g.add_argument("--criterion", choices=CRITERIA,
+                   help="criterion for every component (default: snp, with the data-driven value score snp-data "
+                        "that measured best, docs/accuracy.md; `--criterion snp` is the paper's, literally)")
+    for comp in COMPONENTS:
+        g.add_argument(f"--criterion-{comp}", choices=CRITERIA,
+                       help=f"criterion for {comp} (default: --criterion's)")
+    g.add_argument("--snp-gamma", type=int_range(1, 4096), default=8, metavar="G",
+                   help="singular triplets of S^h used by the snp Q/K score")
+    g.add_argument("--ffn-score", choices=FFN_SCORES, default="act", help="FFN base score under snp")
+    g.add_argument("--embed-score", choices=EMBED_SCORES, default="l1",
+                   help="per-layer base score of residual channels under snp")
+    g.add_argument("--heads", type=POSITIVE_INT, metavar="H", help="keep H heads per block (head pruning)")
+    g.add_argument("--drop-blocks", type=NONNEGATIVE_INT, default=0, metavar="K",
+                   help="also remove the K least important blocks")
+    g.add_argument("--round-to", type=int_range(1, 4096), default=1, metavar="N",
+                   help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
+                        "back under the target's MACs")
+    g.add_argument("--batch-size", type=int_range(1, 4096), default=16, metavar="B",
+                   help="calibration images per forward pass")
+
+
+def seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=SEED, default=0,
+                   help="seed of every random choice the command makes (calibration sample, random scores, "
+                        "benchmark order and inputs, training)")
+
+
+def measurement(p: argparse.ArgumentParser, protocol: str = "paper", backends: tuple[str, ...] = BACKENDS) -> None:
+    """How latency is measured (interleaved, warm-up then timed runs)."""
+    counts = PROTOCOLS[protocol]
+    g = p.add_argument_group("measurement")
+    words = {"ort": "ort (ONNX Runtime)", "torch": "torch (PyTorch eager)", "trt": "trt (TensorRT engines)",
+             "none": "none (no benchmark)"}
+    g.add_argument("--backend", default="ort", choices=backends, help=", ".join(words[b] for b in backends))
+    g.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where ort/torch run")
+    g.add_argument("--fp16", action="store_true", help="half precision (torch on cuda only)")
+    g.add_argument("--batch", type=int_range(1, 65536), default=1, metavar="N",
+                   help="images per timed run (paper: 1 on edge, 64 on GPU)")
+    g.add_argument("--warmup", type=NONNEGATIVE_INT, metavar="N",
+                   help=f"untimed runs per model (default: {counts['warmup']}; --quick {PROTOCOLS['quick']['warmup']})")
+    g.add_argument("--runs", type=int_range(1, 10_000_000), metavar="N",
+                   help=f"timed runs per model (default: {counts['runs']}; --quick {PROTOCOLS['quick']['runs']}; "
+                        f"the paper: {PROTOCOLS['paper']['runs']})")
+    g.add_argument("--quick", action="store_true", help="few runs, for smoke tests and CI (not for reporting)")
+    g.add_argument("--block", type=POSITIVE_INT, metavar="K", help="timed runs per interleaved block (default: runs/10, "
+                                                                   "at most 50)")
+    g.add_argument("--threads", type=int_range(1, 1024), metavar="N",
+                   help="ONNX Runtime intra-op / torch threads (default: every core this process may use)")
+    g.add_argument("--baseline", metavar="NAME_OR_INDEX",
+                   help="model the speed-ups are relative to: label, source or 0-based index (default: the first)")
+    g.add_argument("--top1", action="append", default=[], metavar="NAME=PCT",
+                   help="known top-1 accuracy (%%) of a model, by label or source, for the table and plot; "
+                        "repeatable")
+
+
+def protocol_counts(args: argparse.Namespace, protocol: str = "paper") -> tuple[int, int]:
+    """(warm-up runs, timed runs): explicit --warmup/--runs win over --quick, which wins over ``protocol``."""
+    counts = PROTOCOLS["quick" if args.quick else protocol]
+    return (counts["warmup"] if args.warmup is None else args.warmup,
+            counts["runs"] if args.runs is None else args.runs)
+
+
+def device_target(p: argparse.ArgumentParser, required: bool = False, multiple: bool = False,
+                  default: list[str] | None = None) -> None:
+    """--target: a device from the target table (one, or several with ``multiple``)."""
+    lines = "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values())
+    if multiple:
+        p.add_argument("--targets", nargs="*", choices=list(TARGETS), default=default or [], metavar="TARGET",
+                       help=f"device bundles to make ({lines}); give the flag alone for none")
+    else:
+        p.add_argument("--target", choices=list(TARGETS), required=required, metavar="TARGET",
+                       help=f"device target ({lines})")
+
+
+def output(p: argparse.ArgumentParser, what: str, required: bool = True, json_flag: bool = True) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--out", type=Path, required=required, metavar="PATH", help=what)
+    g.add_argument("--force", action="store_true", help="replace the output if it exists")
+    if json_flag:
+        g.add_argument("--json", action="store_true",
+                       help="print one JSON object as the last line of stdout (human text goes to stderr)")
+
+
+def references(p: argparse.ArgumentParser, default: tuple[str, ...]) -> None:
+    p.add_argument("--references", nargs="*", default=list(default), metavar="NAME",
+                   help="unpruned timm models measured beside (give the flag alone for none)")
+    hidden_alias(p, "--baseline-models", "--references", nargs="*")
+
+
+__all__ = ["POSITIVE_FLOAT", "device_target", "formatter", "measurement", "model", "output", "protocol_counts",
+           "prune_target", "references", "scoring", "seed"]

@@ -1,0 +1,120 @@
+"""``snp-edge export`` (verified ONNX) and ``snp-edge bundle`` (a self-contained device bundle)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..engines.argtypes import int_range
+from . import args as groups
+
+PARSERS = ("trt8.2", "trt10")
+OPSETS = (13, 14, 15, 16, 17)
+
+
+def _source(p: argparse.ArgumentParser, calib_images: int) -> None:
+    p.add_argument("src", nargs="?", metavar="SRC", help="pruned model folder, or a timm model name")
+    p.add_argument("--model", help="timm model name (instead of SRC), e.g. deit_small_patch16_224")
+    groups.model(p)
+    g = p.add_argument_group("export")
+    g.add_argument("--calib", metavar="SRC",
+                   help="images for the parity check and golden data (folder or .npy); none: seeded noise")
+    g.add_argument("--calib-images", type=int_range(1, groups.MAX_IMAGES), default=calib_images, metavar="N",
+                   help="images used")
+    g.add_argument("--opset", type=int, choices=OPSETS,
+                   help="ONNX opset (default: the target's; 13 without one): 13 for TensorRT 8.2, 17 keeps "
+                        "LayerNormalization (TensorRT >= 8.6)")
+    g.add_argument("--fp16-safe", action="store_true",
+                   help="FP16 engine builds pin LayerNorm and softmax layers to FP32 (bundle manifest); export "
+                        "also writes their node names into the ONNX metadata")
+
+
+def handle_and_images(args: argparse.Namespace):
+    """The model SRC / --model names, and the calibration images (None: seeded noise)."""
+    from ..calib import load_calibration
+    from ..errors import SnpEdgeError
+    from ..sources import load_handle
+    from ..vit import parse_model_args
+
+    if bool(args.src) == bool(args.model):
+        raise SnpEdgeError("give either SRC (a pruned folder or timm name) or --model NAME")
+    handle = load_handle(args.src or args.model, args.weights, parse_model_args(args.model_arg))
+    images = None
+    if args.calib:
+        images = load_calibration(args.calib, args.calib_images, handle.data_config, args.seed).images
+    return handle, images
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export.onnx_export import export_onnx
+
+    target, parser = args.target, args.parser
+    if target in PARSERS:  # before 0.2, --target named the parser
+        target, parser = None, parser or target
+    handle, images = handle_and_images(args)
+    result = export_onnx(handle, Path(args.out), opset=args.opset, parser=parser, target=target,
+                         fp16_safe=args.fp16_safe, verify=not args.no_verify, images=images, force=args.force)
+    report = {**result.to_dict(), "model": handle.name, "gmacs": round(handle.gmacs, 4), "params": handle.params}
+    if handle.notice:
+        report["notice"] = handle.notice
+    text = sys.stderr if args.json else sys.stdout
+    for p in result.parity:
+        rel = "n/a" if p.max_rel is None else f"{p.max_rel:.2e}"
+        print(f"parity batch {p.batch}: max abs {p.max_abs:.2e}  max rel {rel}  "
+              f"top-1 agreement {p.top1_agreement:.1%}", file=text)
+    print(f"wrote {result.path} (opset {result.opset}, checked for {result.parser})", file=text)
+    if handle.notice:
+        print(f"NOTICE: {handle.notice}", file=text)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from ..export.bundle import make_bundle
+
+    handle, images = handle_and_images(args)
+    path = make_bundle(handle, args.target, Path(args.out), opset=args.opset, images=images,
+                       fp16_safe=args.fp16_safe, archive=args.archive, force=args.force)
+    report = {"bundle": str(path), "target": args.target, "model": handle.name}
+    if handle.notice:
+        report["notice"] = handle.notice
+    print(json.dumps(report) if args.json else f"wrote bundle {path} for {args.target}")
+    if handle.notice and not args.json:
+        print(f"NOTICE: {handle.notice}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a pruned folder or timm model to verified ONNX",
+                       formatter_class=groups.formatter,
+                       description="Export to ONNX that the target's TensorRT parses, verified against PyTorch "
+                                   "with ONNX Runtime (exit 1 above 1e-4 max abs error).")
+    _source(p, calib_images=8)
+    groups.device_target(p)
+    p.add_argument("--parser", choices=PARSERS,
+                   help="TensorRT ONNX-parser rules to check (default: the target's; without one trt8.2 at "
+                        "opset 13, else trt10)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime parity gate")
+    groups.seed(p)
+    groups.output(p, "output .onnx file")
+    # --target took trt8.2 / trt10 before 0.2: still accepted, hidden
+    target = next(a for a in p._actions if a.dest == "target")
+    target.choices = [*target.choices, *PARSERS]
+    target.metavar = "TARGET"
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bundle", help="pack ONNX, golden data, device code and scripts for a device",
+                       formatter_class=groups.formatter,
+                       description="A self-contained device bundle: verified ONNX, golden inputs and outputs, the "
+                                   "device code (engines/), scripts and device Dockerfiles, all hashed in "
+                                   "manifest.json.")
+    _source(p, calib_images=8)
+    groups.device_target(p, required=True)
+    groups.seed(p)
+    groups.output(p, "output folder (or archive name with --archive)")
+    p.add_argument("--archive", action="store_true", help="write OUT.tar.gz instead of a folder")
+    p.set_defaults(func=cmd_bundle)
+

@@ -1,0 +1,106 @@
+"""``snp-edge prune``, ``info`` and ``presets``: the host stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import args as groups
+
+
+def print_result(summary: dict, as_json: bool) -> None:
+    """The summary table (to stderr with --json, whose JSON object is then the last line of stdout)."""
+    from ..summary import format_summary
+
+    if as_json:
+        print(format_summary(summary), file=sys.stderr)
+        print(json.dumps(summary))
+    else:
+        print(format_summary(summary))
+
+
+def criteria_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """Criterion per component: --criterion-COMP, else --criterion, else the default."""
+    from ..criteria import DEFAULT_CRITERIA
+
+    return {c: getattr(args, f"criterion_{c}") or args.criterion or DEFAULT_CRITERIA[c] for c in DEFAULT_CRITERIA}
+
+
+def prune_from_args(args: argparse.Namespace, model=None, preset=None, config=None, target_gmacs=None):
+    """:func:`snp_edge.prune` with the model and scoring groups' options; the target from ``args`` unless one
+    of ``preset``/``config``/``target_gmacs`` is given (``model``: a loaded handle instead of ``args.model``)."""
+    from ..api import prune
+    from ..vit import parse_model_args
+
+    if preset is None and config is None and target_gmacs is None:
+        preset, config, target_gmacs = args.preset, args.config, args.target_gmacs
+    return prune(
+        model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg),
+        preset=preset, config=config, target_gmacs=target_gmacs,
+        calib=args.calib, calib_images=args.calib_images, seed=args.seed, criteria=criteria_from_args(args),
+        gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
+        heads=args.heads, drop_blocks=args.drop_blocks, round_to=args.round_to,
+        batch_size=args.batch_size, progress=not getattr(args, "json", False))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from ..engines.fileio import Output
+    from ..saved import write_pruned
+
+    with Output(args.out, args.force, kind="dir") as out:
+        result = prune_from_args(args)
+        write_pruned(result.handle, Path(out.stage()), extra={"summary": result.summary, "pruning": result.recipe})
+        out.publish()
+    print_result({**result.summary, "out": str(args.out)}, args.json)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..saved import read_description
+
+    desc = read_description(args.path)
+    if "summary" not in desc:
+        from ..errors import SnpEdgeError
+
+        raise SnpEdgeError(f"{args.path}: model.json has no summary (written by another tool?)")
+    print_result({**desc["summary"], "pruning": desc.get("pruning")} if args.json else desc["summary"], args.json)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from ..presets import list_presets, load_preset
+
+    rows = []
+    for name in list_presets():
+        cfg = load_preset(name)
+        rows.append({"name": name, "model": cfg["model"], "description": cfg.get("description", "")})
+    if args.json:
+        print(json.dumps({"presets": rows}))
+    else:
+        for r in rows:
+            print(f"{r['name']:<20} {r['model']:<26} {r['description']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("prune", help="prune a timm DeiT/ViT into a smaller dense model", formatter_class=groups.formatter,
+                       description="Prune a timm DeiT/ViT with SNP into a smaller dense model (model.safetensors + "
+                                   "model.json).")
+    p.add_argument("--model", required=True, help="timm model name, e.g. deit_small_patch16_224")
+    groups.model(p)
+    groups.prune_target(p)
+    groups.scoring(p)
+    groups.seed(p)
+    groups.output(p, "output folder (model.safetensors + model.json)")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("info", help="summary of a pruned model folder", formatter_class=groups.formatter)
+    p.add_argument("path", help="pruned model folder (or its model.json)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("presets", help="list the built-in pruning presets", formatter_class=groups.formatter)
+    p.add_argument("--json", action="store_true", help="print the list as one JSON object")
+    p.set_defaults(func=cmd_presets)

@@ -1,0 +1,160 @@
+"""Creating supported timm Vision Transformers and reading weights into them (no pipeline state).
+
+:func:`create_model` builds a timm ViT with explicit MatMul/Softmax/MatMul attention and refuses what SNP
+surgery cannot handle; :func:`load_pretrained` finds pretrained weights in the Hugging Face cache (or, when
+the hub is reachable, downloads them); :func:`read_state_dict` and :func:`load_state_dict_checked` read a
+weights file and report mismatches by parameter name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from .errors import SnpEdgeError, first_line
+from .groups import check_supported
+
+WEIGHT_CHOICES = ("pretrained", "random", "auto")
+MODEL_ARG_TYPES = {
+    "img_size": int,
+    "patch_size": int,
+    "embed_dim": int,
+    "depth": int,
+    "num_heads": int,
+    "num_classes": int,
+    "in_chans": int,
+    "mlp_ratio": float,
+}
+
+
+def parse_model_args(items: list[str] | None) -> dict:
+    """``["img_size=384", "num_classes=10"]`` -> ``{"img_size": 384, "num_classes": 10}``."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise SnpEdgeError(f"--model-arg expects key=value, got {item!r}")
+        if key not in MODEL_ARG_TYPES:
+            raise SnpEdgeError(f"--model-arg {key} is not supported; use one of {', '.join(MODEL_ARG_TYPES)}")
+        try:
+            out[key] = MODEL_ARG_TYPES[key](value)
+        except ValueError:
+            raise SnpEdgeError(f"--model-arg {key}={value!r} is not a valid {MODEL_ARG_TYPES[key].__name__}") from None
+    return out
+
+
+def create_model(name: str, model_args: dict | None = None, pretrained: bool = False,
+                 device: str | torch.device | None = None) -> nn.Module:
+    """``timm.create_model`` with unfused (explicit MatMul/Softmax/MatMul) attention, checked for support."""
+    if name not in timm.list_models():
+        raise SnpEdgeError(f"unknown model {name!r}: not a timm model name (try deit_small_patch16_224)")
+    kwargs = dict(model_args or {})
+    try:
+        if device is not None:
+            with torch.device(device):
+                model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        else:
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        with torch.device("meta"):
+            check_supported(timm.create_model(name))  # an unsupported model is named as such first
+        raise SnpEdgeError(f"cannot build {name} with {kwargs}: {exc}") from None
+    check_supported(model)
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+    return model.eval()
+
+
+def _hub_reachable(endpoint: str, timeout_s: float = 3.0) -> bool:
+    """Whether a TCP connection to the model hub opens within ``timeout_s`` (saves minutes of retries offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def load_pretrained(name: str, model_args: dict) -> nn.Module:
+    """Pretrained timm weights from the Hugging Face cache, else the network; clear error when neither works."""
+    from huggingface_hub import constants as hf
+
+    offline = hf.HF_HUB_OFFLINE  # HF reads HF_HUB_OFFLINE once, at import: ask the library, not the env
+    try:
+        hf.HF_HUB_OFFLINE = True  # cache first: no network round trip when the weights are there
+        return create_model(name, model_args, pretrained=True)
+    except SnpEdgeError:
+        raise
+    except Exception:
+        pass
+    finally:
+        hf.HF_HUB_OFFLINE = offline
+    alternatives = "use --weights PATH (a timm state_dict or checkpoint) or --weights random"
+    if offline:
+        raise SnpEdgeError(f"pretrained weights for {name} are not in the Hugging Face cache and "
+                           f"HF_HUB_OFFLINE is set; {alternatives}")
+    if not _hub_reachable(hf.ENDPOINT):
+        raise SnpEdgeError(f"cannot load pretrained weights for {name}: not in the Hugging Face cache and "
+                           f"{hf.ENDPOINT} is unreachable (offline); {alternatives}")
+    hf.HF_HUB_ETAG_TIMEOUT = min(hf.HF_HUB_ETAG_TIMEOUT, 10)
+    hf.HF_HUB_DOWNLOAD_TIMEOUT = min(hf.HF_HUB_DOWNLOAD_TIMEOUT, 20)
+    try:
+        return create_model(name, model_args, pretrained=True)
+    except SnpEdgeError:
+        raise
+    except Exception as exc:
+        reason = first_line(exc, 160)
+        raise SnpEdgeError(f"cannot load pretrained weights for {name} (offline and not cached: {reason}); "
+                           f"{alternatives}") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a safetensors file or a torch checkpoint (plain, or under ``model``/``state_dict``)."""
+    if not path.is_file():
+        raise SnpEdgeError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise SnpEdgeError(f"cannot read weights {path}: {first_line(exc)}") from None
+    if isinstance(state, dict):
+        for key in ("model", "state_dict", "model_ema"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SnpEdgeError(f"{path} holds no state_dict (expected tensors, or a dict with 'model' or 'state_dict')")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly; mismatches are reported by parameter name in one line."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    problems = []
+    if wrong:
+        problems.append("shape mismatch: " + "; ".join(wrong[:4]) + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+    if missing:
+        problems.append("missing: " + ", ".join(missing[:4]) + (f" (+{len(missing) - 4} more)" if len(missing) > 4 else ""))
+    if unexpected:
+        problems.append("unexpected: " + ", ".join(unexpected[:4]) + (f" (+{len(unexpected) - 4} more)" if len(unexpected) > 4 else ""))
+    if problems:
+        raise SnpEdgeError(f"weights {source} do not match the model: " + " | ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
