@@ -22,7 +22,7 @@ for arg in "$@"; do
     fi
 done
 nvp="$(nvpmodel -q 2>/dev/null || true)"
-echo "host power mode: $(printf '%s\n' "$nvp" | sed -n 's/^NV Power Mode: *//p' | head -n 1)" >&2
+echo "host power mode: $(cd "$bundle" && python3 -m engines power-mode 2>/dev/null)" >&2
 IMAGE="${SNP_EDGE_JETSON_IMAGE:-snp-edge-jetson:r32.7.1}"
 exec docker run --rm --runtime nvidia -e SNP_EDGE_NVPMODEL="$nvp" \
     -v "$bundle":/bundle -w /bundle "$IMAGE" bash scripts/"$stage".sh --no-prompt ${args[@]+"${args[@]}"}

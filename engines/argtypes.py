@@ -16,12 +16,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
-    """Appends ``(default: X)`` to every option's help unless the help already states its default."""
+    """Appends ``(default: X)`` to every option's help unless the help already states its default, and
+    ``(required)`` to required options."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         if not action.option_strings or action.default is argparse.SUPPRESS or "(default" in text:
             return text
+        if action.required:
+            return f"{text} (required)"
         default = action.default
         if action.nargs == 0:  # store_true / store_false / count
             default = "on" if default else "off"

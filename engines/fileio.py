@@ -4,7 +4,8 @@ Everything a command writes goes to a uniquely named hidden sibling of its desti
 into place only when complete, so an interrupted, failed or concurrent run never leaves a partial file.
 Files get the permissions the user's umask gives (0644 / 0755 by default), not mkstemp's 0600.
 
-* :func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic`: small files.
+* :func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic`: small files;
+  :func:`read_json`: reading them back, every failure one line naming the file.
 * :func:`atomic_path`: a temporary path for writers that want a file name (``np.save``, ``onnx.save``);
   :func:`scratch_dir`: a temporary folder beside an output, always removed.
 * :class:`Output`: an output file or folder of a command: checked before any work starts (exists without
@@ -19,7 +20,7 @@ import shutil
 import stat
 import tempfile
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 NAME_MAX = 255
 # prefix "." + name + "." + 8 random characters + suffix: the longest temporary sibling name we create
@@ -84,6 +85,22 @@ def atomic_path(path, fsync=True):
         _LIVE.discard(tmp)
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def read_json(path, error=UserError, max_bytes=64 << 20):
+    """The JSON document in ``path``; ``error`` (an exception class) names the file when it is unreadable, too
+    large, not JSON, or nested too deeply for the parser."""
+    try:
+        if os.path.getsize(path) > max_bytes:
+            raise error(f"{path}: larger than {max_bytes >> 20} MiB; not a file this tool writes")
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({first_line(exc)})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def write_bytes_atomic(path, data, fsync=True):

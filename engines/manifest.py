@@ -30,11 +30,11 @@ Optional fields: ``model.notice`` (str), ``notes`` (str, free text for people).
 """
 
 import hashlib
-import json
 import os
 import re
 
-from .errors import ManifestError, first_line
+from .errors import ManifestError
+from .fileio import read_json
 from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 1
@@ -218,12 +218,7 @@ def load_manifest(bundle_dir):
     path = os.path.join(bundle_dir, MANIFEST_NAME)
     if not os.path.isfile(path):
         raise ManifestError(f"no {MANIFEST_NAME} in {bundle_dir}: not a bundle (make one with `snp-edge bundle`)")
-    try:
-        with open(path, "r") as f:
-            data = json.load(f)
-    except ValueError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({first_line(exc)})") from None
-    return validate_manifest(data)
+    return validate_manifest(read_json(path, ManifestError))
 
 
 def sha256_file(path, chunk_bytes=1 << 20):

@@ -15,8 +15,8 @@ import json
 import os
 import re
 
-from .errors import EnginesError, IncompatibleEngine, first_line
-from .fileio import write_json_atomic
+from .errors import EnginesError, IncompatibleEngine
+from .fileio import read_json, write_json_atomic
 
 SIDECAR_VERSION = 1
 IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")
@@ -67,11 +67,7 @@ def read_sidecar(engine_path):
     path = sidecar_path(engine_path)
     if not os.path.isfile(path):
         raise EnginesError(f"{engine_path} has no sidecar {os.path.basename(path)}: rebuild it with `python3 -m engines build`")
-    try:
-        with open(path, "r") as f:
-            data = json.load(f)
-    except ValueError as exc:
-        raise EnginesError(f"{path}: not valid JSON ({first_line(exc)})") from None
+    data = read_json(path, EnginesError)
     missing = [k for k in REQUIRED_FIELDS if k not in data] if isinstance(data, dict) else ["(object)"]
     if missing:
         raise EnginesError(f"{path}: missing field {missing[0]}")

@@ -14,15 +14,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .arch import Arch, build_skeleton
-from .engines.fileio import Output
+from .engines.fileio import Output, read_json
 from .errors import SnpEdgeError, first_line
 from .models import ModelHandle
-from .sources import ARCH_FILE, WEIGHTS_FILE
 from .summary import summarize
 from .vit import load_state_dict_checked
 
 FORMAT = "snp-edge.pruned-vit"
 FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+ARCH_FILE = "model.json"
 
 
 def write_pruned(handle: ModelHandle, folder: Path, extra: dict | None = None) -> None:
@@ -60,10 +61,7 @@ def read_description(path: str | Path) -> dict:
     arch_file = path / ARCH_FILE if path.is_dir() else path
     if not arch_file.is_file():
         raise SnpEdgeError(f"{path} is not a pruned model folder (no {ARCH_FILE})")
-    try:
-        desc = json.loads(arch_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise SnpEdgeError(f"corrupt {arch_file}: {first_line(exc)}") from None
+    desc = read_json(arch_file, SnpEdgeError)
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise SnpEdgeError(f"{arch_file} is not an snp-edge pruned model description")
     if desc.get("format_version") != FORMAT_VERSION:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import SnpEdgeError
+from .models import load_model
+from .saved import ARCH_FILE, WEIGHTS_FILE, load_pruned_handle, read_description
 
 KINDS = ("pruned", "timm", "weights", "onnx", "engine", "measurement")
 SUFFIXES = {
@@ -27,8 +29,6 @@ SUFFIXES = {
     "engine": (".engine", ".plan", ".trt"),
     "measurement": (".json", ".txt", ".log"),
 }
-ARCH_FILE = "model.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def source_kind(spec: str) -> str:
@@ -63,11 +63,7 @@ def load_handle(spec: str, weights: str = "auto", model_args: dict | None = None
         raise SnpEdgeError(f"{spec} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} file; expected "
                            + " or ".join(_KIND_WORDS[k] for k in kinds))
     if kind == "pruned":
-        from .saved import load_pruned_handle
-
         return load_pruned_handle(spec)
-    from .models import load_model
-
     return load_model(spec, weights, model_args)
 
 
@@ -81,8 +77,6 @@ def load_reference(spec: str, like, weights: str = "auto", pruned_from: str | Pa
     ``original`` (the unpruned model the pruned folder ``pruned_from`` was made from) | a pruned folder | a
     weights file of ``like``'s base model | a timm model name (with ``weights`` and ``like``'s overrides).
     """
-    from .models import load_model
-
     if spec == "original":
         if pruned_from is None:
             raise SnpEdgeError(f"--{what} original needs a pruned model folder; name the {what} instead")
@@ -98,9 +92,6 @@ def load_reference(spec: str, like, weights: str = "auto", pruned_from: str | Pa
 def load_original(folder: str | Path):
     """The unpruned model a pruned folder was made from: its model.json names base model, overrides and weights
     (pretrained, random, or a file looked up as given, in the folder, and beside it)."""
-    from .models import load_model
-    from .saved import read_description
-
     folder = Path(folder)
     folder = folder.parent if folder.suffix == ".json" else folder
     desc = read_description(folder)

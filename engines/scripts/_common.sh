@@ -26,11 +26,8 @@ parse_script_flags() {
 is_jetson() { [ -f /etc/nv_tegra_release ]; }
 
 power_mode() {
-    # "MAXN", "5W", ... or empty; inside a container nvpmodel is absent: use what run-jetson.sh passed.
-    local out
-    out="$(nvpmodel -q 2>/dev/null || true)"
-    [ -n "$out" ] || out="${SNP_EDGE_NVPMODEL:-}"
-    printf '%s\n' "$out" | sed -n 's/^NV Power Mode: *//p' | head -n 1
+    # "MAXN", "5W", ... or empty (engines/envinfo.py parses nvpmodel -q, or $SNP_EDGE_NVPMODEL in a container)
+    python3 -m engines power-mode 2>/dev/null || true
 }
 
 set_max_perf() {

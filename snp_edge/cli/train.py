@@ -167,12 +167,13 @@ def _onnx_data_config(path: Path, chw: tuple[int, int, int]) -> tuple[dict, str 
     """Preprocessing for an ONNX file: its bundle's manifest.json when present, else DeiT's defaults."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+    from ..engines.fileio import read_json
     from ..errors import SnpEdgeError
 
     manifest = path.parent / "manifest.json"
     if manifest.is_file():
         try:
-            pre = json.loads(manifest.read_text())["preprocess"]
+            pre = read_json(manifest, SnpEdgeError)["preprocess"]
             return {"input_size": chw, "mean": tuple(pre["mean"]), "std": tuple(pre["std"]),
                     "crop_pct": pre["crop"] / pre["resize"], "interpolation": pre["interpolation"],
                     "crop_mode": "center"}, None

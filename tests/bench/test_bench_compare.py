@@ -10,6 +10,7 @@ from tests.bench.bench_testutils import TINY_ARGS
 MODEL_ARGS = [a for k, v in TINY_ARGS.items() for a in ("--model-arg", f"{k}={v}")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "ort"])
 def test_compare_tiny(cli, tmp_path, backend):
     rc, stdout, err = cli("compare", "--model", "vit_tiny_patch16_224", *MODEL_ARGS, "--weights", "random",

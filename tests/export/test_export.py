@@ -47,10 +47,25 @@ def test_pruned_export_carries_widths_and_matches(pruned_tiny, tmp_path, opset):
 
 
 def test_softmax_scale_folded(tmp_path, pruned_tiny):
+    """The query rows of qkv are multiplied by the softmax scale (1/8 for head_dim 64: exact in float32), the
+    rest is untouched, and the graph has no scale Mul left; the ONNX weights are the folded ones."""
+    from onnx import numpy_helper
+    from snp_edge.export.prepare import export_copy
+
+    folded = export_copy(pruned_tiny.model)
+    for blk, orig in zip(folded.blocks, pruned_tiny.model.blocks, strict=True):
+        rows = blk.attn.num_heads * blk.attn.qk_dim
+        assert blk.attn.scale == 1.0 and orig.attn.scale == 64 ** -0.5
+        assert torch.equal(blk.attn.qkv.weight[:rows], orig.attn.qkv.weight[:rows] * 0.125)
+        assert torch.equal(blk.attn.qkv.bias[:rows], orig.attn.qkv.bias[:rows] * 0.125)
+        assert torch.equal(blk.attn.qkv.weight[rows:], orig.attn.qkv.weight[rows:])
     export_onnx(pruned_tiny, tmp_path / "m.onnx")
     graph = onnx.load(tmp_path / "m.onnx")
-    scale_muls = [n for n in graph.graph.node if n.op_type == "Mul" and "attn" in n.name]
-    assert scale_muls == []
+    assert [n for n in graph.graph.node if n.op_type == "Mul" and "attn" in n.name] == []
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+    w = weights["blocks.0.attn.qkv.weight"]
+    ref = folded.blocks[0].attn.qkv.weight.detach().numpy()
+    assert np.array_equal(w if w.shape == ref.shape else w.T, ref)
 
 
 @pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])

@@ -114,6 +114,7 @@ def test_presets_listed(capsys):
     assert code == 0 and "deit_s_1.3g" in stdout and "deit_b_3.5g_heads" in stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m(tmp_path):
     import subprocess
     import sys

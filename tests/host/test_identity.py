@@ -19,6 +19,7 @@ def _identity_diff(handle, criterion: str, inputs: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "deit_small_patch16_224",
                                   "deit_tiny_distilled_patch16_224", "deit_small_distilled_patch16_224"])
+@pytest.mark.slow
 def test_identity_full_size(name):
     handle = load_model(name, "random")
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from snp_edge.cli import main
 
 
+@pytest.mark.slow
 def test_run_end_to_end(capsys, tmp_path):
     out = tmp_path / "run"
     code = main(["run", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random",
@@ -26,6 +29,7 @@ def test_run_end_to_end(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.slow
 def test_run_default_output_folder_is_created(capsys, tmp_path, monkeypatch):
     """From a fresh clone there is no runs/ yet: the default output lands in runs/run-<time>/."""
     monkeypatch.chdir(tmp_path)

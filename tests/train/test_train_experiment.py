@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from snp_edge.criteria import CRITERIA
 from tests.train.train_testutils import ENV, REPO
 
 
+@pytest.mark.slow
 def test_quick_experiment_produces_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "acc"
     res = subprocess.run([sys.executable, "-m", "experiments.accuracy_retention", "--out", str(out), "--quick"],

@@ -55,6 +55,7 @@ def test_finetune_writes_checkpoint_log_and_pruned_models(tiny_pruned, tiny_data
         assert desc["finetune"]["ema"] is True and desc["pruning"] == parent["pruning"]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_reproduces_uninterrupted_run(tiny_pruned, tiny_data, tmp_path):
     args = ["finetune", str(tiny_pruned), "--data", str(tiny_data), "--epochs", "5", "--batch-size", "4",
             "--mixup", "0.8", "--cutmix", "1.0", "--aa", "rand-m9-mstd0.5", "--reprob", "0.25", "--drop-path", "0.1",
@@ -80,6 +81,7 @@ def test_resume_after_kill_reproduces_uninterrupted_run(tiny_pruned, tiny_data, 
     assert [r["val_top1"] for r in _log(full)] == [r["val_top1"] for r in _log(cut)]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tiny_pruned, tiny_data, tmp_path):
     common = ["finetune", str(tiny_pruned), "--data", str(tiny_data), "--epochs", "2", *PLAIN]
     one = tmp_path / "one"
