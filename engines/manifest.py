@@ -26,7 +26,9 @@ Fields (all required unless marked optional)::
     files           {relative path: sha256 hex} for every file of the bundle except manifest.json;
                      must list onnx.file and both golden files
 
-Optional fields: ``model.notice`` (str), ``notes`` (str, free text for people).
+Optional fields: ``model.notice`` (str), ``notes`` (str, free text for people), ``labels`` (relative path of
+``labels.txt``: one class label per line, line i = class i; listed in ``files``) with ``labels_source`` (str:
+where the labels came from).
 """
 
 import hashlib
@@ -210,6 +212,11 @@ def validate_manifest(m):
     if "notes" in m and not isinstance(m["notes"], str):
         _fail("notes", "a string", m["notes"])
     _validate_files(m, onnx)
+    if "labels" in m:
+        labels = _relpath(m, "labels", "labels")
+        if labels not in m["files"]:
+            raise ManifestError(f"manifest.json: field files: does not list {labels}")
+        _str(m, "labels_source", "labels_source")
     return m
 
 

@@ -7,6 +7,7 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
       model.onnx
       golden/inputs.npy        float32 (N, C, H, W) preprocessed images
       golden/outputs.npy       float32 (N, classes) ONNX Runtime FP32 logits for them
+      labels.txt               class labels, one per line (line i = class i)
       engines/                 device-side code (Python 3.6 + TensorRT 8.2 ... 10, numpy, pycuda)
       scripts/                 build.sh, verify.sh, bench.sh
       docker/                  the device Dockerfiles and run scripts
@@ -41,6 +42,7 @@ from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
+from .labels import LABELS_FILE, default_labels, read_labels, write_labels
 from .onnx_export import ExportResult, export_onnx
 
 ENGINES_DIR = Path(engines.__file__).resolve().parent
@@ -83,7 +85,7 @@ def _copy_device_code(dest: Path) -> None:
             (dest / "docker" / name).chmod(0o755 & ~current_umask())
 
 
-def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult) -> dict:
+def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult, labels: str) -> dict:
     """The manifest of the bundle being assembled in ``folder`` (its files already written)."""
     size = [-1, handle.in_chans, handle.img_size, handle.img_size]
     model = {"base_model": handle.base_model, "pruned": handle.pruned, "gmacs": round(handle.gmacs, 4),
@@ -102,6 +104,8 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
         "preprocess": _preprocess(handle),
         "num_classes": handle.num_classes,
         "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy"},
+        "labels": LABELS_FILE,
+        "labels_source": labels,
         "versions": _versions(),
         "files": hash_files(str(folder)),
     }
@@ -109,13 +113,15 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
 
 def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | None = None,
                 images: torch.Tensor | None = None, fp16_safe: bool = False, archive: bool = False,
-                force: bool = False) -> Path:
+                force: bool = False, labels: str | Path | None = None) -> Path:
     """Assemble a verified bundle for ``target`` in ``out`` (a folder, or ``out`` + .tar.gz with ``archive``).
 
     ``images`` become the golden inputs (default: 8 seeded normal images of the model's input size).
     ``fp16_safe``: FP16 builds of this bundle pin LayerNorm and softmax layers to FP32 by default.
+    ``labels``: a file of class labels, one per line (default: ImageNet names for ImageNet models, else numbered).
     """
     spec = get_target(target)
+    names, labels_source = (read_labels(labels, handle.num_classes), str(labels)) if labels else default_labels(handle)
     out = Path(out)
     final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
     with Output(final, force, kind="file" if archive else "dir") as output, scratch_dir(final) as scratch:
@@ -129,8 +135,9 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         inputs = images.numpy().astype(np.float32)
         np.save(tmp / "golden" / "inputs.npy", inputs)
         np.save(tmp / "golden" / "outputs.npy", run_logits(ort_session(str(tmp / "model.onnx")), inputs))
+        write_labels(names, tmp)
         _copy_device_code(tmp)
-        manifest = validate_manifest(make_manifest(handle, target, tmp, export))
+        manifest = validate_manifest(make_manifest(handle, target, tmp, export, labels_source))
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         check_bundle(tmp)
         if archive:

@@ -77,7 +77,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
     handle, images = handle_and_images(args)
     path = make_bundle(handle, args.target, Path(args.out), opset=args.opset, images=images,
-                       fp16_safe=args.fp16_safe, archive=args.archive, force=args.force)
+                       fp16_safe=args.fp16_safe, archive=args.archive, force=args.force, labels=args.labels)
     report = {"bundle": str(path), "target": args.target, "model": handle.name}
     if handle.notice:
         report["notice"] = handle.notice
@@ -116,5 +116,8 @@ def register(sub) -> None:
     groups.seed(p)
     groups.output(p, "output folder (or archive name with --archive)")
     p.add_argument("--archive", action="store_true", help="write OUT.tar.gz instead of a folder")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="class labels, one per line, for labels.txt (default: timm's ImageNet names for ImageNet "
+                        "models, else class_0, class_1, ...)")
     p.set_defaults(func=cmd_bundle)
 

@@ -83,3 +83,26 @@ def test_cli_bundle_errors(capsys, tmp_path):
     assert main([*base, "--target", "rtx3090", "--out", str(tmp_path / "b")]) == 2
     assert "--force" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_labels_ship_with_the_bundle(tmp_path):
+    from snp_edge.engines.manifest import load_manifest
+
+    tiny = ["bundle", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--model-arg",
+            "patch_size=8", "--weights", "random", "--target", "jetson-nano"]
+    assert main([*tiny, "--out", str(tmp_path / "imagenet")]) == 0
+    labels = (tmp_path / "imagenet" / "labels.txt").read_text().splitlines()
+    assert len(labels) == 1000 and labels[0] == "tench, Tinca tinca" and labels[999].startswith("toilet tissue")
+    manifest = load_manifest(str(tmp_path / "imagenet"))
+    assert manifest["labels"] == "labels.txt" and "labels.txt" in manifest["files"]
+    assert manifest["labels_source"] == "timm ImageNetInfo(imagenet-1k)"
+
+    ten = [*tiny, "--model-arg", "num_classes=3"]
+    assert main([*ten, "--out", str(tmp_path / "numbered")]) == 0
+    assert (tmp_path / "numbered" / "labels.txt").read_text() == "class_0\nclass_1\nclass_2\n"
+    (tmp_path / "mine.txt").write_text("cat\ndog\nbird\n\n")
+    assert main([*ten, "--labels", str(tmp_path / "mine.txt"), "--out", str(tmp_path / "mine")]) == 0
+    assert (tmp_path / "mine" / "labels.txt").read_text() == "cat\ndog\nbird\n"
+    (tmp_path / "short.txt").write_text("cat\ndog\n")
+    assert main([*ten, "--labels", str(tmp_path / "short.txt"), "--out", str(tmp_path / "short")]) == 2
+    assert not (tmp_path / "short").exists()
