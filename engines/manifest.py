@@ -15,6 +15,11 @@ Fields (all required unless marked optional)::
     onnx            {file: relative path, opset: int >= 7,
                      input: {name: str, shape: [batch, C, H, W] (batch -1 = dynamic), layout: "NCHW",
                              dtype: "float32" | "float16"},
+                     normalization (optional, absent = the runtime normalises): {in_graph: bool,
+                             pixel_scale: number > 0, mean: [C numbers], std: [C numbers > 0]}: the input holds
+                             (rgb * pixel_scale - mean) / std for RGB in [0, 1]; in_graph false: mean/std are
+                             preprocess.mean/std and pixel_scale 1; true: the model's normalisation is folded
+                             into the graph (e.g. pixel_scale 255, mean 0, std 1: feed 0..255 pixels)},
                      output: {name: str, shape: [batch, num_classes]}, fp16_safe: bool (FP16 builds pin
                      fp32_nodes by default), fp32_nodes (optional): {norms: [node names], softmax: [...]}}
     preprocess      {mean: [3 numbers], std: [3 numbers > 0], resize: int px, crop: int px (= input H and W),
@@ -28,7 +33,11 @@ Fields (all required unless marked optional)::
 
 Optional fields: ``model.notice`` (str), ``notes`` (str, free text for people), ``labels`` (relative path of
 ``labels.txt``: one class label per line, line i = class i; listed in ``files``) with ``labels_source`` (str:
-where the labels came from).
+where the labels came from), ``readme`` (relative path of the bundle's README, listed in ``files``),
+``golden.polygraphy_inputs`` / ``golden.polygraphy_outputs`` (relative paths: the golden data in Polygraphy's
+JSON formats, for ``polygraphy run --load-inputs/--load-outputs``; listed in ``files``), and ``flavors``
+(``{name: {path: folder, onnx: relative path, input: {name, shape, normalization}, output: {name, shape}}}``:
+the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``).
 """
 
 import hashlib
@@ -161,6 +170,42 @@ def _validate_onnx(m):
     return onnx
 
 
+def _validate_normalization(inp, field, channels, preprocess=None):
+    """``inp["normalization"]`` (optional): what the input holds; ``preprocess`` cross-checks the unfolded form."""
+    if "normalization" not in inp:
+        return None
+    norm = _dict(inp, "normalization", field)
+    in_graph = _bool(norm, "in_graph", field + ".in_graph")
+    scale = _get(norm, "pixel_scale", field + ".pixel_scale")
+    if not _is_number(scale) or scale <= 0:
+        _fail(field + ".pixel_scale", "a number > 0", scale)
+    mean = _numbers(norm, "mean", field + ".mean", channels)
+    std = _numbers(norm, "std", field + ".std", channels, positive=True)
+    if not in_graph and preprocess is not None:
+        if scale != 1 or mean != preprocess["mean"] or std != preprocess["std"]:
+            _fail(field, "pixel_scale 1 and preprocess.mean/std when in_graph is false", norm)
+    return norm
+
+
+def _validate_flavors(m):
+    flavors = _dict(m, "flavors", "flavors")
+    for name, flavor in sorted(flavors.items()):
+        field = "flavors[{!r}]".format(name)
+        if not isinstance(flavor, dict):
+            _fail(field, "an object", flavor)
+        _relpath(flavor, "path", field + ".path")
+        onnx_file = _relpath(flavor, "onnx", field + ".onnx")
+        if onnx_file not in m["files"]:
+            raise ManifestError(f"manifest.json: field files: does not list {onnx_file}")
+        inp = _dict(flavor, "input", field + ".input")
+        _str(inp, "name", field + ".input.name")
+        shape = _shape(inp, "shape", field + ".input.shape", 4)
+        _validate_normalization(inp, field + ".input.normalization", shape[1])
+        out = _dict(flavor, "output", field + ".output")
+        _str(out, "name", field + ".output.name")
+        _shape(out, "shape", field + ".output.shape", 2)
+
+
 def _validate_preprocess(m, input_shape):
     pre = _dict(m, "preprocess", "preprocess")
     _numbers(pre, "mean", "preprocess.mean", 3)
@@ -206,6 +251,7 @@ def validate_manifest(m):
     if onnx["output"]["shape"][1] != num_classes:
         _fail("onnx.output.shape", f"[batch, num_classes={num_classes}]", onnx["output"]["shape"])
     _validate_preprocess(m, onnx["input"]["shape"])
+    _validate_normalization(onnx["input"], "onnx.input.normalization", onnx["input"]["shape"][1], m["preprocess"])
     versions = _dict(m, "versions", "versions")
     for key in VERSION_KEYS:
         _str(versions, key, "versions." + key)
@@ -217,6 +263,12 @@ def validate_manifest(m):
         if labels not in m["files"]:
             raise ManifestError(f"manifest.json: field files: does not list {labels}")
         _str(m, "labels_source", "labels_source")
+    for field, obj, key in (("readme", m, "readme"), ("golden.polygraphy_inputs", m["golden"], "polygraphy_inputs"),
+                            ("golden.polygraphy_outputs", m["golden"], "polygraphy_outputs")):
+        if key in obj and _relpath(obj, key, field) not in m["files"]:
+            raise ManifestError(f"manifest.json: field files: does not list {obj[key]}")
+    if "flavors" in m:
+        _validate_flavors(m)
     return m
 
 

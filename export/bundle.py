@@ -5,9 +5,13 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
     BUNDLE/
       manifest.json            schema_version, model, onnx I/O, preprocessing, versions, sha256 of every file
       model.onnx
-      golden/inputs.npy        float32 (N, C, H, W) preprocessed images
+      README.md                what the ONNX takes, the device check, Polygraphy and flavour commands
+      golden/inputs.npy        float32 (N, C, H, W) images in the ONNX's input form (normalised, or pixels
+                               with --normalize-in-graph)
       golden/outputs.npy       float32 (N, classes) ONNX Runtime FP32 logits for them
+      golden/polygraphy_*.json the same in Polygraphy's formats (``polygraphy run --load-inputs/--load-outputs``)
       labels.txt               class labels, one per line (line i = class i)
+      <flavor>/                files for another runtime (``--flavor``: jetson-inference, deepstream, triton)
       engines/                 device-side code (Python 3.6 + TensorRT 8.2 ... 10, numpy, pycuda)
       scripts/                 build.sh, verify.sh, bench.sh
       docker/                  the device Dockerfiles and run scripts
@@ -42,8 +46,12 @@ from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
+from .flavors import FlavorContext, check_flavors, writer
 from .labels import LABELS_FILE, default_labels, read_labels, write_labels
+from .normalize import InputForm
 from .onnx_export import ExportResult, export_onnx
+from .polygraphy_data import polygraphy_commands, write_polygraphy_golden
+from .readme import README_FILE, bundle_readme
 
 ENGINES_DIR = Path(engines.__file__).resolve().parent
 DEVICE_DOCKER_FILES = tuple(sorted({f for t in TARGETS.values() for f in (t.dockerfile, t.run_script)}))
@@ -85,42 +93,54 @@ def _copy_device_code(dest: Path) -> None:
             (dest / "docker" / name).chmod(0o755 & ~current_umask())
 
 
-def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult, labels: str) -> dict:
-    """The manifest of the bundle being assembled in ``folder`` (its files already written)."""
+def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult, labels: str,
+                  extra: dict | None = None) -> dict:
+    """The manifest of the bundle being assembled in ``folder`` (its files already written); ``extra`` adds
+    optional fields (readme, flavors, ...) and golden entries."""
     size = [-1, handle.in_chans, handle.img_size, handle.img_size]
+    extra = dict(extra or {})
     model = {"base_model": handle.base_model, "pruned": handle.pruned, "gmacs": round(handle.gmacs, 4),
              "params": handle.params, "widths": widths_of(handle), "accuracy_meaningful": handle.accuracy_meaningful}
     if handle.notice:
         model["notice"] = handle.notice
+    inp = {"name": "input", "shape": size, "layout": "NCHW", "dtype": "float32"}
+    if export.input_form is not None:
+        inp["normalization"] = export.input_form.to_dict()
     return {
         "schema_version": SCHEMA_VERSION,
         "target": target,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model,
-        "onnx": {"file": "model.onnx", "opset": export.opset,
-                 "input": {"name": "input", "shape": size, "layout": "NCHW", "dtype": "float32"},
+        "onnx": {"file": "model.onnx", "opset": export.opset, "input": inp,
                  "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": export.fp16_safe,
                  "fp32_nodes": export.fp32_nodes},
         "preprocess": _preprocess(handle),
         "num_classes": handle.num_classes,
-        "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy"},
+        "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy", **extra.pop("golden", {})},
         "labels": LABELS_FILE,
         "labels_source": labels,
         "versions": _versions(),
+        **extra,
         "files": hash_files(str(folder)),
     }
 
 
 def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | None = None,
                 images: torch.Tensor | None = None, fp16_safe: bool = False, archive: bool = False,
-                force: bool = False, labels: str | Path | None = None) -> Path:
+                force: bool = False, labels: str | Path | None = None, input_form: InputForm | None = None,
+                flavors: tuple[str, ...] | list[str] = (), photos: list | None = None) -> Path:
     """Assemble a verified bundle for ``target`` in ``out`` (a folder, or ``out`` + .tar.gz with ``archive``).
 
-    ``images`` become the golden inputs (default: 8 seeded normal images of the model's input size).
+    ``images`` (as the model takes them, normalised) become the golden inputs in the ONNX's input form
+    (default: 8 seeded normal images of the model's input size).
     ``fp16_safe``: FP16 builds of this bundle pin LayerNorm and softmax layers to FP32 by default.
     ``labels``: a file of class labels, one per line (default: ImageNet names for ImageNet models, else numbered).
+    ``input_form``: what model.onnx takes (default: normalised input; ``InputForm.raw(...)`` folds it in).
+    ``flavors``: names from :data:`export.flavors.FLAVORS`, each adding its runtime's files in its folder.
+    ``photos``: reference photographs (name, HxWx3 uint8 RGB) for measurements that need real images.
     """
     spec = get_target(target)
+    chosen = check_flavors(list(flavors), target)
     names, labels_source = (read_labels(labels, handle.num_classes), str(labels)) if labels else default_labels(handle)
     out = Path(out)
     final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
@@ -130,14 +150,25 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
             size = (handle.in_chans, handle.img_size, handle.img_size)
             images = torch.randn(8, *size, generator=torch.Generator().manual_seed(0))
         export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
-                             fp16_safe=fp16_safe, images=images, target=target)
+                             fp16_safe=fp16_safe, images=images, target=target, input_form=input_form)
         (tmp / "golden").mkdir()
-        inputs = images.numpy().astype(np.float32)
+        inputs = export.input_form.encode(images, handle.data_config["mean"], handle.data_config["std"])
+        outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
         np.save(tmp / "golden" / "inputs.npy", inputs)
-        np.save(tmp / "golden" / "outputs.npy", run_logits(ort_session(str(tmp / "model.onnx")), inputs))
+        np.save(tmp / "golden" / "outputs.npy", outputs)
+        poly_in, poly_out = write_polygraphy_golden(tmp, inputs, outputs)
         write_labels(names, tmp)
+        ctx = FlavorContext(handle, spec, tmp, export, images, names, fp16_safe, list(photos or []))
+        results = {f.name: writer(f)(ctx) for f in chosen}
+        extra = {"golden": {"polygraphy_inputs": poly_in, "polygraphy_outputs": poly_out}, "readme": README_FILE}
+        if results:
+            extra["flavors"] = {name: r.manifest for name, r in results.items()}
+        draft = make_manifest(handle, target, tmp, export, labels_source, extra)
+        commands = polygraphy_commands("model.onnx", draft["onnx"]["input"]["shape"], len(inputs), outputs)
+        (tmp / README_FILE).write_text(bundle_readme(draft, commands, [r.readme for r in results.values()],
+                                                     handle.notice), encoding="utf-8")
         _copy_device_code(tmp)
-        manifest = validate_manifest(make_manifest(handle, target, tmp, export, labels_source))
+        manifest = validate_manifest(make_manifest(handle, target, tmp, export, labels_source, extra))
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         check_bundle(tmp)
         if archive:

@@ -38,14 +38,22 @@ def compare(out: np.ndarray, ref: np.ndarray, batch: int) -> Parity:
 
 
 @torch.no_grad()
-def check_parity(path: str, model: nn.Module, images: torch.Tensor, batches: tuple[int, ...] = (1, 8)) -> list[Parity]:
-    """Run ``images`` through the ONNX file and ``model`` at each batch size; one :class:`Parity` per size."""
+def check_parity(path: str, model: nn.Module, images: torch.Tensor, batches: tuple[int, ...] = (1, 8),
+                 onnx_inputs: np.ndarray | None = None, output_name: str = "logits") -> list[Parity]:
+    """Run every image through the ONNX file (in batches of each size) and ``model``; one :class:`Parity` per size.
+
+    ``images`` are what ``model`` takes; ``onnx_inputs`` what the ONNX takes for the same images when its input
+    form differs (normalisation folded in; default: ``images``). Fewer images than a batch are repeated.
+    """
     session = ort_session(path)
     model = model.eval()
+    feeds = images.numpy() if onnx_inputs is None else onnx_inputs
+    reference = model(images).numpy()
     results = []
     for batch in batches:
-        x = images[:batch]
-        if len(x) < batch:
-            x = x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
-        results.append(compare(run_logits(session, x.numpy()), model(x).numpy(), batch))
+        count = max(batch, -(-len(images) // batch) * batch)  # whole batches covering every image
+        rows = np.arange(count) % len(images)
+        out = np.concatenate([run_logits(session, feeds[rows[i:i + batch]], output_name=output_name)
+                              for i in range(0, count, batch)])
+        results.append(compare(out, reference[rows], batch))
     return results

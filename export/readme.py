@@ -1,0 +1,58 @@
+"""The bundle's README.md: what is in it, what the ONNX takes, and the commands that check and run it."""
+
+from __future__ import annotations
+
+README_FILE = "README.md"
+
+
+def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str], notice: str | None) -> str:
+    """README text from the (almost complete) ``manifest``, the ``polygraphy`` command lines and the flavours'
+    ``sections`` (Markdown, one per flavour)."""
+    onnx, pre, model = manifest["onnx"], manifest["preprocess"], manifest["model"]
+    inp, out = onnx["input"], onnx["output"]
+    norm = inp.get("normalization")
+    if norm and norm["in_graph"]:
+        scale = "[0, 1]" if norm["pixel_scale"] == 1 else f"0..{norm['pixel_scale']:g}"
+        holds = (f"RGB pixels in {scale}, NCHW float32: the normalisation (mean {pre['mean']}, std {pre['std']}) is "
+                 "folded into the patch embedding")
+    else:
+        holds = f"normalised RGB, NCHW float32: (rgb - {pre['mean']}) / {pre['std']} with rgb in [0, 1]"
+    lines = [
+        f"# {model['base_model']} ({'pruned' if model['pruned'] else 'unpruned'}) for {manifest['target']}",
+        "",
+        *([f"**NOTICE: {notice}**", ""] if notice else []),
+        f"{model['gmacs']} GMACs, {model['params']:,} parameters, ONNX opset {onnx['opset']}.",
+        "",
+        "## Input and output",
+        "",
+        f"`{onnx['file']}`: input `{inp['name']}` {inp['shape']} (-1: any batch) holds {holds}; output "
+        f"`{out['name']}` {out['shape']} (logits). Images are resized to {pre['resize']} px "
+        f"({pre['interpolation']}) and centre-cropped to {pre['crop']} first, as timm evaluates them. Labels: "
+        f"`{manifest.get('labels', 'labels.txt')}`, line i = class i. Golden data (inputs in the form above and "
+        f"ONNX Runtime FP32 outputs): `{manifest['golden']['inputs']}`, `{manifest['golden']['outputs']}`.",
+        "",
+        "## Check on the device",
+        "",
+        "```bash",
+        "scripts/build.sh && scripts/verify.sh     # TensorRT FP16 engine against the golden outputs",
+        "```",
+        "",
+        "## Polygraphy",
+        "",
+        "The golden data is also in Polygraphy's formats. On any machine with Polygraphy and ONNX Runtime (tested "
+        "by snp-edge):",
+        "",
+        "```bash",
+        polygraphy["onnxrt"],
+        "```",
+        "",
+        "On a TensorRT machine (the RTX box's TensorRT container; Polygraphy >= 0.48 needs Python >= 3.8, so not "
+        "JetPack 4.6's Python 3.6): the FP16 engine against the same golden outputs, with the tolerance of "
+        "`scripts/verify.sh` (0.02 x the largest golden logit):",
+        "",
+        "```bash",
+        polygraphy["trt_fp16"],
+        "```",
+        "",
+    ]
+    return "\n".join(lines + [s.rstrip() + "\n" for s in sections])
