@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..engines.argtypes import int_range
+from ..export.flavors import FLAVORS
 from . import args as groups
 
 PARSERS = ("trt8.2", "trt10")
@@ -29,6 +30,45 @@ def _source(p: argparse.ArgumentParser, calib_images: int) -> None:
     g.add_argument("--fp16-safe", action="store_true",
                    help="FP16 engine builds pin LayerNorm and softmax layers to FP32 (bundle manifest); export "
                         "also writes their node names into the ONNX metadata")
+    g = p.add_argument_group("input form")
+    g.add_argument("--normalize-in-graph", action="store_true",
+                   help="fold the model's mean/std into the patch-embedding convolution: the ONNX takes RGB pixels "
+                        "(NCHW float32) instead of normalised tensors; no node is added, parity is checked as usual")
+    g.add_argument("--input-scale", type=int, choices=(1, 255), default=1,
+                   help="with --normalize-in-graph: pixels in [0, 1] (1) or 0..255 (255)")
+
+
+def input_form(args: argparse.Namespace):
+    """The InputForm the flags ask for (None: the model's own normalised input)."""
+    from ..errors import SnpEdgeError
+    from ..export.normalize import InputForm
+
+    if not args.normalize_in_graph:
+        if args.input_scale != 1:
+            raise SnpEdgeError("--input-scale applies to --normalize-in-graph only")
+        return None
+    return InputForm.raw(args.input_scale)
+
+
+def reference_photos(args: argparse.Namespace) -> list:
+    """(name, HxWx3 uint8 RGB) of the --calib images when it is a folder (the same seeded sample), else []."""
+    import random
+
+    import numpy as np
+    from PIL import Image
+
+    from ..calib import list_images
+
+    if not args.calib or not Path(args.calib).is_dir():
+        return []
+    files = list_images(Path(args.calib))
+    if len(files) > args.calib_images:
+        files = sorted(random.Random(args.seed).sample(files, args.calib_images))
+    photos = []
+    for path in files:
+        with Image.open(path) as img:
+            photos.append((path.name, np.asarray(img.convert("RGB"))))
+    return photos
 
 
 def handle_and_images(args: argparse.Namespace):
@@ -54,8 +94,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if target in PARSERS:  # before 0.2, --target named the parser
         target, parser = None, parser or target
     handle, images = handle_and_images(args)
+    form = input_form(args)
     result = export_onnx(handle, Path(args.out), opset=args.opset, parser=parser, target=target,
-                         fp16_safe=args.fp16_safe, verify=not args.no_verify, images=images, force=args.force)
+                         fp16_safe=args.fp16_safe, verify=not args.no_verify, images=images, force=args.force,
+                         input_form=form)
     report = {**result.to_dict(), "model": handle.name, "gmacs": round(handle.gmacs, 4), "params": handle.params}
     if handle.notice:
         report["notice"] = handle.notice
@@ -64,7 +106,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         rel = "n/a" if p.max_rel is None else f"{p.max_rel:.2e}"
         print(f"parity batch {p.batch}: max abs {p.max_abs:.2e}  max rel {rel}  "
               f"top-1 agreement {p.top1_agreement:.1%}", file=text)
-    print(f"wrote {result.path} (opset {result.opset}, checked for {result.parser})", file=text)
+    print(f"wrote {result.path} (opset {result.opset}, checked for {result.parser}); input: "
+          f"{result.input_form.describe()}", file=text)
     if handle.notice:
         print(f"NOTICE: {handle.notice}", file=text)
     if args.json:
@@ -74,16 +117,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bundle(args: argparse.Namespace) -> int:
     from ..export.bundle import make_bundle
+    from ..export.flavors import check_flavors
 
+    form = input_form(args)
+    check_flavors(args.flavor, args.target)  # before any work
     handle, images = handle_and_images(args)
     path = make_bundle(handle, args.target, Path(args.out), opset=args.opset, images=images,
-                       fp16_safe=args.fp16_safe, archive=args.archive, force=args.force, labels=args.labels)
-    report = {"bundle": str(path), "target": args.target, "model": handle.name}
+                       fp16_safe=args.fp16_safe, archive=args.archive, force=args.force, labels=args.labels,
+                       input_form=form, flavors=args.flavor, photos=reference_photos(args))
+    report = {"bundle": str(path), "target": args.target, "model": handle.name, "flavors": list(dict.fromkeys(args.flavor)),
+              "input_form": (form.to_dict() if form else None)}
     if handle.notice:
         report["notice"] = handle.notice
-    print(json.dumps(report) if args.json else f"wrote bundle {path} for {args.target}")
-    if handle.notice and not args.json:
-        print(f"NOTICE: {handle.notice}")
+    text = sys.stderr if args.json else sys.stdout
+    print(f"wrote bundle {path} for {args.target}" + (f" with {', '.join(report['flavors'])}" if args.flavor else ""),
+          file=text)
+    if handle.notice:
+        print(f"NOTICE: {handle.notice}", file=text)
+    if args.json:
+        print(json.dumps(report))
     return 0
 
 
@@ -119,5 +171,9 @@ def register(sub) -> None:
     p.add_argument("--labels", type=Path, metavar="FILE",
                    help="class labels, one per line, for labels.txt (default: timm's ImageNet names for ImageNet "
                         "models, else class_0, class_1, ...)")
+    p.add_argument("--flavor", action="append", default=[], choices=list(FLAVORS), metavar="NAME",
+                   help="also lay out the files another runtime wants, in the bundle folder NAME/; repeatable "
+                        "(--flavor deepstream --flavor triton): " + "; ".join(
+                            f"{f.name} ({', '.join(f.targets)}): {f.description}" for f in FLAVORS.values()))
     p.set_defaults(func=cmd_bundle)
 
