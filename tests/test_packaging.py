@@ -106,8 +106,12 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(wheel, tmp_path):
             "--weights", "random"]
     run(exe, "prune", *tiny, "--target-gmacs", "0.01", "--out", "pruned")
     run(exe, "export", "pruned", "--out", "pruned.onnx")
-    run(exe, "bundle", "pruned", "--target", "jetson-nano", "--out", "bundle")
+    run(exe, "bundle", "pruned", "--target", "jetson-nano", "--out", "bundle", "--normalize-in-graph",
+        "--flavor", "jetson-inference", "--flavor", "deepstream")
     bundle = work / "bundle"
+    assert (bundle / "deepstream" / "config_infer_primary.txt").is_file()
+    assert (bundle / "jetson-inference" / "model.onnx").is_file()
+    assert (bundle / "golden" / "polygraphy_outputs.json").is_file()
     assert (bundle / "docker" / "Dockerfile.jetson").is_file() and (bundle / "scripts" / "build.sh").is_file()
     info = subprocess.run([str(py), "-m", "engines", "info", "."], cwd=bundle, capture_output=True, text=True,
                           env=env, timeout=120)
