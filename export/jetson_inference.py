@@ -50,7 +50,9 @@ def jetson_preprocess(rgb: np.ndarray, size: int) -> np.ndarray:
 @torch.no_grad()
 def preprocessing_agreement(handle, onnx_path: str | Path, photos: list[tuple[str, np.ndarray]]) -> dict:
     """jetson-inference's preprocessing + the flavour's ONNX against timm's evaluation transform + the model,
-    on ``photos`` (name, HxWx3 uint8 RGB): top-1 agreement and the max absolute probability difference."""
+    on ``photos`` (name, HxWx3 uint8 RGB): top-1 agreement and the max absolute probability difference, and
+    (independent of the weights) the mean absolute difference of the two input tensors in the model's
+    normalised units."""
     from PIL import Image
     from snp_edge.engines.ort import ort_session, run_logits
     from timm.data import create_transform
@@ -59,8 +61,10 @@ def preprocessing_agreement(handle, onnx_path: str | Path, photos: list[tuple[st
     timm_in = torch.stack([transform(Image.fromarray(rgb)) for _, rgb in photos])
     p_timm = torch.softmax(handle.model.eval()(timm_in), dim=-1).numpy()
     session = ort_session(str(onnx_path))
-    p_ji = np.concatenate([run_logits(session, jetson_preprocess(rgb, handle.img_size)[None], output_name="probs")
-                           for _, rgb in photos])
+    ji_in = np.stack([jetson_preprocess(rgb, handle.img_size) for _, rgb in photos])
+    p_ji = np.concatenate([run_logits(session, x[None], output_name="probs") for x in ji_in])
+    a, b = JETSON_FORM.affine(handle.data_config["mean"], handle.data_config["std"])
+    ji_as_model = ji_in * a[:, None, None] + b[:, None, None]  # what the folded graph turns jetson's tensor into
     top_timm, top_ji = p_timm.argmax(1), p_ji.argmax(1)
     return {
         "images": [name for name, _ in photos],
@@ -68,6 +72,7 @@ def preprocessing_agreement(handle, onnx_path: str | Path, photos: list[tuple[st
         "max_prob_diff": float(np.abs(p_timm - p_ji).max()),
         "top1_prob_diff": [float(abs(p_timm[i, t] - p_ji[i, t])) for i, t in enumerate(top_timm)],
         "top1_timm": top_timm.tolist(), "top1_jetson_inference": top_ji.tolist(),
+        "input_mean_abs_diff": float(np.abs(timm_in.numpy() - ji_as_model).mean()),
         "accuracy_meaningful": handle.accuracy_meaningful,
     }
 
@@ -80,7 +85,8 @@ def agreement_text(report: dict | None, handle) -> str:
     text = (f"Measured on the bundle's {n} reference photographs ({', '.join(report['images'])}): top-1 agreement "
             f"between jetson-inference's preprocessing and timm's transform **{report['top1_agreement']:.0%}** "
             f"({round(report['top1_agreement'] * n)}/{n}), max probability difference "
-            f"**{report['max_prob_diff']:.3g}** (over all classes and images).")
+            f"**{report['max_prob_diff']:.3g}** (over all classes and images); the input tensors themselves differ "
+            f"by {report['input_mean_abs_diff']:.3g} on average (in normalised units, whatever the weights).")
     if not report["accuracy_meaningful"]:
         text += f" NOTICE: {handle.notice}: these figures show the effect of the resize on this network, not on accuracy."
     return text
@@ -94,7 +100,11 @@ def write(ctx: FlavorContext) -> FlavorResult:
     command = (f"imagenet.py --model={NAME}/model.onnx --labels={NAME}/labels.txt --input-blob=input "
                f"--output-blob={result.output} input.jpg output.jpg")
     entry.update({"labels": f"{NAME}/labels.txt", "command": command, "preprocessing_agreement": report})
-    size = ctx.handle.img_size
+    size, cfg = ctx.handle.img_size, ctx.handle.data_config
+    resize_text = (f"**What its resize does.** timm evaluates with crop fraction {cfg['crop_pct']:.3g}: resize the "
+                   f"short side to {int(size / cfg['crop_pct'])} px ({cfg['interpolation']}), centre-crop {size}; "
+                   "jetson-inference stretches the whole frame with nearest-neighbour sampling. "
+                   + agreement_text(report, ctx.handle))
     readme = f"""## jetson-inference ({ctx.target.name})
 
 `{NAME}/model.onnx`: static batch 1, input `input` [1, {ctx.handle.in_chans}, {size}, {size}] as jetson-inference
@@ -108,9 +118,7 @@ line (`n%08d` prefixes, which jetson-inference strips). On the Jetson, from the 
 
 jetson-inference builds an FP16 TensorRT engine on the first run and caches it beside the ONNX.
 
-**What its resize does.** timm evaluates at {ctx.handle.data_config["crop_pct"]:.3g} crop: resize the short side
-to {int(size / ctx.handle.data_config["crop_pct"])} px ({ctx.handle.data_config["interpolation"]}), centre-crop
-{size}; jetson-inference stretches the whole frame with nearest-neighbour sampling. {agreement_text(report, ctx.handle)}
+{resize_text}
 """
     notes = [f"jetson-inference: {NAME}/model.onnx (batch 1, softmax); " + (
         f"preprocessing top-1 agreement {report['top1_agreement']:.0%}, max prob diff {report['max_prob_diff']:.3g}"

@@ -306,6 +306,7 @@ def test_preprocessing_agreement_report(deit, nano):
     assert report["images"] == ["astronaut", "coffee"] and report["top1_agreement"] == agree
     assert 0 < report["max_prob_diff"] <= 1 and max(report["top1_prob_diff"]) <= report["max_prob_diff"]
     assert report["accuracy_meaningful"] is False
+    assert 0.05 < report["input_mean_abs_diff"] < 2  # stretch + nearest neighbour against resize + crop: not equal
 
 
 def test_flavors_leave_the_plain_bundle_alone(rtx, deit, tmp_path):
