@@ -85,7 +85,7 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         if self.export_from is not None:
-            from snp_edge.export import export_onnx
+            from snp_edge.export.onnx_export import export_onnx
 
             export_onnx(self.export_from, self.path)
 

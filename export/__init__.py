@@ -13,18 +13,7 @@
                          one entry each, written by :mod:`export.jetson_inference`, :mod:`export.deepstream`,
                          :mod:`export.triton`
 
-Importing this package (or :mod:`export.flavors`) imports nothing heavy; ``export_onnx`` loads on first use.
+Importing this package (or :mod:`export.flavors`) imports nothing heavy: the command line reads the flavour
+table while building ``--help``. ``export_onnx`` is ``snp_edge.export.onnx_export.export_onnx``.
 """
 
-_LAZY = {"ExportResult": "onnx_export", "export_onnx": "onnx_export"}
-__all__ = list(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        from importlib import import_module
-
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
