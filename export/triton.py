@@ -26,7 +26,7 @@ MAX_QUEUE_DELAY_US = 100  # how long dynamic batching waits to fill a preferred 
 
 def model_name(handle_name: str) -> str:
     """A Triton model name (a directory name) from the model's name: letters, digits, ``_``, ``-``, ``.``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", handle_name.rstrip("/").rsplit("/", 1)[-1]).strip("._") or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", handle_name).strip("._-") or "model"
 
 
 def config_pbtxt(name: str, platform: str, max_batch: int, preferred_batch: int, chw: list[int], classes: int,

@@ -144,6 +144,13 @@ def test_polygraphy_tensorrt_line_uses_the_verify_tolerance(rtx):
 
 # -- Triton -------------------------------------------------------------------------------------------------------
 
+def test_triton_model_names_are_directory_names():
+    from snp_edge.export.triton import model_name
+
+    assert model_name("deit_small_patch16_224 (SNP, deit_s_snp13)") == "deit_small_patch16_224_SNP_deit_s_snp13"
+    assert model_name("deit_tiny_patch16_224") == "deit_tiny_patch16_224" and model_name("../") == "model"
+
+
 def triton_types():
     from tritonclient.grpc import model_config_pb2
 
