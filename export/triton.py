@@ -111,8 +111,9 @@ for Triton's classification extension. Input `input` {chw} float32 (batch dimens
 curl -s localhost:8000/v2/models/{name}/config        # the configuration Triton loaded
 ```
 
-To serve a TensorRT plan instead, build it with the server's TensorRT (the 25.01 containers ship the same
-TensorRT 10.8) and select `configs/plan.pbtxt`:
+To serve a TensorRT plan instead, build it with the TensorRT of the server's release (a plan only loads on
+the TensorRT version and GPU it was built with: use the TensorRT container of the same NGC release, 25.01
+for both here) and select `configs/plan.pbtxt`:
 
 ```bash
 docker run --rm --gpus all -v $PWD:/b -w /b nvcr.io/nvidia/tensorrt:25.01-py3 {trtexec}
