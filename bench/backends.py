@@ -7,6 +7,7 @@ Times cover one synchronous inference with the input already on the device (no h
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from abc import ABC, abstractmethod
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snp_edge.errors import SnpEdgeError, first_line
+from snp_edge.memory import check_allocation
 
 if TYPE_CHECKING:
     from snp_edge.models import ModelHandle
@@ -64,6 +66,7 @@ def _input_shape(dims: list, batch: int, img_size: int | None, source: str) -> l
             shape.append(img_size)
         else:
             raise SnpEdgeError(f"{source}: input dimension {i} is dynamic ({d!r}); export with a fixed image size")
+    check_allocation(4 * math.prod(shape), f"an input batch of {batch} for {source}", "use a smaller --batch")
     return shape
 
 
@@ -148,6 +151,8 @@ class TorchRunner(Runner):
         torch.set_num_threads(self.threads)  # process-wide: the same for every torch candidate
         dtype = torch.float16 if self.fp16 else torch.float32
         h = self.handle
+        check_allocation(4 * self.batch * h.in_chans * h.img_size ** 2, f"an input batch of {self.batch}",
+                         "use a smaller --batch")
         self.model = h.model.eval().to(device=self.device, dtype=dtype)
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randn(self.batch, h.in_chans, h.img_size, h.img_size, generator=gen).to(self.device, dtype)

@@ -16,48 +16,105 @@ from pathlib import Path
 from typing import Any
 
 from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.schema import Document, check_finite_tree
 from snp_edge.engines.trtexec import compute_times_ms, parse_summary
 
 from snp_edge.errors import SnpEdgeError
 
 DEVICE_BENCH_SCHEMAS = ("snp-edge-device-bench/1", "snp-edge-device-bench/2")
+MAX_BYTES = 64 << 20
+MAX_RUNS = 10_000_000
+MAX_MS = 3.6e6  # one hour per run: a latency above it is a unit error or a corrupt file
+MAX_BATCH = 1 << 20
+STAT_KEYS = ("min", "max", "mean", "median")
+
+
+def _latencies(doc: Document, values: object, field: str) -> list[float]:
+    """Per-run latencies: a non-empty list of finite numbers in (0, MAX_MS] ms."""
+    if not isinstance(values, list) or not values or len(values) > MAX_RUNS:
+        doc.fail(field, f"a list of 1 to {MAX_RUNS} latencies in ms", values)
+    for i, t in enumerate(values):
+        doc.number_value(t, f"{field}[{i}]", 0, MAX_MS, exclusive_minimum=True)
+    return [float(t) for t in values]
+
+
+def _model_facts(doc: Document, model: object) -> dict[str, Any]:
+    """The bundle manifest's ``model`` entry (or just its name), checked field by field."""
+    if model is None or isinstance(model, str):
+        return {"base_model": model}
+    if not isinstance(model, dict):
+        doc.fail("model", "an object or a model name", model)
+    return {"base_model": doc.str(model, "base_model", "model.base_model", default=None),
+            "gmacs": doc.number(model, "gmacs", "model.gmacs", 0, 1e6, exclusive_minimum=True, default=None),
+            "params": doc.int(model, "params", "model.params", 1, default=None),
+            "pruned": doc.bool(model, "pruned", "model.pruned", default=None),
+            "accuracy_meaningful": doc.bool(model, "accuracy_meaningful", "model.accuracy_meaningful", default=None),
+            "notice": doc.str(model, "notice", "model.notice", default=None)}
 
 
 def _from_device_bench(doc: dict, path: Path) -> dict[str, Any]:
-    times = doc.get("latencies_ms")
-    if not isinstance(times, list) or not times or not all(isinstance(t, int | float) for t in times):
-        raise SnpEdgeError(f"{path}: device bench JSON without a non-empty latencies_ms list")
-    model = doc.get("model")
-    info = model if isinstance(model, dict) else {"base_model": model}  # bundle manifest "model", or its name
+    d = Document(path, SnpEdgeError)
+    times = _latencies(d, d.get(doc, "latencies_ms", "latencies_ms"), "latencies_ms")
+    batch = d.int(doc, "batch", "batch", 1, MAX_BATCH, default=None)
+    env = d.dict(doc, "env", "env", default=None)
     settings = {k: doc.get(k) for k in ("engine", "target", "precision", "timer", "warmup", "created")}
     settings["trtexec_summary"] = doc.get("trtexec_summary")
-    return {"tool": "engines bench", "times_ms": [float(t) for t in times], "batch": doc.get("batch"),
-            "warmup": doc.get("warmup"), "environment": doc.get("env"), "settings": settings,
-            **{k: info.get(k) for k in ("base_model", "gmacs", "params", "pruned", "accuracy_meaningful", "notice")}}
+    return {"tool": "engines bench", "times_ms": times, "batch": batch, "warmup": doc.get("warmup"),
+            "environment": env, "settings": settings, **_model_facts(d, doc.get("model"))}
+
+
+def _from_export_times(records: list, path: Path) -> dict[str, Any]:
+    d = Document(path, SnpEdgeError)
+    if not records or len(records) > MAX_RUNS:
+        d.fail("(top level)", f"a list of 1 to {MAX_RUNS} trtexec --exportTimes records", f"{len(records)} records")
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            d.fail(f"[{i}]", "a record with computeMs", r)
+        d.number(r, "computeMs", f"[{i}].computeMs", 0, MAX_MS, exclusive_minimum=True)
+        d.number(r, "startComputeMs", f"[{i}].startComputeMs", default=None)
+    return {"tool": "trtexec --exportTimes", "times_ms": compute_times_ms(records),
+            "settings": {"metric": "GPU compute time per run (computeMs)"}}
+
+
+def _from_trtexec_log(text: str, path: Path) -> dict[str, Any]:
+    summary = parse_summary(text)
+    d = Document(f"{path} (GPU Compute Time)", SnpEdgeError)
+    stats = summary["gpu_compute_ms"]
+    for key in STAT_KEYS:
+        d.number(stats, key, key, 0, MAX_MS, exclusive_minimum=True)
+    for key, value in stats.items():
+        d.number_value(value, key, 0, MAX_MS, exclusive_minimum=True)
+    return {"tool": "trtexec log", "times_ms": None, "latency_ms": stats,
+            "settings": {"metric": "GPU compute time", "trtexec_summary": summary}}
 
 
 def load_measurement(path: Path) -> dict[str, Any]:
     """Normalized measurement: ``tool``; ``times_ms`` (per run) or ``latency_ms`` (summary: mean, median,
     min, max, percentiles, in ms); and where the file records them ``batch``, ``warmup``, ``environment``,
-    ``settings`` and model facts (``base_model``, ``gmacs``, ``params``, ``pruned``, ``accuracy_meaningful``)."""
+    ``settings`` and model facts (``base_model``, ``gmacs``, ``params``, ``pruned``, ``accuracy_meaningful``).
+
+    Every field used is checked (one line naming the file and field): latencies finite and in (0, 1 h] ms,
+    batch a positive integer, GMACs and params positive, names strings; NaN or infinities anywhere refused."""
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SnpEdgeError(f"{path}: larger than {MAX_BYTES >> 20} MiB; not a measurement file")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise SnpEdgeError(f"cannot read {path}: {exc}") from None
     try:
         if path.suffix.lower() != ".json":
-            summary = parse_summary(text)
-            return {"tool": "trtexec log", "times_ms": None, "latency_ms": summary["gpu_compute_ms"],
-                    "settings": {"metric": "GPU compute time", "trtexec_summary": summary}}
+            return _from_trtexec_log(text, path)
         try:
             doc = json.loads(text)
         except ValueError as exc:
             raise SnpEdgeError(f"{path}: invalid JSON ({exc})") from None
+        except RecursionError:
+            raise SnpEdgeError(f"{path}: JSON nested too deeply") from None
+        check_finite_tree(doc, str(path), SnpEdgeError)
         if isinstance(doc, dict) and doc.get("schema") in DEVICE_BENCH_SCHEMAS:
             return _from_device_bench(doc, path)
         if isinstance(doc, list):
-            return {"tool": "trtexec --exportTimes", "times_ms": compute_times_ms(doc),
-                    "settings": {"metric": "GPU compute time per run (computeMs)"}}
+            return _from_export_times(doc, path)
     except EnginesError as exc:
         raise SnpEdgeError(f"{path}: {exc}") from None
     raise SnpEdgeError(f"{path}: expected `engines bench --json` output ({DEVICE_BENCH_SCHEMAS[-1]}) "

@@ -56,11 +56,22 @@ def _node_macs(node: onnx.NodeProto, shapes: dict[str, list[int | None]]) -> int
     return math.prod(y) * math.prod(b[1:])
 
 
-def _with_batch(path: Path, batch: int) -> onnx.ModelProto:
+def load_onnx(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
+    """The ONNX model in ``path``, refused in one line when it is not one (empty, truncated, no graph)."""
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:
         raise SnpEdgeError(f"cannot read ONNX file {path}: {first_line(exc)}") from None
+    opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not model.graph.node or not model.graph.input or not model.graph.output or not opsets:
+        raise SnpEdgeError(f"{path} is not an ONNX model (no graph, inputs, outputs or opset)")
+    if max(opsets) < 7:
+        raise SnpEdgeError(f"{path} uses ONNX opset {max(opsets)}; snp-edge reads opset 7 and above")
+    return model
+
+
+def _with_batch(path: Path, batch: int) -> onnx.ModelProto:
+    model = load_onnx(path)
     initializers = {t.name for t in model.graph.initializer}
     for inp in model.graph.input:
         if inp.name not in initializers and inp.type.tensor_type.shape.dim:
@@ -70,9 +81,12 @@ def _with_batch(path: Path, batch: int) -> onnx.ModelProto:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     try:
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception as exc:  # the inferencer raises bare Exceptions on unsupported graphs
         raise SnpEdgeError(f"cannot infer tensor shapes of {path}: {first_line(exc)}") from None
+    if inferred is None:
+        raise SnpEdgeError(f"cannot infer tensor shapes of {path}")
+    return inferred
 
 
 def onnx_macs(path: str | Path, batch: int = 1) -> int:
@@ -87,7 +101,7 @@ def onnx_params(path: str | Path) -> int:
     scalars (scalars are op constants such as GELU's), counting again those the exporter shared between
     layers through Identity nodes (equal tensors, e.g. at init)."""
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
-    graph = onnx.load(str(path), load_external_data=False).graph
+    graph = load_onnx(path, load_external_data=False).graph
     sizes = {t.name: math.prod(t.dims) for t in graph.initializer if t.data_type in floats and t.dims}
     shared = sum(sizes[n.input[0]] for n in graph.node if n.op_type == "Identity" and n.input[0] in sizes)
     return sum(sizes.values()) + shared

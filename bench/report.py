@@ -9,7 +9,7 @@ from typing import Any
 
 from snp_edge.engines.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 
-from snp_edge.errors import SnpEdgeError
+from snp_edge.errors import SnpEdgeError, first_line
 
 from .schema import validate
 
@@ -137,7 +137,14 @@ def plot(doc: dict[str, Any]) -> bytes:
 
 def write_report(doc: dict[str, Any], out: Path, force: bool = False) -> list[Path]:
     """Validate ``doc`` and write results.json, results.md and results.png into ``out``; their paths."""
-    validate(doc)
+    import jsonschema
+
+    try:
+        validate(doc)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        raise SnpEdgeError(f"refusing to write a report with bad numbers: {where + ': ' if where else ''}"
+                           f"{first_line(exc.message)}") from None
     check_out_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in OUTPUTS]

@@ -6,8 +6,8 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-_NUM = {"type": "number"}
-_OPT_NUM = {"type": ["number", "null"]}
+_NUM = {"type": "number", "minimum": 0}  # every number of a report is >= 0 (and finite: see validate)
+_OPT_NUM = {"type": ["number", "null"], "minimum": 0}
 _OPT_STR = {"type": ["string", "null"]}
 
 LATENCY_SCHEMA = {
@@ -73,7 +73,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
 
 
 def validate(doc: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow :data:`RESULTS_SCHEMA`."""
+    """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow :data:`RESULTS_SCHEMA`, or holds a NaN
+    or an infinity anywhere (JSON Schema's ``minimum`` lets NaN through)."""
     import jsonschema
+    from snp_edge.engines.schema import check_finite_tree
 
+    check_finite_tree(doc, "results", jsonschema.ValidationError)
     jsonschema.validate(doc, RESULTS_SCHEMA, cls=jsonschema.Draft202012Validator)

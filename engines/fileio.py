@@ -9,8 +9,12 @@ Files get the permissions the user's umask gives (0644 / 0755 by default), not m
 * :func:`atomic_path`: a temporary path for writers that want a file name (``np.save``, ``onnx.save``);
   :func:`scratch_dir`: a temporary folder beside an output, always removed.
 * :class:`Output`: an output file or folder of a command: checked before any work starts (exists without
-  ``--force``, parent missing or read-only, name too long, wrong kind), staged, then published with
-  :meth:`Output.publish`, restoring what it replaced if the rename fails.
+  ``--force``, parent missing or not writable, name too long, wrong kind, the current folder), staged, then
+  published with :meth:`Output.publish` (umask permissions for the whole tree), restoring what it replaced
+  if the rename fails.
+
+Temporary names are ``.NAME.tmp-XXXXXXXX.{partial,scratch,old}`` beside the output (same file system, so
+renames are atomic), with NAME shortened when needed so that any legal output name works.
 """
 
 import contextlib
@@ -22,9 +26,8 @@ import tempfile
 
 from .errors import UserError, first_line
 
-NAME_MAX = 255
-# prefix "." + name + "." + 8 random characters + suffix: the longest temporary sibling name we create
-TMP_OVERHEAD = len(".") + len(".tmp-") + 8 + len(".partial")
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_TMP_TAIL = len(".tmp-") + 8 + len(".scratch")  # ".tmp-" + mkstemp's 8 random characters + the longest suffix
 _LIVE = set()  # staging paths of this process, removed by cleanup_staged() on SIGTERM
 
 
@@ -52,9 +55,17 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def _tmp_prefix(name):
+    """``.NAME.tmp-``, with NAME cut short enough that the temporary name fits in :data:`NAME_MAX` bytes (any
+    legal output name works; mkstemp's random part keeps the names unique)."""
+    room = NAME_MAX - 1 - _TMP_TAIL
+    short = name.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return "." + short + ".tmp-"
+
+
 def _tmp_sibling(path, directory=False, suffix=".partial"):
     parent = os.path.dirname(os.path.abspath(path))
-    prefix = "." + os.path.basename(path) + ".tmp-"
+    prefix = _tmp_prefix(os.path.basename(path))
     if directory:
         tmp = tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent)
         _chmod_default(tmp, directory=True)
@@ -149,8 +160,9 @@ class Output(object):
     """One output of a command, a file or a folder, written through a staging sibling.
 
     ``Output(path, force, kind)`` checks at once, before any work: the destination exists and ``force`` is not
-    given; it exists as the other kind (a folder where a file goes); its parent is missing or not writable; its
-    name is too long for the staging name; it is the current folder or one of its parents. :meth:`stage`
+    given; it exists as the other kind (a folder where a file goes); its parent is missing or refuses a new
+    entry (tried with a probe folder); its name is too long; it is the current folder or one of its parents.
+    A symbolic link at ``path`` is replaced by the output (with ``force``), never followed. :meth:`stage`
     creates the staging sibling (a folder for ``kind="dir"``, a path for ``kind="file"``); :meth:`publish`
     renames it into place, moving an old destination aside first and back if the rename fails. Used as a
     context manager, anything staged and not published is removed on exit.
@@ -170,9 +182,9 @@ class Output(object):
         name = os.path.basename(path)
         if not name:
             raise UserError(f"cannot write {shown}: not a file or folder name")
-        if len(name.encode("utf-8")) + TMP_OVERHEAD > NAME_MAX:
+        if len(name.encode("utf-8")) > NAME_MAX:
             raise UserError(f"cannot write {shown}: its name is {len(name.encode('utf-8'))} bytes long; "
-                            f"at most {NAME_MAX - TMP_OVERHEAD} fit (room for the temporary sibling)")
+                            f"file names hold at most {NAME_MAX}")
         cwd = os.path.abspath(os.getcwd())
         if os.path.lexists(path):
             if not self.force:
@@ -189,6 +201,10 @@ class Output(object):
             raise UserError(f"cannot write {shown}: folder {parent} does not exist")
         if not os.access(parent, os.W_OK):
             raise UserError(f"cannot write {shown}: folder {parent} is not writable")
+        try:  # what access() cannot tell: /proc, read-only mounts, files systems that refuse new names
+            os.rmdir(tempfile.mkdtemp(prefix=_tmp_prefix(name), suffix=".probe", dir=parent))
+        except OSError as exc:
+            raise UserError(f"cannot write {shown}: {exc.strerror or exc}") from None
 
     def stage(self):
         """Create the staging sibling and return its path; file-system errors surface here, before work."""
@@ -203,23 +219,35 @@ class Output(object):
         return self.staged
 
     def publish(self):
-        """Rename the staged output to its destination (replacing it only with ``force``)."""
+        """Rename the staged output to its destination (replacing it only with ``force``). The staged tree
+        gets the umask's permissions first (libraries such as safetensors write 0600 files)."""
         if self.staged is None:
             raise RuntimeError("nothing staged")
-        if self.kind == "file" and os.path.exists(self.staged):
-            _chmod_default(self.staged)
+        if not os.path.lexists(self.staged):
+            raise RuntimeError(f"nothing was written to the staging path of {self.shown}")
+        apply_umask(self.staged)
         backup = None
         if os.path.lexists(self.path):
             if not self.force:
                 raise UserError(f"output {self.shown} appeared while this command ran; pass --force to replace it")
             backup = _tmp_sibling(self.path, directory=True, suffix=".old")
             os.rmdir(backup)  # a free unique name; the old output is renamed to it
-            os.replace(self.path, backup)
+            try:
+                os.replace(self.path, backup)
+            except OSError as exc:
+                raise UserError(f"cannot replace {self.shown}: {exc.strerror or exc}") from None
         try:
             os.replace(self.staged, self.path)
-        except BaseException:
+        except BaseException as exc:
             if backup is not None:
-                os.replace(backup, self.path)
+                try:
+                    os.replace(backup, self.path)
+                except OSError:
+                    raise UserError(f"cannot write {self.shown} and cannot put its old version back; it is "
+                                    f"kept as {backup}") from None
+            if isinstance(exc, OSError):
+                raise UserError(f"cannot write {self.shown}: {exc.strerror or exc} (did another command "
+                                "write it at the same time?)") from None
             raise
         _LIVE.discard(self.staged)
         self.staged = None
@@ -240,6 +268,27 @@ class Output(object):
     def __exit__(self, *exc):
         self.discard()
         return False
+
+
+def apply_umask(path):
+    """Give ``path`` and, for a folder, everything in it the permissions a new file gets under the umask:
+    0666 & ~umask for files (0777 & ~umask when any execute bit is set) and 0777 & ~umask for folders.
+    Symbolic links are left alone."""
+    mask = current_umask()
+
+    def fix(p):
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        full = 0o777 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111 else 0o666
+        if stat.S_IMODE(st.st_mode) != full & ~mask:
+            os.chmod(p, full & ~mask)
+
+    fix(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                fix(os.path.join(root, name))
 
 
 def is_private(path):

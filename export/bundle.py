@@ -42,7 +42,7 @@ from snp_edge.engines.ort import ort_session, run_logits
 from snp_edge.engines.targets import TARGETS, get_target
 
 from snp_edge import engines
-from snp_edge.errors import SnpEdgeError
+from snp_edge.errors import SnpEdgeError, VerificationFailed
 from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
@@ -125,6 +125,13 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
     }
 
 
+def bundle_output(out: str | Path, archive: bool = False, force: bool = False) -> Output:
+    """The checked :class:`Output` of a bundle: the folder ``out``, or ``out.tar.gz`` with ``archive``."""
+    out = Path(out)
+    final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
+    return Output(final, force, kind="file" if archive else "dir")
+
+
 def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | None = None,
                 images: torch.Tensor | None = None, fp16_safe: bool = False, archive: bool = False,
                 force: bool = False, labels: str | Path | None = None, input_form: InputForm | None = None,
@@ -142,9 +149,9 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     spec = get_target(target)
     chosen = check_flavors(list(flavors), target)
     names, labels_source = (read_labels(labels, handle.num_classes), str(labels)) if labels else default_labels(handle)
-    out = Path(out)
-    final = out.with_name(out.name + ".tar.gz") if archive and not out.name.endswith(".tar.gz") else out
-    with Output(final, force, kind="file" if archive else "dir") as output, scratch_dir(final) as scratch:
+    output = bundle_output(out, archive, force)
+    final = Path(output.shown)
+    with output, scratch_dir(final) as scratch:
         tmp = Path(scratch if archive else output.stage())
         if images is None:
             size = (handle.in_chans, handle.img_size, handle.img_size)
@@ -155,6 +162,8 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         inputs = export.input_form.encode(images, handle.data_config["mean"], handle.data_config["std"])
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
         np.save(tmp / "golden" / "inputs.npy", inputs)
+        if not np.isfinite(outputs).all():
+            raise VerificationFailed("the golden outputs hold NaN or infinite logits; no bundle written")
         np.save(tmp / "golden" / "outputs.npy", outputs)
         poly_in, poly_out = write_polygraphy_golden(tmp, inputs, outputs)
         write_labels(names, tmp)

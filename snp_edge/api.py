@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from .arch import Arch, arch_of
 from .calib import load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, ScoreOptions
-from .errors import SnpEdgeError
+from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
 from .summary import summarize
@@ -36,8 +37,12 @@ def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Pa
     if target_gmacs is not None:
         if target_gmacs <= 0:
             raise SnpEdgeError(f"--target-gmacs must be positive, got {target_gmacs}")
-        return arch_for_gmacs(base, target_gmacs, macs_constants(handle.model), round_to,
-                              heads=[heads] * base.depth if heads else None)
+        consts = macs_constants(handle.model)
+        full = predict_macs(base, **consts) / 1e9
+        if target_gmacs >= full:
+            warnings.warn(SnpEdgeWarning(f"--target-gmacs {target_gmacs:g} is not below the model's own "
+                                         f"{full:.4g} GMACs: nothing is pruned for it"), stacklevel=2)
+        return arch_for_gmacs(base, target_gmacs, consts, round_to, heads=[heads] * base.depth if heads else None)
     if preset is not None:
         cfg, source = load_preset(preset), f"preset {preset}"
     elif isinstance(config, dict):

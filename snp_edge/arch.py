@@ -14,7 +14,9 @@ from timm.layers import LayerScale
 from torch import nn
 
 from .attention import PrunedAttention, attn_layout
+from .engines.schema import Document
 from .errors import SnpEdgeError
+from .memory import check_allocation
 from .vit import create_model
 
 
@@ -84,6 +86,36 @@ def arch_of(model: nn.Module) -> Arch:
     )
 
 
+def check_arch(arch: Arch, base: Arch, label: str = "widths") -> None:
+    """Refuse an ``arch`` the unpruned model ``base`` cannot become, naming the field: original sizes that are
+    not the base's, widths outside 1..the base's, block indices out of range, repeated or out of order,
+    ``heads_kept`` that does not list each kept block's heads."""
+    doc = Document(label, SnpEdgeError)
+    for key in ("head_dim", "depth", "num_heads", "mlp", "embed_orig"):
+        if getattr(arch, key) != getattr(base, key):
+            doc.fail(f"arch.{key}", f"{getattr(base, key)} (the base model's)", getattr(arch, key))
+    doc.int_value(arch.embed, "arch.embed", 1, base.embed_orig)
+    if not 1 <= len(arch.blocks) <= base.depth:
+        doc.fail("arch.blocks", f"1 to {base.depth} blocks", f"{len(arch.blocks)} blocks")
+    previous = -1
+    for j, b in enumerate(arch.blocks):
+        field = f"arch.blocks[{j}]"
+        doc.int_value(b.index, f"{field}.index", previous + 1, base.depth - 1)  # increasing: no repeats
+        previous = b.index
+        for name, orig in (("heads", base.num_heads), ("qk", base.head_dim), ("v", base.head_dim),
+                           ("mlp", base.mlp)):
+            doc.int_value(getattr(b, name), f"{field}.{name}", 1, orig)
+    if arch.heads_kept:
+        if len(arch.heads_kept) != len(arch.blocks):
+            doc.fail("arch.heads_kept", f"one list per kept block ({len(arch.blocks)})", arch.heads_kept)
+        for j, (heads, b) in enumerate(zip(arch.heads_kept, arch.blocks, strict=True)):
+            ok = isinstance(heads, list) and len(heads) == b.heads and \
+                all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h < base.num_heads for h in heads)
+            if not ok or heads != sorted(set(heads)):
+                doc.fail(f"arch.heads_kept[{j}]", f"{b.heads} increasing head indices in [0, {base.num_heads})",
+                         heads)
+
+
 def _layer_norm(old: nn.Module, width: int) -> nn.Module:
     if isinstance(old, nn.Identity):
         return old
@@ -149,9 +181,15 @@ def apply_arch(model: nn.Module, arch: Arch) -> nn.Module:
     return model
 
 
-def build_skeleton(base_model: str, model_args: dict, arch: Arch) -> nn.Module:
-    """An uninitialised model of shape ``arch`` (on the CPU), built from timm's ``base_model`` definition."""
+def build_skeleton(base_model: str, model_args: dict, arch: Arch, source: str = "widths") -> nn.Module:
+    """An uninitialised model of shape ``arch`` (on the CPU), built from timm's ``base_model`` definition.
+
+    Nothing is allocated before ``arch`` is checked against the base model (:func:`check_arch`, errors name
+    ``source``) and the model's size against the memory available."""
     model = create_model(base_model, model_args, device="meta")
+    check_arch(arch, arch_of(model), source)
     with torch.device("meta"):
         apply_arch(model, arch)
+    nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    check_allocation(nbytes, f"the model of {source}")
     return model.to_empty(device="cpu").eval()

@@ -7,6 +7,7 @@ same images and hence the same pruned model.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from timm.data import create_transform
 
 from .errors import SnpEdgeError, first_line
+from .memory import check_allocation
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 SYNTHETIC_NOTICE = "no --calib given: data-driven scores use seeded noise images, not real data"
@@ -35,9 +37,43 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _from_folder(folder: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+class ImageError(SnpEdgeError):
+    """An image file that cannot be decoded, or one too large to decode safely (a decompression bomb).
 
+    DataLoader workers re-raise exceptions in the main process as ``type(msg)`` with the worker's traceback
+    in ``msg``; the original one-line message is taken back out of it here."""
+
+    def __init__(self, message: str) -> None:
+        lines = str(message).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and "worker" in lines[0]:
+            message = lines[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+def read_rgb(path: str | Path, what: str = "image"):
+    """The image file ``path`` as an RGB PIL image, decoded completely; :class:`ImageError` for a corrupt or
+    truncated file and for one over Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{what} {path} is too large to decode safely: {first_line(exc)}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise ImageError(f"corrupt or unreadable {what} {path}: {first_line(exc)}") from None
+
+
+def _check_fits(n: int, data_config: dict, source: str) -> None:
+    nbytes = n * 4 * math.prod(data_config["input_size"])
+    check_allocation(nbytes, f"{n} calibration images from {source}", "use fewer --calib-images")
+
+
+def _from_folder(folder: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
     try:
         files = list_images(folder)
     except OSError as exc:
@@ -46,15 +82,9 @@ def _from_folder(folder: Path, n: int, data_config: dict, seed: int) -> torch.Te
         raise SnpEdgeError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     if len(files) > n:
         files = sorted(random.Random(seed).sample(files, n))
+    _check_fits(len(files), data_config, str(folder))
     transform = create_transform(**data_config, is_training=False)
-    out = []
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                out.append(transform(img.convert("RGB")))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise SnpEdgeError(f"corrupt or unreadable calibration image {path}: {exc}") from None
-    images = torch.stack(out)
+    images = torch.stack([transform(read_rgb(path, "calibration image")) for path in files])
     if images.shape[1] != data_config["input_size"][0]:
         raise SnpEdgeError(f"calibration images have {images.shape[1]} channels, the model takes "
                            f"{data_config['input_size'][0]}")
@@ -74,15 +104,26 @@ def _from_npy(path: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
         raise SnpEdgeError(f"calibration array {path} has dtype {array.dtype}; expected float32")
     if array.shape[0] == 0:
         raise SnpEdgeError(f"calibration array {path} is empty")
+    _check_fits(min(n, array.shape[0]), data_config, str(path))
     rows = sorted(random.Random(seed).sample(range(array.shape[0]), n)) if array.shape[0] > n else slice(None)
-    return torch.from_numpy(np.ascontiguousarray(array[rows], dtype=np.float32))
+    images = np.ascontiguousarray(array[rows], dtype=np.float32)
+    finite = np.isfinite(images)
+    if not finite.all():
+        first = int(np.argwhere(~finite.reshape(len(images), -1).all(axis=1))[0][0])
+        raise SnpEdgeError(f"calibration array {path} holds NaN or infinite values (image {first} of those "
+                           "drawn); calibration images must be finite")
+    return torch.from_numpy(images)
 
 
 def load_calibration(source: str | Path | None, n: int, data_config: dict, seed: int = 0) -> Calibration:
-    """Up to ``n`` preprocessed calibration images from ``source`` (folder, ``.npy``, or None for noise)."""
+    """Up to ``n`` preprocessed calibration images from ``source`` (folder, ``.npy``, or None for noise).
+
+    Refused before anything is allocated: more images than the memory available holds; refused after
+    reading: NaN or infinite values, corrupt images, decompression bombs."""
     if n < 1:
         raise SnpEdgeError(f"--calib-images must be >= 1, got {n}")
     if source is None:
+        _check_fits(n, data_config, "noise")
         gen = torch.Generator().manual_seed(seed)
         return Calibration(torch.randn(n, *data_config["input_size"], generator=gen), "noise", SYNTHETIC_NOTICE)
     path = Path(source)

@@ -2,7 +2,7 @@
 
 from .engines.errors import UserError, VerificationFailed, first_line
 
-__all__ = ["SnpEdgeError", "VerificationFailed", "first_line"]
+__all__ = ["SnpEdgeError", "SnpEdgeWarning", "VerificationFailed", "first_line"]
 
 
 class SnpEdgeError(UserError):
@@ -10,3 +10,8 @@ class SnpEdgeError(UserError):
 
     The message is a single line that names what is wrong and, where useful, what to do instead.
     """
+
+
+class SnpEdgeWarning(UserWarning):
+    """Valid but odd input that snp-edge handles in its documented way (the command line shows it as one
+    ``warning:`` line)."""

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from .arch import Arch, arch_of, build_skeleton
+from .arch import Arch, arch_of, build_skeleton, check_arch
 from .calib import Calibration
 from .criteria import ScoreOptions, Scores, compute_scores
 from .errors import SnpEdgeError
@@ -64,17 +64,6 @@ def renumber_blocks(state: dict[str, torch.Tensor], kept: list[int]) -> dict[str
         elif int(m.group(1)) in new_of:
             out[f"blocks.{new_of[int(m.group(1))]}.{m.group(2)}"] = tensor
     return out
-
-
-def check_arch(arch: Arch, base: Arch) -> None:
-    """Refuse widths that are zero or larger than the model's."""
-    if not 0 < arch.embed <= base.embed_orig:
-        raise SnpEdgeError(f"embed width {arch.embed} is outside 1..{base.embed_orig}")
-    for b in arch.blocks:
-        for name, width, orig in (("heads", b.heads, base.num_heads), ("qk", b.qk, base.head_dim),
-                                  ("v", b.v, base.head_dim), ("mlp", b.mlp, base.mlp)):
-            if not 0 < width <= orig:
-                raise SnpEdgeError(f"block {b.index} {name} width {width} is outside 1..{orig}")
 
 
 def pruned_components(arch: Arch, base: Arch, drop_blocks: int = 0) -> frozenset[str]:

@@ -21,11 +21,13 @@ from pathlib import Path
 import yaml
 
 from .arch import Arch, BlockArch
+from .engines.schema import check_finite_tree, is_int, is_number
 from .errors import SnpEdgeError, first_line
 from .macs import predict_macs
 from .presets import list_presets, load_preset  # noqa: F401 (re-exported)
 
 COMPONENTS = ("qk", "v", "mlp", "heads")
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def read_config(path: str | Path) -> dict:
@@ -34,12 +36,17 @@ def read_config(path: str | Path) -> dict:
     if not path.is_file():
         raise SnpEdgeError(f"config file not found: {path}")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SnpEdgeError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 10} KiB; not a pruning config")
         text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise SnpEdgeError(f"cannot parse config {path}: {first_line(exc)}") from None
+    except RecursionError:
+        raise SnpEdgeError(f"cannot parse config {path}: nested too deeply") from None
     if not isinstance(data, dict):
         raise SnpEdgeError(f"config {path} must be a mapping with embed/qk/v/mlp/heads keys")
+    check_finite_tree(data, f"config {path}", SnpEdgeError)  # YAML's .nan / .inf, JSON's NaN / Infinity
     return data
 
 
@@ -57,8 +64,8 @@ def _per_block(value, depth: int, key: str) -> list:
 
 
 def _kept(orig: int, value, key: str, is_ratio: bool) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SnpEdgeError(f"config {key}: expected a number, got {value!r}")
+    if not is_number(value):
+        raise SnpEdgeError(f"config {key}: expected a finite number, got {value!r}")
     if is_ratio:
         if not 0 <= value < 1:
             raise SnpEdgeError(f"config ratio {key}={value} is outside [0, 1)")
@@ -102,7 +109,7 @@ def arch_from_config(config: dict, base: Arch, source: str = "config") -> Arch:
         return _kept(orig, value, label, is_ratio)
 
     drop = config.get("drop_blocks") or []
-    if not isinstance(drop, list) or any(not isinstance(i, int) or not 0 <= i < base.depth for i in drop):
+    if not isinstance(drop, list) or any(not is_int(i) or not 0 <= i < base.depth for i in drop):
         raise SnpEdgeError(f"{source}: drop_blocks must list block indices in [0, {base.depth})")
     if len(set(drop)) >= base.depth:
         raise SnpEdgeError(f"{source}: drop_blocks removes every block")

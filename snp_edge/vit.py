@@ -8,42 +8,67 @@ weights file and report mismatches by parameter name.
 
 from __future__ import annotations
 
+import math
+import pickle
+import re
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from .engines.schema import Document
 from .errors import SnpEdgeError, first_line
 from .groups import check_supported
+from .memory import check_allocation
 
 WEIGHT_CHOICES = ("pretrained", "random", "auto")
-MODEL_ARG_TYPES = {
-    "img_size": int,
-    "patch_size": int,
-    "embed_dim": int,
-    "depth": int,
-    "num_heads": int,
-    "num_classes": int,
-    "in_chans": int,
-    "mlp_ratio": float,
+# --model-arg keys: (type, minimum, maximum); far beyond any real ViT, far below an allocation accident
+MODEL_ARGS = {
+    "img_size": (int, 1, 8192),
+    "patch_size": (int, 1, 1024),
+    "embed_dim": (int, 1, 65536),
+    "depth": (int, 1, 1024),
+    "num_heads": (int, 1, 1024),
+    "num_classes": (int, 1, 1_000_000),
+    "in_chans": (int, 1, 1024),
+    "mlp_ratio": (float, 1e-3, 1024.0),
 }
+MODEL_ARG_TYPES = {key: kind for key, (kind, _, _) in MODEL_ARGS.items()}
+
+
+def check_model_args(args: object, doc: Document, field: str = "model_args") -> dict:
+    """``args`` (a parsed mapping) checked against :data:`MODEL_ARGS`: known keys, types, ranges."""
+    if not isinstance(args, dict):
+        doc.fail(field, "an object", args)
+    doc.only(args, field, MODEL_ARGS)
+    for key, value in args.items():
+        kind, lo, hi = MODEL_ARGS[key]
+        if kind is int:
+            doc.int_value(value, f"{field}.{key}", lo, hi)
+        else:
+            doc.number_value(value, f"{field}.{key}", lo, hi)
+    return args
 
 
 def parse_model_args(items: list[str] | None) -> dict:
-    """``["img_size=384", "num_classes=10"]`` -> ``{"img_size": 384, "num_classes": 10}``."""
+    """``["img_size=384", "num_classes=10"]`` -> ``{"img_size": 384, "num_classes": 10}``, types and ranges
+    checked (:data:`MODEL_ARGS`)."""
     out: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise SnpEdgeError(f"--model-arg expects key=value, got {item!r}")
-        if key not in MODEL_ARG_TYPES:
-            raise SnpEdgeError(f"--model-arg {key} is not supported; use one of {', '.join(MODEL_ARG_TYPES)}")
+        if key not in MODEL_ARGS:
+            raise SnpEdgeError(f"--model-arg {key} is not supported; use one of {', '.join(MODEL_ARGS)}")
+        kind, lo, hi = MODEL_ARGS[key]
         try:
-            out[key] = MODEL_ARG_TYPES[key](value)
+            out[key] = kind(value)
         except ValueError:
-            raise SnpEdgeError(f"--model-arg {key}={value!r} is not a valid {MODEL_ARG_TYPES[key].__name__}") from None
+            raise SnpEdgeError(f"--model-arg {key}={value!r} is not a valid {kind.__name__}") from None
+        if not (math.isfinite(out[key]) and lo <= out[key] <= hi):
+            raise SnpEdgeError(f"--model-arg {key}={value} is outside [{lo:g}, {hi:g}]")
     return out
 
 
@@ -53,6 +78,10 @@ def create_model(name: str, model_args: dict | None = None, pretrained: bool = F
     if name not in timm.list_models():
         raise SnpEdgeError(f"unknown model {name!r}: not a timm model name (try deit_small_patch16_224)")
     kwargs = dict(model_args or {})
+    if str(device) != "meta":  # its size first, on the meta device (nothing allocated)
+        meta = create_model(name, kwargs, device="meta")
+        nbytes = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+        check_allocation(nbytes, f"{name} with {kwargs}" if kwargs else name)
     try:
         if device is not None:
             with torch.device(device):
@@ -127,6 +156,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise SnpEdgeError(f"cannot read weights {path}: it holds pickled Python objects{what}, not only tensors; "
+                           "snp-edge never unpickles code: save a state_dict (torch.save(model.state_dict())) "
+                           "or a .safetensors file") from None
     except Exception as exc:
         raise SnpEdgeError(f"cannot read weights {path}: {first_line(exc)}") from None
     if isinstance(state, dict):
@@ -140,7 +175,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly; mismatches are reported by parameter name in one line."""
+    """Load ``state`` strictly; mismatches and non-finite values are reported by parameter name in one line."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -155,6 +190,9 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], so
         problems.append("unexpected: " + ", ".join(unexpected[:4]) + (f" (+{len(unexpected) - 4} more)" if len(unexpected) > 4 else ""))
     if problems:
         raise SnpEdgeError(f"weights {source} do not match the model: " + " | ".join(problems))
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise SnpEdgeError(f"weights {source}: tensor {bad} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
 
 

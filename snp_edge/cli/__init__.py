@@ -15,7 +15,10 @@ module         subcommands
 
 Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.errors`): 0 ok, 1 a
 verification gate failed, 2 usage error or bad input, 3 missing prerequisite, 130 interrupted, 143
-terminated. Errors are one line on stderr, ``snp-edge COMMAND: error: ...``.
+terminated. Errors are one line on stderr, ``snp-edge COMMAND: error: ...``, on a line of their own even
+when a progress bar was drawing; warnings are one line too (``snp-edge COMMAND: warning: ...``). This module
+imports only the standard library and two small device-side modules, so Ctrl-C even in the first moments
+(while the command line imports) ends in one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -23,17 +26,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from importlib import import_module
 
 from .. import __version__
 from ..engines.argtypes import OneLineParser
 from ..engines.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, UserError, first_line
-from .args import formatter
 
 COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .args import formatter
+
     parser = OneLineParser(prog="snp-edge", formatter_class=formatter,
                                      description="SNP pruning of timm ViTs for edge GPUs: prune -> export ONNX -> "
                                                  "device bundles -> benchmarks. `snp-edge run` is the main job.")
@@ -49,25 +54,53 @@ class Terminated(Exception):
 
 
 def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
     raise Terminated()
+
+
+def end_progress_line() -> None:
+    """Close the progress bars still drawing, each ending its line, so that the next message starts on a line
+    of its own (finished bars already do: :mod:`snp_edge.progress`)."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or []):
+        if not bar.disable:
+            bar.leave = True
+            bar.close()
+
+
+def _one_line_warnings(command: str):
+    """``warnings.showwarning`` for the command line: ``snp-edge COMMAND: warning: MESSAGE``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        end_progress_line()
+        print(f"snp-edge {command}: warning: {first_line(message, 400)}", file=file or sys.stderr)
+
+    return show
 
 
 def run_parsed(args: argparse.Namespace) -> int:
     """Run a parsed subcommand: a user error becomes one line on stderr and its exit status."""
+    from ..engines.fileio import cleanup_staged
+
     previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return args.func(args)
-    except UserError as exc:
-        print(f"snp-edge {args.command}: error: {first_line(exc, 400)}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print(f"snp-edge {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        print(f"snp-edge {args.command}: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(args.command)
+        try:
+            return args.func(args)
+        except UserError as exc:
+            end_progress_line()
+            print(f"snp-edge {args.command}: error: {first_line(exc, 400)}", file=sys.stderr)
+            return exc.exit_status
+        except KeyboardInterrupt:
+            end_progress_line()
+            print(f"snp-edge {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except Terminated:
+            end_progress_line()
+            print(f"snp-edge {args.command}: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+        finally:
+            cleanup_staged()
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,4 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snp-edge: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return run_parsed(args)
+    try:
+        return run_parsed(args)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's clean-up ran
+        print(f"snp-edge {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

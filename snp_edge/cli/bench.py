@@ -44,13 +44,13 @@ def apply_top1(cands: list, items: list[str]) -> None:
 
 def progress_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A tqdm bar (stderr, hidden when not a terminal) created on the first update, and its closer."""
-    from tqdm import tqdm
+    from ..progress import bar as progress
 
     bar: list = []
 
     def update(done: int, total: int) -> None:
         if not bar:
-            bar.append(tqdm(total=total, unit="run", desc="bench", disable=None, leave=False))
+            bar.append(progress(total=total, unit="run", desc="bench", disable=None))
         bar[0].update(done - bar[0].n)
 
     return update, lambda: bar and bar[0].close()

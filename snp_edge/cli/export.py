@@ -88,8 +88,10 @@ def handle_and_images(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..engines.fileio import Output
     from ..export.onnx_export import export_onnx
 
+    Output(args.out, args.force, kind="file")  # refused before the model loads: exists, a folder, unwritable
     target, parser = args.target, args.parser
     if target in PARSERS:  # before 0.2, --target named the parser
         target, parser = None, parser or target
@@ -116,9 +118,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from ..export.bundle import make_bundle
+    from ..export.bundle import bundle_output, make_bundle
     from ..export.flavors import check_flavors
 
+    bundle_output(args.out, args.archive, args.force)  # refused before the model loads
     form = input_form(args)
     check_flavors(args.flavor, args.target)  # before any work
     handle, images = handle_and_images(args)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..attention import attn_layout, split_qkv
 from ..errors import SnpEdgeError
+from ..progress import bar
 from . import COMPONENTS, ScoreOptions
 from .snp import EPS, attn_qk_scores, snp_qk_scores, snp_v_scores
 
@@ -97,8 +97,7 @@ class _Collector:
     def run(self, images: torch.Tensor, progress: bool) -> None:
         bs = self.opts.batch_size
         try:
-            for start in tqdm(range(0, len(images), bs), desc="calibration", unit="batch",
-                              disable=not progress, leave=False):
+            for start in bar(range(0, len(images), bs), desc="calibration", unit="batch", disable=not progress):
                 batch = images[start:start + bs]
                 self.model(batch)
                 self.images += len(batch)

@@ -1,7 +1,9 @@
 """ImageFolder train/val data with timm's transforms, sharded across processes for DistributedDataParallel.
 
 A data folder holds ``train/<class>/*.png`` and ``val/<class>/*.png`` (torchvision ImageFolder layout);
-classes are the sorted sub-folder names of ``train/`` and ``val/`` must have the same ones.
+classes are the sorted sub-folder names of ``train/`` and ``val/`` must have the same ones. Images are
+read with :func:`snp_edge.calib.read_rgb`: a corrupt file or a decompression bomb ends the run with one
+line naming the file, also from a DataLoader worker process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from timm.data import create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..calib import IMAGE_EXTENSIONS
+from ..calib import IMAGE_EXTENSIONS, read_rgb
 from ..errors import SnpEdgeError, first_line
 from .config import AugConfig
 
@@ -25,7 +27,7 @@ def _image_folder(root: Path, transform):
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(str(root), transform=transform, is_valid_file=_is_image)
+        return ImageFolder(str(root), transform=transform, loader=read_rgb, is_valid_file=_is_image)
     except (FileNotFoundError, OSError) as exc:
         raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {first_line(exc)}") from None
 

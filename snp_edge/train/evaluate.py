@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SnpEdgeError
+from ..progress import bar
 
 
 @dataclass
@@ -42,12 +43,10 @@ def _all_reduce(values: list[float], device: torch.device) -> list[float]:
 def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], loader, device: str | torch.device = "cpu",
              progress: bool = False, desc: str = "eval") -> EvalResult:
     """Run ``predict`` (images (B, C, H, W) -> logits (B, K)) over ``loader``; sums over processes under DDP."""
-    from tqdm import tqdm
-
     device = torch.device(device)
     correct1 = correct5 = loss_sum = n = 0.0
     forward_s = 0.0
-    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+    for images, targets in bar(loader, desc=desc, unit="batch", disable=not progress):
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -41,8 +41,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..engines.fileio import Output
-from ..errors import SnpEdgeError
+from ..errors import SnpEdgeError, first_line
 from ..models import ModelHandle
+from ..progress import bar as progress_bar
 from ..saved import save_pruned
 from .checkpoint import CHECKPOINT_FILE, atomic_write_text, load_checkpoint, model_identity, save_checkpoint
 from .config import AMP_CHOICES, KD_KINDS, AugConfig, FinetuneConfig  # noqa: F401 (re-exported)
@@ -147,16 +148,32 @@ def finetune(handle: ModelHandle, data: str | Path, out: str | Path, cfg: Finetu
     cfg.check()
     out = Path(out)
     info = init_distributed()
+    folder = RunFolder(out)
     try:
         return _finetune(handle, Path(data), out, cfg, teacher, Path(resume) if resume else None, force,
-                         extra or {}, info)
+                         extra or {}, info, folder)
+    except BaseException:
+        folder.discard_if_unfinished()
+        raise
     finally:
         if info.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
+class RunFolder:
+    """The run folder a fresh (not resumed) run creates; a run that ends before its first checkpoint removes
+    it again, so that no empty or unresumable folder blocks the rerun."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.created = path, False
+
+    def discard_if_unfinished(self) -> None:
+        if self.created and not (self.path / CHECKPOINT_FILE).exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
 def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
-              resume: Path | None, force: bool, extra: dict, info: DistInfo) -> dict:
+              resume: Path | None, force: bool, extra: dict, info: DistInfo, folder: RunFolder) -> dict:
     num_classes = handle.num_classes
     if teacher is None and cfg.distill != "none":
         raise SnpEdgeError(f"--distill {cfg.distill} needs a --teacher (or use --distill none)")
@@ -189,6 +206,7 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
         if out.exists():  # --force: clear the old run only now that every input has been checked
             shutil.rmtree(out)
         out.mkdir(parents=True)
+        folder.created = True
     if info.world > 1:
         dist.barrier()
 
@@ -205,16 +223,22 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
         teacher = teacher.to(device).eval()
 
     lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
-    optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
+    try:
+        optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
+    except (ValueError, KeyError) as exc:
+        raise SnpEdgeError(f"--opt {cfg.opt}: {first_line(exc)}") from None
     loader = train_loader(train_ds, cfg.batch_size, info.world, info.rank, cfg.seed, cfg.workers)
     updates_per_epoch = len(loader) // cfg.accum_steps
     if cfg.steps_per_epoch:
         updates_per_epoch = min(updates_per_epoch, cfg.steps_per_epoch)
     if updates_per_epoch < 1:
         raise SnpEdgeError(f"one epoch of {len(train_ds)} images makes no optimizer step at global batch {global_batch}")
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
-        min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    try:
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    except (ValueError, KeyError) as exc:
+        raise SnpEdgeError(f"--sched {cfg.sched}: {first_line(exc)}") from None
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
@@ -257,6 +281,9 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
         train_stats = _train_epoch(net, model, criterion, optimizer, scheduler, loader, mixup, ema, scaler, dtype,
                                    cfg, info, epoch, updates, updates_per_epoch)
         updates += updates_per_epoch
+        if not math.isfinite(train_stats["train_loss"]):
+            raise SnpEdgeError(f"training diverged in epoch {epoch} (loss {train_stats['train_loss']}); the models "
+                               "saved so far are kept: lower --lr or set --clip-grad")
         result = evaluate(torch_predictor(model, dtype), eval_dl, device)
         model.train()
         ema_result = evaluate(torch_predictor(ema.module, dtype), eval_dl, device) if ema is not None else None
@@ -294,13 +321,11 @@ def _train_epoch(net: nn.Module, model: nn.Module, criterion: DistillationLoss, 
                  mixup, ema, scaler, dtype, cfg: FinetuneConfig, info: DistInfo, epoch: int, updates: int,
                  updates_per_epoch: int) -> dict:
     """One epoch of ``updates_per_epoch`` optimizer steps; returns mean loss, lr and throughput."""
-    from tqdm import tqdm
-
     net.train()
     micro_total = updates_per_epoch * cfg.accum_steps
     loss_sum, images, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(total=micro_total, desc=f"epoch {epoch}", unit="batch", leave=False,
-               disable=not (cfg.progress and info.main))
+    bar = progress_bar(total=micro_total, desc=f"epoch {epoch}", unit="batch",
+                       disable=not (cfg.progress and info.main))
     optimizer.zero_grad(set_to_none=True)
     for micro, (x, y) in enumerate(loader):
         if micro >= micro_total:
