@@ -89,9 +89,10 @@ def handle_and_images(args: argparse.Namespace):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..engines.fileio import Output
+
+    Output(args.out, args.force, kind="file")  # refused before anything loads: exists, a folder, unwritable
     from ..export.onnx_export import export_onnx
 
-    Output(args.out, args.force, kind="file")  # refused before the model loads: exists, a folder, unwritable
     target, parser = args.target, args.parser
     if target in PARSERS:  # before 0.2, --target named the parser
         target, parser = None, parser or target

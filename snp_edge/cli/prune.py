@@ -47,9 +47,10 @@ def prune_from_args(args: argparse.Namespace, model=None, preset=None, config=No
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from ..engines.fileio import Output
-    from ..saved import write_pruned
 
-    with Output(args.out, args.force, kind="dir") as out:
+    with Output(args.out, args.force, kind="dir") as out:  # checked before torch is even imported
+        from ..saved import write_pruned
+
         result = prune_from_args(args)
         write_pruned(result.handle, Path(out.stage()), extra={"summary": result.summary, "pruning": result.recipe})
         out.publish()
