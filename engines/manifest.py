@@ -46,6 +46,8 @@ import re
 
 from .errors import ManifestError
 from .fileio import read_json
+from .schema import check_finite_tree
+from .schema import is_number as _is_number  # finite, not a bool
 from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 1
@@ -73,10 +75,6 @@ def _get(obj, key, field):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _dict(obj, key, field):
@@ -237,6 +235,7 @@ def validate_manifest(m):
     """Check a manifest dict against the schema; raise :class:`ManifestError` naming the first bad field."""
     if not isinstance(m, dict):
         _fail("(top level)", "an object", m)
+    check_finite_tree(m, MANIFEST_NAME, ManifestError)  # NaN / Infinity anywhere, free-form fields included
     version = _get(m, "schema_version", "schema_version")
     if version != SCHEMA_VERSION:
         raise ManifestError(f"manifest.json: field schema_version: this engines package reads version {SCHEMA_VERSION}, "
