@@ -24,6 +24,7 @@ imports only the standard library and two small device-side modules, so Ctrl-C e
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import warnings
@@ -31,7 +32,14 @@ from importlib import import_module
 
 from .. import __version__
 from ..engines.argtypes import OneLineParser
-from ..engines.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, UserError, first_line
+from ..engines.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING_PREREQUISITE,
+    EXIT_TERMINATED,
+    UserError,
+    first_line,
+)
 
 COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train")
 
@@ -68,6 +76,18 @@ def end_progress_line() -> None:
             bar.close()
 
 
+def _is_exhaustion(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)
+
+
+def _environment_error(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return first_line(exc, 400)
+
+
 def _one_line_warnings(command: str):
     """``warnings.showwarning`` for the command line: ``snp-edge COMMAND: warning: MESSAGE``."""
     def show(message, category, filename, lineno, file=None, line=None):
@@ -90,6 +110,10 @@ def run_parsed(args: argparse.Namespace) -> int:
             end_progress_line()
             print(f"snp-edge {args.command}: error: {first_line(exc, 400)}", file=sys.stderr)
             return exc.exit_status
+        except (OSError, MemoryError) as exc:  # the environment: a full disk, a vanished file, no memory
+            end_progress_line()
+            print(f"snp-edge {args.command}: error: {_environment_error(exc)}", file=sys.stderr)
+            return EXIT_MISSING_PREREQUISITE if _is_exhaustion(exc) else EXIT_BAD_INPUT
         except KeyboardInterrupt:
             end_progress_line()
             print(f"snp-edge {args.command}: interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from .conftest import FAST_PRUNE, TINY, assert_one_line_error, edit_json, snapshot
+from .conftest import TINY, assert_one_line_error, edit_json, snapshot
 
 
 def _block0(key, value):
@@ -283,6 +283,7 @@ def test_measurement_file_schema(snp, work, case):
 def test_report_refuses_non_finite_numbers(tmp_path):
     """The last gate before results.json: whatever computed the document, NaN or negative numbers stop it."""
     from snp_edge.bench.report import write_report
+
     from snp_edge.errors import SnpEdgeError
 
     doc = {"schema_version": 1, "tool": "t", "created": "now", "partial": False, "notice": None,
