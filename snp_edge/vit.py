@@ -145,25 +145,34 @@ def load_pretrained(name: str, model_args: dict) -> nn.Module:
                            f"{alternatives}") from None
 
 
+def torch_load(path: Path, what: str = "weights"):
+    """``torch.load`` of tensors and plain containers only (``weights_only``): a file holding other pickled
+    objects is refused in one line, which never suggests unpickling it."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        kind = f" ({found.group(1)})" if found else ""
+        raise SnpEdgeError(f"cannot read {what} {path}: it holds pickled Python objects{kind}, not only tensors; "
+                           "snp-edge never unpickles code: save a state_dict (torch.save(model.state_dict())) "
+                           "or a .safetensors file") from None
+    except Exception as exc:
+        raise SnpEdgeError(f"cannot read {what} {path}: {first_line(exc)}") from None
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict from a safetensors file or a torch checkpoint (plain, or under ``model``/``state_dict``)."""
     if not path.is_file():
         raise SnpEdgeError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f" ({found.group(1)})" if found else ""
-        raise SnpEdgeError(f"cannot read weights {path}: it holds pickled Python objects{what}, not only tensors; "
-                           "snp-edge never unpickles code: save a state_dict (torch.save(model.state_dict())) "
-                           "or a .safetensors file") from None
-    except Exception as exc:
-        raise SnpEdgeError(f"cannot read weights {path}: {first_line(exc)}") from None
+        except Exception as exc:
+            raise SnpEdgeError(f"cannot read weights {path}: {first_line(exc)}") from None
+    else:
+        state = torch_load(path)
     if isinstance(state, dict):
         for key in ("model", "state_dict", "model_ema"):
             if key in state and isinstance(state[key], dict):

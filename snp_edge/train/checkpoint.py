@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from ..engines.fileio import atomic_path, write_text_atomic
-from ..errors import SnpEdgeError, first_line
+from ..errors import SnpEdgeError
+from ..vit import torch_load
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -39,10 +40,7 @@ def load_checkpoint(path: Path, identity: dict) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SnpEdgeError(f"resume checkpoint not found: {path}")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise SnpEdgeError(f"cannot read resume checkpoint {path}: {first_line(exc)}") from None
+    state = torch_load(path, "resume checkpoint")
     if not isinstance(state, dict) or "identity" not in state or "model" not in state:
         raise SnpEdgeError(f"{path} is not an snp-edge training checkpoint")
     theirs = state["identity"]
