@@ -15,6 +15,7 @@ Where things are (one concept per module)::
     trtexec.py    trtexec command lines per version, and parsers for its output
     cli.py        ``python3 -m engines {build,verify,bench,info,trtexec-cmd} BUNDLE``
     errors.py     exception types (one-line messages); fileio.py: atomic writes
+    schema.py     field-by-field checks of parsed JSON/YAML (types, ranges, finite numbers), shared with the host
 
 TensorRT, pycuda/cuda-python and numpy are imported only inside functions, so every module imports (and the
 pure logic is tested) on a machine without them.

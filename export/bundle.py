@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from snp_edge.engines.errors import ManifestError
-from snp_edge.engines.fileio import Output, current_umask, scratch_dir
+from snp_edge.engines.fileio import Output, apply_umask, current_umask, scratch_dir
 from snp_edge.engines.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -181,6 +181,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         check_bundle(tmp)
         if archive:
+            apply_umask(tmp)  # the members' modes too (package files keep their installed modes otherwise)
             tar_path = output.stage()
             with tarfile.open(tar_path, "w:gz") as tar:
                 tar.add(tmp, arcname=final.name.removesuffix(".tar.gz"))
