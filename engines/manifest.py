@@ -41,13 +41,12 @@ the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``f
 """
 
 import hashlib
+import math
 import os
 import re
 
 from .errors import ManifestError
 from .fileio import read_json
-from .schema import check_finite_tree
-from .schema import is_number as _is_number  # finite, not a bool
 from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 1
@@ -75,6 +74,10 @@ def _get(obj, key, field):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _dict(obj, key, field):
@@ -235,7 +238,6 @@ def validate_manifest(m):
     """Check a manifest dict against the schema; raise :class:`ManifestError` naming the first bad field."""
     if not isinstance(m, dict):
         _fail("(top level)", "an object", m)
-    check_finite_tree(m, MANIFEST_NAME, ManifestError)  # NaN / Infinity anywhere, free-form fields included
     version = _get(m, "schema_version", "schema_version")
     if version != SCHEMA_VERSION:
         raise ManifestError(f"manifest.json: field schema_version: this engines package reads version {SCHEMA_VERSION}, "
@@ -276,7 +278,11 @@ def load_manifest(bundle_dir):
     path = os.path.join(bundle_dir, MANIFEST_NAME)
     if not os.path.isfile(path):
         raise ManifestError(f"no {MANIFEST_NAME} in {bundle_dir}: not a bundle (make one with `snp-edge bundle`)")
-    return validate_manifest(read_json(path, ManifestError))
+    doc = read_json(path, ManifestError)
+    from .schema import check_finite_tree
+
+    check_finite_tree(doc, MANIFEST_NAME, ManifestError)  # NaN / Infinity anywhere, free-form fields included
+    return validate_manifest(doc)
 
 
 def sha256_file(path, chunk_bytes=1 << 20):

@@ -55,9 +55,8 @@ def reference_photos(args: argparse.Namespace) -> list:
     import random
 
     import numpy as np
-    from PIL import Image
 
-    from ..calib import list_images
+    from ..calib import list_images, read_rgb
 
     if not args.calib or not Path(args.calib).is_dir():
         return []
@@ -66,8 +65,7 @@ def reference_photos(args: argparse.Namespace) -> list:
         files = sorted(random.Random(args.seed).sample(files, args.calib_images))
     photos = []
     for path in files:
-        with Image.open(path) as img:
-            photos.append((path.name, np.asarray(img.convert("RGB"))))
+        photos.append((path.name, np.asarray(read_rgb(path, "calibration image"))))
     return photos
 
 
