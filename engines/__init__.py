@@ -1,22 +1,28 @@
-"""Device-side code for snp-edge bundles: TensorRT build, verify and bench (Python 3.6+, TensorRT 8.2 and 10.x).
+"""Device-side code for snp-edge bundles: the application runtime, TensorRT build, verify, bench and deploy
+(Python 3.6+, TensorRT 8.2 and 10.x, numpy; Pillow for images; ONNX Runtime as the second backend).
 
 Where things are (one concept per module)::
 
-    manifest.py   bundle manifest schema: load, validate, sha256 checks (shared with the host side)
+    classify.py   the application API: Classifier(bundle).classify(frames) -> (class_id, probability, label)
+    preprocess.py image -> model input, step for step as timm's eval transform (spec in the manifest)
+    inference.py  backends: TensorRT engine, ONNX Runtime, trtexec; engine options
+    manifest.py   bundle manifest schema: load, validate, integrity (sha256, unlisted files, links)
     profiles.py   per-target batch profiles (min/opt/max) and workspace limits
     trt_compat.py every TensorRT 8.2 / 8.6 / 10.x / 11 API difference, chosen by version
     build.py      ONNX -> serialized engine with the TensorRT builder (FP16, FP32 LayerNorm pinning)
     sidecar.py    the JSON written beside each engine, compatibility checks, cache keys
-    gpu.py        CUDA memory, streams and events through pycuda or cuda-python
+    gpu.py        CUDA memory, streams, events and graphs through ctypes on libcudart, pycuda or cuda-python
     runtime.py    load an engine, run numpy batches, time runs (``time_engine``)
-    verify.py     compare engine logits with the bundle's golden ONNX Runtime logits
-    stats.py      latency statistics (mean, median, p90, p99, throughput)
+    verify.py     the gates: logits, preprocessing and top-k against the bundle's golden data
+    stats.py      latency statistics (mean, median, p90, p95, p99, throughput)
     envinfo.py    environment probes: TensorRT, GPU, Jetson power mode and clocks
-    trtexec.py    trtexec command lines per version, and parsers for its output
-    cli.py        ``python3 -m engines {build,verify,bench,info,trtexec-cmd} BUNDLE``
-    errors.py     exception types (one-line messages); fileio.py: atomic writes
+    trtexec.py    trtexec command lines per version, parsers for its output, the trtexec backend
+    cli.py        ``python3 -m engines {build,verify,bench,info,classify,deploy,...} BUNDLE``
+    errors.py     exception types and exit statuses; fileio.py: atomic writes
     schema.py     field-by-field checks of parsed JSON/YAML (types, ranges, finite numbers), shared with the host
 
-TensorRT, pycuda/cuda-python and numpy are imported only inside functions, so every module imports (and the
-pure logic is tested) on a machine without them.
+TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module
+imports (and the pure logic is tested) on a machine without them.
 """
+
+from .classify import Classifier  # noqa: F401  (the application API: `from engines import Classifier`)

@@ -17,7 +17,7 @@ from . import trt_compat
 from .envinfo import device_identity
 from .errors import EnginesError
 from .fileio import write_bytes_atomic
-from .manifest import sha256_file, verify_files
+from .manifest import sha256_file
 from .profiles import MIB, profile_to_dict
 from .sidecar import cache_key, check_compatible, precision_label, read_sidecar, slug, write_sidecar
 
@@ -165,7 +165,8 @@ def engine_path_for(manifest, profile, label, cache_dir, identity):
     return os.path.join(cache_dir, key + ".engine")
 
 
-def _reusable(engine_path, identity):
+def reusable(engine_path, identity):
+    """The sidecar of ``engine_path`` when that engine can be reused here (compatible, bytes unchanged)."""
     if not os.path.isfile(engine_path):
         return None
     try:
@@ -178,15 +179,15 @@ def _reusable(engine_path, identity):
 
 def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=False, fp32_softmax=False,
                  cache_dir=None, timing_cache=None, force=False, verbose=False):
-    """Build (or reuse, unless ``force``) the engine for a bundle; returns a :class:`BuildResult`."""
-    verify_files(bundle_dir, manifest)
+    """Build (or reuse, unless ``force``) the engine for a bundle; returns a :class:`BuildResult`. The caller
+    checks the bundle first (:func:`engines.manifest.open_bundle`, as every entry point does)."""
     label = precision_label(precision, fp32_norms, fp32_softmax)
     _, api = trt_compat.installed_api()
     mode = build_mode(api, precision, manifest["onnx"]["input"]["dtype"], fp32_norms, fp32_softmax)
     identity = device_identity()
     cache_dir = cache_dir or os.path.join(bundle_dir, DEFAULT_CACHE_DIR)
     engine_path = engine_path_for(manifest, profile, label, cache_dir, identity)
-    sidecar = None if force else _reusable(engine_path, identity)
+    sidecar = None if force else reusable(engine_path, identity)
     if sidecar is not None:
         return BuildResult(engine_path, sidecar, True)
 
@@ -194,24 +195,33 @@ def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=Fal
     onnx_path = os.path.join(bundle_dir, manifest["onnx"]["file"])
     data, info = build_engine(onnx_path, profile, mode, fp32_node_names(manifest, fp32_norms, fp32_softmax),
                               timing_cache, verbose)
-    sidecar = {
+    flags = {"mode": mode, "fp32_norms": fp32_norms, "fp32_softmax": fp32_softmax,
+             "workspace_mib": profile.workspace_bytes // MIB, "timing_cache": timing_cache,
+             "pinned_fp32_layers": info["pinned_fp32_layers"]}
+    sidecar = make_sidecar(engine_path, hashlib.sha256(data).hexdigest(), identity, manifest, label, profile,
+                           flags, info["build_time_s"], "tensorrt")
+    write_bytes_atomic(engine_path, data)
+    write_sidecar(engine_path, sidecar)
+    return BuildResult(engine_path, sidecar, False)
+
+
+def make_sidecar(engine_path, engine_sha256, identity, manifest, label, profile, build_flags, build_time_s,
+                 builder):
+    """The sidecar dict of a freshly built engine (see :mod:`engines.sidecar`), for either builder."""
+    return {
         "sidecar_version": 1,
         "engine_file": os.path.basename(engine_path),
-        "engine_sha256": hashlib.sha256(data).hexdigest(),
+        "engine_sha256": engine_sha256,
         "trt_version": identity["trt_version"],
         "gpu_name": identity["gpu_name"],
         "compute_capability": identity["compute_capability"],
         "onnx_sha256": manifest["files"][manifest["onnx"]["file"]],
         "precision": label,
         "profile": profile_to_dict(profile),
-        "build_flags": {"mode": mode, "fp32_norms": fp32_norms, "fp32_softmax": fp32_softmax,
-                        "workspace_mib": profile.workspace_bytes // MIB, "timing_cache": timing_cache,
-                        "pinned_fp32_layers": info["pinned_fp32_layers"]},
-        "build_time_s": info["build_time_s"],
+        "build_flags": build_flags,
+        "build_time_s": build_time_s,
+        "builder": builder,
         "target": manifest["target"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cache_key": os.path.basename(engine_path)[:-len(".engine")],
     }
-    write_bytes_atomic(engine_path, data)
-    write_sidecar(engine_path, sidecar)
-    return BuildResult(engine_path, sidecar, False)

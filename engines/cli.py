@@ -1,37 +1,50 @@
-"""``python3 -m engines {build,verify,bench,info,trtexec-cmd,power-mode} BUNDLE_DIR [options]``.
+"""``python3 -m engines {build,verify,bench,info,classify,trtexec-cmd,power-mode} BUNDLE_DIR [options]``.
 
 Every subcommand takes the same engine-selecting flags (target, batch profile, precision, cache dir), so
-``build``, ``verify`` and ``bench`` with the same flags find the same engine. ``--json`` makes the last line
-of stdout one JSON object; ``--json-file PATH`` also writes it to PATH. Exit status (:mod:`.errors`): 0 ok,
-1 verification failed, 2 usage error or bad input, 3 missing prerequisite, 4 power mode, 130 interrupted;
-errors are one line on stderr, ``error: ...``.
+``build``, ``verify``, ``bench`` and ``classify`` with the same flags find the same engine. Every command that
+takes a bundle checks it first (:func:`engines.manifest.open_bundle`: schema, sha256 of every file, nothing
+unlisted, no links). ``--json`` makes the last line of stdout one JSON object; ``--json-file PATH`` also
+writes it to PATH. Exit status (:mod:`.errors`), for every path: 0 ok, 1 verification failed, 2 usage error
+or bad input, 3 missing prerequisite, 4 power mode, 130 interrupted, 143 terminated (SIGTERM: staged files
+are removed first); errors are one line on stderr, ``error: ...``.
 """
 
 import argparse
+import errno
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 
 from . import envinfo
-from .argtypes import FRACTION, NONNEGATIVE_FLOAT, POSITIVE_INT, DefaultsFormatter, OneLineParser
+from .argtypes import (
+    FRACTION,
+    NONNEGATIVE_FLOAT,
+    NONNEGATIVE_INT,
+    POSITIVE_INT,
+    DefaultsFormatter,
+    OneLineParser,
+)
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    EXIT_MISSING_PREREQUISITE,
+    EXIT_TERMINATED,
     EXIT_VERIFY_FAILED,
     EnginesError,
-    exit_status,
+    MissingPrerequisite,
+    UserError,
     first_line,
 )
-from .fileio import write_json_atomic
-from .manifest import load_manifest, verify_files
-from .profiles import profile_to_dict, resolve_profile
+from .fileio import cleanup_staged, write_json_atomic
+from .inference import APP_BACKENDS, BACKENDS
+from .manifest import open_bundle
+from .profiles import profile_to_dict
 from .sidecar import precision_label
 from .stats import PROTOCOLS
 from .targets import TARGET_NAMES
-
-BENCH_SCHEMA = "snp-edge-device-bench/2"  # /2: stats keys n, mean, ..., p95 in ms (as the host bench)
 
 
 def _shared_flags():
@@ -76,7 +89,7 @@ def legacy_json_flag(argv):
 def build_parser():
     shared = _shared_flags()
     parser = OneLineParser(prog="python3 -m engines", description=__doc__.splitlines()[0],
-                                     formatter_class=DefaultsFormatter)
+                           formatter_class=DefaultsFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name, text):
@@ -85,25 +98,58 @@ def build_parser():
     p = command("build", "build (or reuse) the TensorRT engine for a bundle")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
     p.add_argument("--force", action="store_true", help="rebuild even if a matching engine is cached")
+    p.add_argument("--builder", choices=("auto", "tensorrt", "trtexec"), default="auto",
+                   help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
+    p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
 
-    p = command("verify", "compare engine logits with the golden logits")
+    p = command("verify", "check preprocessing, logits and top-k on the bundle's golden data")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
+    _backend_flag(p, BACKENDS + ("auto",), "auto")
     p.add_argument("--atol-frac", type=NONNEGATIVE_FLOAT,
                    help="max abs error / logit scale (default: fp16 0.02, fp32 0.001)")
     p.add_argument("--min-top1", type=FRACTION, help="minimum top-1 agreement, 0..1 (default: 0.99)")
+    p.add_argument("--prob-atol", type=FRACTION, help="max top-k probability error (default: fp16 0.01, fp32 1e-4)")
+    p.add_argument("--skip-preprocessing", action="store_true",
+                   help="do not check this device's preprocessing of the reference photographs")
+    p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
 
-    p = command("bench", "time the engine: per-run latency statistics")
+    p = command("bench", "time the model: latency statistics per batch size")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
-    p.add_argument("--batch", type=POSITIVE_INT, default=1, help="images per run")
-    p.add_argument("--warmup", type=POSITIVE_INT, default=PROTOCOLS["paper"]["warmup"], help="untimed runs first")
-    p.add_argument("--runs", type=POSITIVE_INT, default=PROTOCOLS["paper"]["runs"], help="timed runs")
-    p.add_argument("--trtexec", action="store_true",
-                   help="time with trtexec (engine from `trtexec-cmd --stage build`) instead of the bindings")
+    _backend_flag(p, BACKENDS + ("auto",), "auto")
+    p.add_argument("--trtexec", dest="backend", action="store_const", const="trtexec", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=POSITIVE_INT, action="append",
+                   help="images per run; repeat for several (default: 1, 2, 4, ... up to the profile's maximum)")
+    p.add_argument("--warmup", type=NONNEGATIVE_INT, default=PROTOCOLS["paper"]["warmup"],
+                   help="untimed runs first, per batch size")
+    p.add_argument("--runs", type=POSITIVE_INT, default=PROTOCOLS["paper"]["runs"], help="timed runs per batch size")
+    p.add_argument("--preprocess", action="store_true",
+                   help="include preprocessing of reference frames (numpy/PIL) in the end-to-end time")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay each inference as a CUDA graph (TensorRT backend; trtexec --useCudaGraph)")
+    p.add_argument("--telemetry-ms", type=NONNEGATIVE_INT, default=200,
+                   help="tegrastats/sysfs sampling interval during the runs, ms (0: off)")
+    p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
     p.add_argument("--warmup-ms", type=NONNEGATIVE_FLOAT, default=1000.0, help="trtexec warm-up time, ms")
+    _power_flags(p)
 
     p = command("info", "environment, bundle and cached engines")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?")
+
+    p = command("classify", "classify image files: top-k classes with probabilities and labels")
+    p.add_argument("bundle", metavar="BUNDLE_DIR")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (any size; decoded by Pillow)")
+    _backend_flag(p, APP_BACKENDS, "tensorrt")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per image")
+    p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
+
+    p = command("deploy", "preflight, build, verify: make this device ready; always writes a status JSON")
+    p.add_argument("bundle", metavar="BUNDLE_DIR")
+    p.add_argument("--builder", choices=("auto", "tensorrt", "trtexec"), default="auto",
+                   help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
+    p.add_argument("--status-file", metavar="PATH",
+                   help="where the status JSON goes (default: BUNDLE/deploy-status.json)")
+    _power_flags(p)
 
     p = command("trtexec-cmd", "print the trtexec command line for a stage")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -119,21 +165,40 @@ def build_parser():
     return parser
 
 
+def _backend_flag(p, choices, default):
+    p.add_argument("--backend", choices=choices, default=default,
+                   help="what runs the model (auto: tensorrt when its Python bindings import, else trtexec)")
+
+
+def _power_flags(p):
+    g = p.add_argument_group("Jetson power mode")
+    g.add_argument("--max-perf", action="store_true",
+                   help="set MAXN and jetson_clocks (sudo -n) for this command; restored on exit")
+    g.add_argument("--no-prompt", action="store_true", help="never ask (default asks on a terminal)")
+
+
 # ---- helpers ------------------------------------------------------------------------------------------------
 
 def _bundle(args):
-    """The bundle's manifest; a bundle made with ``--fp16-safe`` turns --fp32-norms/--fp32-softmax on for fp16."""
-    if not os.path.isdir(args.bundle):
-        raise EnginesError(f"bundle folder not found: {args.bundle}")
-    manifest = load_manifest(args.bundle)
+    """The bundle's manifest, after the integrity check; a bundle made with ``--fp16-safe`` turns
+    --fp32-norms/--fp32-softmax on for fp16."""
+    manifest = open_bundle(args.bundle)
     if manifest["onnx"]["fp16_safe"] and getattr(args, "precision", None) == "fp16":
         args.fp32_norms = args.fp32_softmax = True
     return manifest
 
 
+def _options(args, manifest):
+    """The :class:`engines.inference.EngineOptions` these flags select."""
+    from .inference import EngineOptions
+
+    return EngineOptions.for_bundle(args.bundle, manifest, args.target, args.min_batch, args.opt_batch,
+                                    args.max_batch, args.workspace_mib, args.precision, args.fp32_norms,
+                                    args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine)
+
+
 def _profile(args, manifest):
-    return resolve_profile(manifest, args.target, args.min_batch, args.opt_batch, args.max_batch,
-                           args.workspace_mib)
+    return _options(args, manifest).profile
 
 
 def _label(args):
@@ -146,19 +211,27 @@ def _cache_dir(args):
     return args.cache_dir or os.path.join(args.bundle, DEFAULT_CACHE_DIR)
 
 
-def _engine_path(args, manifest, profile):
-    """``--engine``, or the cached engine these flags select on this machine (which must exist)."""
-    from .build import engine_path_for
+def _resolve_backend(args):
+    """``--backend auto``: tensorrt where its Python bindings import, else trtexec where it is found."""
+    if args.backend != "auto":
+        return args.backend
+    if envinfo.tensorrt_version() is not None:
+        return "tensorrt"
+    from .trtexec import find_trtexec
 
-    if args.engine:
-        if not os.path.isfile(args.engine):
-            raise EnginesError(f"engine not found: {args.engine}")
-        return args.engine
-    path = engine_path_for(manifest, profile, _label(args), _cache_dir(args), envinfo.device_identity())
-    if not os.path.isfile(path):
-        raise EnginesError(f"no engine for these flags in {_cache_dir(args)} (looked for {os.path.basename(path)}): run `python3 -m engines build "
-                           f"{args.bundle}` with the same flags first")
-    return path
+    try:
+        find_trtexec()
+    except EnginesError:
+        raise MissingPrerequisite("neither the TensorRT Python bindings nor trtexec are available (the "
+                                  "ONNX Runtime backend runs everywhere: --backend onnxruntime)") from None
+    return "trtexec"
+
+
+def _backend(args, manifest, name, build=False):
+    from .inference import make_backend
+
+    return make_backend(name, args.bundle, manifest, _options(args, manifest), build=build,
+                        threads=getattr(args, "threads", None))
 
 
 def _emit(args, result, lines):
@@ -179,133 +252,123 @@ def _now():
 # ---- subcommands ---------------------------------------------------------------------------------------------
 
 def cmd_build(args):
-    from .build import build_bundle
-
     manifest = _bundle(args)
-    profile = _profile(args, manifest)
-    result = build_bundle(args.bundle, manifest, profile, args.precision, args.fp32_norms, args.fp32_softmax,
-                          _cache_dir(args), args.timing_cache, args.force, args.verbose)
-    sc = result.sidecar
+    options = _options(args, manifest)
+    builder = args.builder
+    if builder == "auto":
+        builder = "tensorrt" if envinfo.tensorrt_version() is not None else "trtexec"
+    if builder == "trtexec":
+        from .trtexec import build_with_trtexec
+
+        result = build_with_trtexec(args.bundle, manifest, options, args.trt_version, args.force, args.verbose)
+    else:
+        from .build import build_bundle
+
+        result = build_bundle(args.bundle, manifest, options.profile, args.precision, args.fp32_norms,
+                              args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose)
+    sc, profile = result.sidecar, options.profile
     lines = ["{} {}".format("reused" if result.reused else "built", result.engine_path),
-             "  TensorRT {} on {} (sm {}), {}, batch {}/{}/{}, build {:.1f} s".format(
+             "  TensorRT {} on {} (sm {}), {}, batch {}/{}/{}, build {:.1f} s, {}".format(
                  sc["trt_version"], sc["gpu_name"], sc["compute_capability"], sc["precision"],
-                 profile.min_shape[0], profile.opt_shape[0], profile.max_shape[0], sc["build_time_s"])]
+                 profile.min_shape[0], profile.opt_shape[0], profile.max_shape[0], sc["build_time_s"],
+                 sc.get("builder", "tensorrt"))]
     _emit(args, {"engine": result.engine_path, "reused": result.reused, "sidecar": sc}, lines)
     return 0
 
 
 def cmd_verify(args):
-    import numpy as np
-
-    from .runtime import EngineRunner
-    from .verify import tolerance_for, verify_engine
+    from .verify import tolerance_for, verify_bundle_outputs
 
     manifest = _bundle(args)
-    verify_files(args.bundle, manifest)
-    engine_path = _engine_path(args, manifest, _profile(args, manifest))
-    inputs = np.load(os.path.join(args.bundle, manifest["golden"]["inputs"]))
-    golden = np.load(os.path.join(args.bundle, manifest["golden"]["outputs"]))
-    if list(inputs.shape[1:]) != manifest["onnx"]["input"]["shape"][1:] or \
-            golden.shape != (inputs.shape[0], manifest["num_classes"]):
-        raise EnginesError(f"golden arrays {inputs.shape} and {golden.shape} do not match the manifest's input and num_classes")
-    runner = EngineRunner(engine_path)
+    name = _resolve_backend(args)
+    backend = _backend(args, manifest, name)
     try:
-        tolerance = tolerance_for(runner.sidecar["precision"], args.atol_frac, args.min_top1)
-        max_batch = runner.sidecar["profile"]["max"][0]
-        report = verify_engine(runner, inputs, golden, manifest["onnx"]["output"]["name"], max_batch, tolerance)
+        info = backend.describe()
+        tolerance = tolerance_for(info.get("precision", "fp32"), args.atol_frac, args.min_top1, args.prob_atol)
+        result = verify_bundle_outputs(args.bundle, manifest, backend, tolerance, not args.skip_preprocessing)
     finally:
-        runner.close()
-    lines = ["{} {} ({} golden images, {})".format("PASS" if report["passed"] else "FAIL", engine_path,
-                                                   report["n"], runner.sidecar["precision"]),
-             "  max abs err {:.4g} (limit {:.4g}), max rel err {}, top-1 agreement {:.4f} (min {})".format(
+        backend.close()
+    report, pre, top = result["logits"], result["preprocessing"], result["top_k"]
+    lines = ["{} {} ({} golden images, {}, {})".format("PASS" if result["passed"] else "FAIL",
+                                                      info.get("engine") or info.get("model"), report["n"],
+                                                      info["backend"], info.get("precision")),
+             "  logits: max abs err {:.4g} (limit {:.4g}), max rel err {}, top-1 agreement {:.4f} (min {})".format(
                  report["max_abs_err"], report["atol"],
                  "n/a" if report["max_rel_err"] is None else "{:.4g}".format(report["max_rel_err"]),
                  report["top1_agreement"], report["min_top1"])]
-    lines += ["  " + f for f in report["failures"]]
-    _emit(args, {"engine": engine_path, "created": _now(), "report": report, "env": envinfo.collect()}, lines)
-    return 0 if report["passed"] else EXIT_VERIFY_FAILED
-
-
-def _trtexec_setup(args, profile, must_exist):
-    """(TrtApi, trtexec path, engine path, timing cache path) for the trtexec fallback; the bare name
-    "trtexec" stands in for a missing executable unless ``must_exist``."""
-    from .sidecar import slug
-    from .trt_compat import api_for_version
-    from .trtexec import detect_version, find_trtexec
-
-    try:
-        trtexec = find_trtexec()
-    except EnginesError:
-        if must_exist or not (args.trt_version or envinfo.tensorrt_version()):
-            raise
-        trtexec = "trtexec"
-    api = api_for_version(args.trt_version or envinfo.tensorrt_version() or detect_version(trtexec))
-    cache_dir = _cache_dir(args)
-    engine = args.engine or os.path.join(cache_dir, f"trtexec_{_label(args)}_b{profile.min_shape[0]}-{profile.opt_shape[0]}-{profile.max_shape[0]}.engine")
-    timing_cache = args.timing_cache or os.path.join(cache_dir, "timing_trtexec_trt{}.cache".format(
-        slug(".".join(str(v) for v in api.version))))
-    return api, trtexec, engine, timing_cache
-
-
-def _trtexec_latencies(args, manifest):
-    """Run trtexec's timing command; (per-run GPU compute ms, trtexec summary, engine path)."""
-    import subprocess
-    import tempfile
-
-    from .profiles import batch_shape
-    from .trtexec import compute_times_ms, parse_summary, timing_command
-
-    profile = _profile(args, manifest)
-    api, trtexec, engine, _ = _trtexec_setup(args, profile, must_exist=True)
-    if not os.path.isfile(engine):
-        raise EnginesError(f"no trtexec engine {engine}: run scripts/build.sh (or `trtexec-cmd --stage build`) "
-                           "first")
-    fd, times_path = tempfile.mkstemp(prefix=".trtexec-times.", suffix=".json", dir=os.path.dirname(engine))
-    os.close(fd)
-    try:
-        cmd = timing_command(api, trtexec, engine, profile.input_name,
-                             batch_shape(manifest["onnx"]["input"]["shape"], args.batch), args.warmup_ms,
-                             args.runs, times_path)
-        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-        if res.returncode != 0:
-            tail = [ln for ln in res.stdout.splitlines() if ln.strip()][-1:] or ["no output"]
-            raise EnginesError(f"trtexec failed ({res.returncode}): {tail[0]}")
-        with open(times_path, "r") as f:
-            warmup_ms = args.warmup_ms if api.export_times_warmups else None
-            latencies = compute_times_ms(f.read(), warmup_ms)
-    finally:
-        os.unlink(times_path)
-    return latencies, parse_summary(res.stdout), engine
+    if pre is not None:
+        lines.append("  preprocessing: {} reference photographs, max abs err {:.3g} (limit {:.3g})".format(
+            pre["n"], pre["max_abs_err"], pre["atol"]))
+    if top is not None:
+        lines.append("  top-{}: max probability err {:.3g} (limit {:g}), same top-{} {:.2f}".format(
+            top["k"], top["max_prob_err"], top["prob_atol"], top["k"], top["same_top_k"]))
+    lines += ["  " + f for f in result["failures"]]
+    _emit(args, {"backend": info, "engine": info.get("engine"), "created": _now(), "passed": result["passed"],
+                 "failures": result["failures"], "report": report, "preprocessing": pre, "top_k": top,
+                 "env": envinfo.collect()}, lines)
+    return 0 if result["passed"] else EXIT_VERIFY_FAILED
 
 
 def cmd_bench(args):
-    from .stats import summarize, throughput
+    from .benchmark import run_bench_command
 
     manifest = _bundle(args)
-    if args.trtexec:
-        latencies, summary, engine_path = _trtexec_latencies(args, manifest)
-        timer, warmup = "trtexec GPU compute time per run", {"warmup_ms": args.warmup_ms}
-    else:
-        from .runtime import time_engine
-
-        engine_path = _engine_path(args, manifest, _profile(args, manifest))
-        latencies = time_engine(engine_path, args.batch, args.warmup, args.runs)
-        summary, timer, warmup = None, "cuda events per run", {"warmup_runs": args.warmup}
-    stats = summarize(latencies)
-    stats["throughput_img_s"] = throughput(args.batch, stats["mean"])
-    env = envinfo.collect()
-    result = {"schema": BENCH_SCHEMA, "created": _now(), "engine": engine_path, "target": manifest["target"],
-              "model": manifest["model"]["base_model"], "precision": _label(args), "batch": args.batch,
-              "timer": timer, "warmup": warmup, "stats": stats, "latencies_ms": latencies,
-              "trtexec_summary": summary, "env": env}
-    power = (env.get("jetson") or {}).get("power_mode")
-    lines = [f"batch {args.batch}: mean {stats['mean']:.3f} ms, median {stats['median']:.3f}, p90 {stats['p90']:.3f}, "
-             f"p95 {stats['p95']:.3f}, p99 {stats['p99']:.3f}, min {stats['min']:.3f}, max {stats['max']:.3f} ms "
-             f"({stats['n']} runs), {stats['throughput_img_s'] or 0.0:.1f} img/s"]
-    if env.get("jetson") is not None:
-        lines.append("  Jetson power mode: {}".format(power["mode"] if power else "unknown (nvpmodel not found)"))
+    options = _options(args, manifest)
+    result, lines = run_bench_command(args, manifest, _resolve_backend(args), options)
     _emit(args, result, lines)
     return 0
+
+
+def cmd_classify(args):
+    from .classify import Classifier
+    from .preprocess import load_image
+
+    manifest = _bundle(args)
+    frames = [load_image(path) for path in args.images]
+    options = _options(args, manifest)
+    clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
+                     fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
+                     build=False, threads=args.threads)
+    try:
+        rows = clf.classify(frames, top_k=args.top_k)
+        info = clf.describe()
+    finally:
+        clf.close()
+    lines, results = [], []
+    for path, row in zip(args.images, rows):  # noqa: B905 (strict= is 3.10+)
+        results.append({"image": path, "top_k": [{"class_id": c, "label": label, "prob": p} for c, p, label in row]})
+        lines.append(path)
+        lines += ["  {:>6.2%}  {:>5}  {}".format(p, c, label) for c, p, label in row]
+    _emit(args, {"results": results, "backend": info}, lines)
+    return 0
+
+
+def cmd_deploy(args):
+    from .deploy import STATUS_FILE, Deployment, run_deploy
+
+    deployment = Deployment(args.bundle)
+    status_file = args.status_file or os.path.join(args.bundle, STATUS_FILE)
+    try:
+        run_deploy(args, deployment)
+        code, message = 0, None
+    except BaseException as exc:  # noqa: B036 (the status file records every failure, then it propagates)
+        if isinstance(exc, SystemExit):
+            raise
+        code, message = describe_failure(exc)
+        status = deployment.status(code, message)
+        _write_status(status_file, status)
+        raise
+    status = deployment.status(code, message)
+    _write_status(status_file, status)
+    _emit(args, status, ["deployed: {}".format(deployment.engine), "status: " + status_file])
+    return 0
+
+
+def _write_status(path, status):
+    try:
+        write_json_atomic(path, status)
+    except OSError as exc:
+        print("error: cannot write the status file {}: {}".format(path, exc.strerror or exc), file=sys.stderr)
 
 
 def cmd_info(args):
@@ -335,21 +398,21 @@ def cmd_info(args):
 
 def cmd_trtexec_cmd(args):
     from .profiles import batch_shape
-    from .trtexec import build_command, timing_command
+    from .trtexec import build_command, timing_command, trtexec_setup
 
     manifest = _bundle(args)
-    profile = _profile(args, manifest)
-    api, trtexec, engine, timing_cache = _trtexec_setup(args, profile, must_exist=False)
+    options = _options(args, manifest)
+    setup = trtexec_setup(args.bundle, manifest, options, args.trt_version, must_exist=False)
     if args.stage == "build":
-        cmd = build_command(api, trtexec, os.path.join(args.bundle, manifest["onnx"]["file"]), engine, profile,
-                            args.precision, manifest["onnx"]["input"]["dtype"], timing_cache,
-                            args.fp32_norms, args.fp32_softmax)
+        cmd = build_command(setup.api, setup.trtexec, os.path.join(args.bundle, manifest["onnx"]["file"]),
+                            setup.engine, options.profile, args.precision, manifest["onnx"]["input"]["dtype"],
+                            setup.timing_cache, args.fp32_norms, args.fp32_softmax)
     else:
-        cmd = timing_command(api, trtexec, engine, profile.input_name,
+        cmd = timing_command(setup.api, setup.trtexec, setup.engine, options.profile.input_name,
                              batch_shape(manifest["onnx"]["input"]["shape"], args.batch), args.warmup_ms,
                              args.runs, args.export_times)
     line = " ".join(shlex.quote(c) for c in cmd)
-    _emit(args, {"argv": cmd, "engine": engine, "profile": profile_to_dict(profile)}, [line])
+    _emit(args, {"argv": cmd, "engine": setup.engine, "profile": profile_to_dict(options.profile)}, [line])
     return 0
 
 
@@ -360,7 +423,37 @@ def cmd_power_mode(args):
 
 
 COMMANDS = {"build": cmd_build, "verify": cmd_verify, "bench": cmd_bench, "info": cmd_info,
-            "trtexec-cmd": cmd_trtexec_cmd, "power-mode": cmd_power_mode}
+            "classify": cmd_classify, "deploy": cmd_deploy, "trtexec-cmd": cmd_trtexec_cmd,
+            "power-mode": cmd_power_mode}
+
+
+class Terminated(Exception):
+    """SIGTERM (``timeout``, ``docker stop``, a supervisor): unwinds like Ctrl-C, so staged files go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def describe_failure(exc):
+    """``(exit status, one-line message)`` for any exception a command raised: every path has its status."""
+    if isinstance(exc, UserError):
+        return exc.exit_status, first_line(exc, 400)
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED, "terminated"
+    if isinstance(exc, MemoryError):
+        return EXIT_MISSING_PREREQUISITE, "out of memory"
+    if isinstance(exc, OSError):
+        status = EXIT_MISSING_PREREQUISITE if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM) \
+            else EXIT_BAD_INPUT
+        where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
+        return status, "{}{}".format(exc.strerror or first_line(exc), where)
+    if isinstance(exc, RecursionError):
+        return EXIT_BAD_INPUT, "input nested too deeply"
+    return EXIT_BAD_INPUT, "unexpected {}: {} (set SNP_EDGE_DEBUG=1 for the traceback)".format(
+        type(exc).__name__, first_line(exc))
 
 
 def main(argv=None):
@@ -370,11 +463,19 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         print("error: choose a command: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)
         return EXIT_BAD_INPUT
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (EnginesError, OSError) as exc:
-        print("error: " + first_line(exc), file=sys.stderr)
-        return exit_status(exc)
+    except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
+        if isinstance(exc, SystemExit):
+            raise
+        if os.environ.get("SNP_EDGE_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        status, message = describe_failure(exc)
+        print("error: " + message, file=sys.stderr)
+        return status
+    finally:
+        cleanup_staged()
+        signal.signal(signal.SIGTERM, previous)

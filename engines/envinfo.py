@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-from .errors import EnginesError, first_line
+from .errors import MissingPrerequisite, first_line
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 NVPMODEL_ENV = "SNP_EDGE_NVPMODEL"
@@ -113,14 +113,15 @@ def tensorrt_version():
     return tensorrt.__version__
 
 
-def device_identity():
-    """``{"trt_version", "gpu_name", "compute_capability", "cuda_backend"}`` for sidecars and their checks;
-    needs TensorRT and pycuda or cuda-python."""
+def device_identity(trt_version=None):
+    """``{"trt_version", "gpu_name", "compute_capability", "cuda_backend"}`` for sidecars and their checks:
+    the TensorRT version of the Python bindings (or ``trt_version``, e.g. trtexec's), the GPU through the CUDA
+    runtime (:func:`engines.gpu.open_cuda`)."""
     from .gpu import open_cuda
 
-    version = tensorrt_version()
+    version = trt_version or tensorrt_version()
     if version is None:
-        raise EnginesError("the TensorRT Python bindings do not import: cannot identify the engine runtime")
+        raise MissingPrerequisite("the TensorRT Python bindings do not import: cannot identify the engine runtime")
     cuda = open_cuda()
     info = cuda.device_info()
     return {"trt_version": version, "gpu_name": info["gpu_name"],

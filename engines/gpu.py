@@ -1,13 +1,174 @@
-"""CUDA device memory, streams and events through pycuda (JetPack 4.6, older x86 setups) or cuda-python
-(``cuda.bindings.runtime`` or the older ``cuda.cudart``), behind one small interface.
+"""CUDA device memory, streams, events and graphs behind one small interface, through (first that works):
 
-Both backends use the device's primary context, the one TensorRT's runtime-API calls use. Pointers and
-stream handles are plain ints; times are milliseconds.
+* ``ctypes-cudart``: ctypes on the CUDA runtime library ``libcudart.so`` that every JetPack and CUDA install
+  has (no compiled binding, no pip, no internet: a stock JetPack 4.6 needs nothing more than TensorRT's own
+  Python bindings);
+* pycuda (``pycuda.driver``);
+* cuda-python (``cuda.bindings.runtime`` or the older ``cuda.cudart``).
+
+All use the device's primary context, the one TensorRT's runtime-API calls use. Pointers, stream and event
+handles are plain ints (pycuda: its objects); times are milliseconds.
 """
 
 import atexit
+import ctypes
+import os
 
-from .errors import EnginesError, first_line
+from .errors import EnginesError, MissingPrerequisite, first_line
+
+CUDART_NAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.10.2",
+                "libcudart.so.10.1", "libcudart.so.10.0")
+CUDART_DIRS = ("/usr/local/cuda/lib64", "/usr/local/cuda/targets/aarch64-linux/lib",
+               "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu")
+CUDA_ENV = "SNP_EDGE_CUDART"  # an explicit libcudart path
+_MEMCPY_H2D, _MEMCPY_D2H, _MEMCPY_D2D = 1, 2, 3
+_ATTR_CC_MAJOR, _ATTR_CC_MINOR = 75, 76
+_PROPS_BYTES = 1 << 14  # larger than cudaDeviceProp in any CUDA release; name[256] is its first field
+
+
+def _cudart_candidates():
+    found = [os.environ.get(CUDA_ENV)] if os.environ.get(CUDA_ENV) else []
+    found += list(CUDART_NAMES)
+    found += [os.path.join(d, n) for d in CUDART_DIRS for n in CUDART_NAMES]
+    try:  # the cudart wheel of NVIDIA's pip packages (nvidia-cuda-runtime), where installed
+        import nvidia.cuda_runtime as ncr  # noqa: F401
+
+        base = list(ncr.__path__)[0]
+        found += [os.path.join(base, "lib", n) for n in CUDART_NAMES]
+    except ImportError:
+        pass
+    return found
+
+
+def load_cudart():
+    """The CUDA runtime library (ctypes.CDLL); ImportError when none loads (the next backend is tried)."""
+    errors = []
+    for name in _cudart_candidates():
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(first_line(exc))
+    raise ImportError("libcudart not found (looked for {} in the loader path and {}; set ${} to its path)".format(
+        ", ".join(CUDART_NAMES[:3]), ", ".join(CUDART_DIRS[:2]), CUDA_ENV))
+
+
+class CudaRT(object):
+    """ctypes backend on libcudart (runtime API)."""
+
+    name = "ctypes-cudart"
+
+    def __init__(self, device=0):
+        self._lib = load_cudart()
+        self._device = device
+        version = ctypes.c_int(0)
+        self._call("cudaRuntimeGetVersion", ctypes.byref(version))
+        self.runtime_version = version.value  # e.g. 10020 for CUDA 10.2
+        count = ctypes.c_int(0)
+        try:
+            self._call("cudaGetDeviceCount", ctypes.byref(count))
+            if count.value <= device:
+                raise EnginesError("no CUDA GPU {} (cudaGetDeviceCount = {})".format(device, count.value))
+            self._call("cudaSetDevice", ctypes.c_int(device))
+        except EnginesError as exc:
+            raise MissingPrerequisite("no usable CUDA GPU: {}".format(exc)) from None
+
+    def _call(self, fn, *args):
+        func = getattr(self._lib, fn)
+        func.restype = ctypes.c_int
+        err = func(*args)
+        if err != 0:
+            describe = self._lib.cudaGetErrorString
+            describe.restype = ctypes.c_char_p
+            text = (describe(ctypes.c_int(err)) or b"").decode("utf-8", "replace")
+            raise EnginesError("CUDA error {} in {}: {}".format(err, fn, text))
+
+    def _handle(self, fn, *args):
+        out = ctypes.c_void_p()
+        self._call(fn, ctypes.byref(out), *args)
+        return out.value or 0
+
+    def device_info(self):
+        """``{"gpu_name": str, "compute_capability": "M.m", "total_memory_mib": int}``."""
+        major, minor = ctypes.c_int(0), ctypes.c_int(0)
+        self._call("cudaDeviceGetAttribute", ctypes.byref(major), ctypes.c_int(_ATTR_CC_MAJOR), ctypes.c_int(self._device))
+        self._call("cudaDeviceGetAttribute", ctypes.byref(minor), ctypes.c_int(_ATTR_CC_MINOR), ctypes.c_int(self._device))
+        props = ctypes.create_string_buffer(_PROPS_BYTES)
+        fn = "cudaGetDeviceProperties_v2" if hasattr(self._lib, "cudaGetDeviceProperties_v2") \
+            else "cudaGetDeviceProperties"
+        self._call(fn, props, ctypes.c_int(self._device))
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        self._call("cudaMemGetInfo", ctypes.byref(free), ctypes.byref(total))
+        name = props.raw[:256].split(b"\0", 1)[0].decode("utf-8", "replace")
+        return {"gpu_name": name, "compute_capability": "{}.{}".format(major.value, minor.value),
+                "total_memory_mib": total.value >> 20}
+
+    def alloc(self, nbytes):
+        return self._handle("cudaMalloc", ctypes.c_size_t(max(int(nbytes), 1)))
+
+    def pointer(self, buf):
+        return int(buf)
+
+    def free(self, buf):
+        self._call("cudaFree", ctypes.c_void_p(buf))
+
+    def stream(self):
+        return self._handle("cudaStreamCreate")
+
+    def stream_handle(self, stream):
+        return int(stream)
+
+    def _copy(self, dst, src, nbytes, kind, stream):
+        self._call("cudaMemcpyAsync", ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes),
+                   ctypes.c_int(kind), ctypes.c_void_p(stream))
+
+    def htod(self, buf, array, stream):
+        self._copy(buf, array.ctypes.data, array.nbytes, _MEMCPY_H2D, stream)
+
+    def dtoh(self, array, buf, stream):
+        self._copy(array.ctypes.data, buf, array.nbytes, _MEMCPY_D2H, stream)
+
+    def dtod(self, dst, src, nbytes, stream):
+        self._copy(dst, src, nbytes, _MEMCPY_D2D, stream)
+
+    def synchronize(self, stream):
+        self._call("cudaStreamSynchronize", ctypes.c_void_p(stream))
+
+    def event(self):
+        return self._handle("cudaEventCreate")
+
+    def record(self, event, stream):
+        self._call("cudaEventRecord", ctypes.c_void_p(event), ctypes.c_void_p(stream))
+
+    def elapsed_ms(self, start, end):
+        self._call("cudaEventSynchronize", ctypes.c_void_p(end))
+        ms = ctypes.c_float(0.0)
+        self._call("cudaEventElapsedTime", ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end))
+        return ms.value
+
+    # CUDA graphs: capture what is enqueued on a stream once, replay it with one launch
+    def begin_capture(self, stream):
+        self._call("cudaStreamBeginCapture", ctypes.c_void_p(stream), ctypes.c_int(2))  # relaxed mode
+
+    def end_capture(self, stream):
+        """The captured work as an instantiated graph (an int handle for :meth:`launch_graph`)."""
+        out = ctypes.c_void_p()
+        self._call("cudaStreamEndCapture", ctypes.c_void_p(stream), ctypes.byref(out))
+        graph = out.value
+        exec_ = ctypes.c_void_p()
+        if self.runtime_version >= 11040:
+            self._call("cudaGraphInstantiateWithFlags", ctypes.byref(exec_), ctypes.c_void_p(graph),
+                       ctypes.c_ulonglong(0))
+        else:  # CUDA 10.x / 11.0-11.3: (exec, graph, error node, log buffer, log size)
+            self._call("cudaGraphInstantiate", ctypes.byref(exec_), ctypes.c_void_p(graph), None, None,
+                       ctypes.c_size_t(0))
+        self._call("cudaGraphDestroy", ctypes.c_void_p(graph))
+        return exec_.value
+
+    def launch_graph(self, graph_exec, stream):
+        self._call("cudaGraphLaunch", ctypes.c_void_p(graph_exec), ctypes.c_void_p(stream))
+
+    def free_graph(self, graph_exec):
+        self._call("cudaGraphExecDestroy", ctypes.c_void_p(graph_exec))
 
 
 class PyCuda(object):
@@ -130,12 +291,12 @@ class CudaPython(object):
         return self._call(self._rt.cudaEventElapsedTime(start, end))
 
 
-_BACKENDS = (PyCuda, CudaPython)
+_BACKENDS = (CudaRT, PyCuda, CudaPython)
 _opened = []
 
 
 def open_cuda():
-    """The first backend that imports (pycuda, then cuda-python), opened once per process."""
+    """The first backend that loads (ctypes on libcudart, pycuda, cuda-python), opened once per process."""
     if _opened:
         return _opened[0]
     errors = []
@@ -149,5 +310,5 @@ def open_cuda():
             raise
         except Exception as exc:  # pycuda raises its own driver errors, e.g. no GPU or no driver
             raise EnginesError(f"{backend.name} cannot open GPU 0: {first_line(exc)}") from None
-    raise EnginesError("no CUDA Python bindings ({}): install pycuda (Jetson) or cuda-python (x86)".format(
+    raise MissingPrerequisite("no CUDA runtime for Python ({}): CUDA's libcudart, pycuda or cuda-python".format(
         "; ".join(errors)))

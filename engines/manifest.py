@@ -1,12 +1,13 @@
-"""The bundle manifest (``BUNDLE/manifest.json``): the one definition of its schema.
+"""The bundle manifest (``BUNDLE/manifest.json``): the one definition of its schema, and the integrity check
+every device entry point runs first.
 
 The host side (``snp-edge bundle``) writes it with :func:`hash_files` and checks it with
-:func:`validate_manifest`; the device side reads it with :func:`load_manifest` and :func:`verify_files`.
-Pure Python 3.6, no third-party imports.
+:func:`validate_manifest`; the device side reads it with :func:`open_bundle` (= :func:`load_manifest` +
+:func:`verify_bundle`). Pure Python 3.6, no third-party imports.
 
 Fields (all required unless marked optional)::
 
-    schema_version  1
+    schema_version  2 (1 is still read: its preprocess block holds only mean, std, resize, crop, interpolation)
     target          "jetson-nano" | "rtx3090"
     created         ISO-8601 UTC time, e.g. "2025-01-31T12:00:00Z"
     model           {base_model: str, pruned: bool, gmacs: number > 0 (GMACs per image), params: int > 0,
@@ -22,14 +23,19 @@ Fields (all required unless marked optional)::
                              into the graph (e.g. pixel_scale 255, mean 0, std 1: feed 0..255 pixels)},
                      output: {name: str, shape: [batch, num_classes]}, fp16_safe: bool (FP16 builds pin
                      fp32_nodes by default), fp32_nodes (optional): {norms: [node names], softmax: [...]}}
-    preprocess      {mean: [3 numbers], std: [3 numbers > 0], resize: int px, crop: int px (= input H and W),
-                     interpolation: str}
+    preprocess      every step from an image to the input tensor: color, resize_mode, resize, interpolation,
+                    antialias, long_side_rounding, crop_mode, crop (= input H and W), crop_offset_rounding,
+                    divide_by, mean, std, reference (see engines/preprocess.py)
     num_classes     int > 0 (= onnx.output.shape[-1])
     golden          {inputs: relative path to float32 NCHW .npy, outputs: relative path to float32
-                     (N, num_classes) .npy of ONNX Runtime FP32 logits}
+                     (N, num_classes) .npy of ONNX Runtime FP32 logits,
+                     images (optional): [relative paths of the photographs whose preprocessed tensors are the
+                     first len(images) rows of inputs],
+                     top_k (optional): {k: int, class_ids: N lists of k ints, probs: N lists of k numbers in
+                     [0, 1] (softmax of the host's PyTorch FP32 logits), source: str}}
     versions        {torch, timm, onnx, onnxruntime, snp_edge: str}
     files           {relative path: sha256 hex} for every file of the bundle except manifest.json;
-                     must list onnx.file and both golden files
+                     must list onnx.file, both golden arrays, every golden image and labels
 
 Optional fields: ``model.notice`` (str), ``notes`` (str, free text for people), ``labels`` (relative path of
 ``labels.txt``: one class label per line, line i = class i; listed in ``files``) with ``labels_source`` (str:
@@ -38,18 +44,32 @@ where the labels came from), ``readme`` (relative path of the bundle's README, l
 JSON formats, for ``polygraphy run --load-inputs/--load-outputs``; listed in ``files``), and ``flavors``
 (``{name: {path: folder, onnx: relative path, input: {name, shape, normalization}, output: {name, shape}}}``:
 the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``).
+
+Integrity (:func:`verify_bundle`): every listed file exists as a regular file inside the bundle (no symbolic
+link anywhere on its path) with the listed sha256, and nothing unlisted can be picked up as code or data: the
+bundle root holds only manifest.json, listed files and folders, and the unlisted content the tools write
+themselves, which is allowed: ``trt-cache/`` (engines, sidecars, timing caches; never hashed) and result
+files in the root named ``*.json`` or ``*.log`` (``--json-file``, ``--status-file``, logs). Inside a folder
+that holds listed files every file must be listed, except Python's ``__pycache__/NAME.*.pyc`` for a listed
+``NAME.py``. Symbolic links anywhere in the bundle are refused. The hashes guard against accidental change
+(an incomplete copy, an edit, a dropped file), not against someone who can rewrite manifest.json too.
 """
 
 import hashlib
 import math
 import os
 import re
+import stat
 
 from .errors import ManifestError
 from .fileio import read_json
+from .preprocess import validate_spec
 from .targets import TARGET_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CACHE_DIR_NAME = "trt-cache"  # engines, sidecars and timing caches the device writes (never hashed)
+RESULT_SUFFIXES = (".json", ".log")  # unlisted result files allowed in the bundle root
 MANIFEST_NAME = "manifest.json"
 VERSION_KEYS = ("torch", "timm", "onnx", "onnxruntime", "snp_edge")
 INPUT_DTYPES = ("float32", "float16")
@@ -120,9 +140,10 @@ def _relpath(obj, key, field):
 
 def _numbers(obj, key, field, count, positive=False):
     value = _get(obj, key, field)
-    ok = isinstance(value, list) and len(value) == count and all(_is_number(v) for v in value)
+    ok = isinstance(value, list) and len(value) == count and all(
+        _is_number(v) and math.isfinite(v) for v in value)
     if not ok or (positive and min(value) <= 0):
-        _fail(field, "a list of {} {}numbers".format(count, "positive " if positive else ""), value)
+        _fail(field, "a list of {} finite {}numbers".format(count, "positive " if positive else ""), value)
     return value
 
 
@@ -207,21 +228,37 @@ def _validate_flavors(m):
         _shape(out, "shape", field + ".output.shape", 2)
 
 
-def _validate_preprocess(m, input_shape):
-    pre = _dict(m, "preprocess", "preprocess")
-    _numbers(pre, "mean", "preprocess.mean", 3)
-    _numbers(pre, "std", "preprocess.std", 3, positive=True)
-    _int(pre, "resize", "preprocess.resize")
-    crop = _int(pre, "crop", "preprocess.crop")
-    _str(pre, "interpolation", "preprocess.interpolation")
-    if input_shape[2:] != [crop, crop]:
-        _fail("preprocess.crop", f"the input's H and W {input_shape[2:]}", crop)
+def _validate_top_k(golden, num_classes):
+    top = _dict(golden, "top_k", "golden.top_k")
+    k = _int(top, "k", "golden.top_k.k")
+    _str(top, "source", "golden.top_k.source")
+    ids, probs = _get(top, "class_ids", "golden.top_k.class_ids"), _get(top, "probs", "golden.top_k.probs")
+    if not isinstance(ids, list) or not ids or not all(
+            isinstance(row, list) and len(row) == k and all(_is_int(c) and 0 <= c < num_classes for c in row)
+            for row in ids):
+        _fail("golden.top_k.class_ids", f"lists of {k} class ids in [0, {num_classes})", ids)
+    if not isinstance(probs, list) or len(probs) != len(ids) or not all(
+            isinstance(row, list) and len(row) == k and all(
+                _is_number(p) and math.isfinite(p) and 0 <= p <= 1 for p in row) for row in probs):
+        _fail("golden.top_k.probs", f"{len(ids)} lists of {k} finite probabilities in [0, 1]", probs)
 
 
-def _validate_files(m, onnx):
+def _validate_golden(m, num_classes):
     golden = _dict(m, "golden", "golden")
-    needed = [onnx["file"], _relpath(golden, "inputs", "golden.inputs"),
-              _relpath(golden, "outputs", "golden.outputs")]
+    paths = [_relpath(golden, "inputs", "golden.inputs"), _relpath(golden, "outputs", "golden.outputs")]
+    if "images" in golden:
+        images = _get(golden, "images", "golden.images")
+        if not isinstance(images, list) or not images:
+            _fail("golden.images", "a non-empty list of relative paths", images)
+        paths += [_relpath({"image": p}, "image", "golden.images") for p in images]
+    if "top_k" in golden:
+        _validate_top_k(golden, num_classes)
+        if len(golden.get("images", [])) > len(golden["top_k"]["class_ids"]):
+            _fail("golden.top_k.class_ids", "a row for every golden image", golden["top_k"]["class_ids"])
+    return paths
+
+
+def _validate_files(m, needed):
     files = _dict(m, "files", "files")
     for path, digest in sorted(files.items()):
         field = f"files[{path!r}]"
@@ -239,9 +276,10 @@ def validate_manifest(m):
     if not isinstance(m, dict):
         _fail("(top level)", "an object", m)
     version = _get(m, "schema_version", "schema_version")
-    if version != SCHEMA_VERSION:
-        raise ManifestError(f"manifest.json: field schema_version: this engines package reads version {SCHEMA_VERSION}, "
-                            f"the bundle has {version!r} (rebuild the bundle or update engines/)")
+    if version not in READABLE_VERSIONS:
+        raise ManifestError("manifest.json: field schema_version: this engines package reads versions {}, the "
+                            "bundle has {!r} (rebuild the bundle or update engines/)".format(
+                                " and ".join(map(str, READABLE_VERSIONS)), version))
     _str(m, "target", "target", TARGET_NAMES)
     created = _str(m, "created", "created")
     if not _ISO_UTC.match(created):
@@ -251,14 +289,15 @@ def validate_manifest(m):
     num_classes = _int(m, "num_classes", "num_classes")
     if onnx["output"]["shape"][1] != num_classes:
         _fail("onnx.output.shape", f"[batch, num_classes={num_classes}]", onnx["output"]["shape"])
-    _validate_preprocess(m, onnx["input"]["shape"])
+    validate_spec(_dict(m, "preprocess", "preprocess"), onnx["input"]["shape"][2:], version)
     _validate_normalization(onnx["input"], "onnx.input.normalization", onnx["input"]["shape"][1], m["preprocess"])
+    golden_paths = _validate_golden(m, num_classes)
     versions = _dict(m, "versions", "versions")
     for key in VERSION_KEYS:
         _str(versions, key, "versions." + key)
     if "notes" in m and not isinstance(m["notes"], str):
         _fail("notes", "a string", m["notes"])
-    _validate_files(m, onnx)
+    _validate_files(m, [onnx["file"]] + golden_paths)
     if "labels" in m:
         labels = _relpath(m, "labels", "labels")
         if labels not in m["files"]:
@@ -294,19 +333,111 @@ def sha256_file(path, chunk_bytes=1 << 20):
     return digest.hexdigest()
 
 
+def _check_listed_file(bundle_dir, root, rel):
+    """Refuse a listed file that is missing, not a regular file, reached through a symbolic link, or outside
+    the bundle; returns its path."""
+    path = bundle_dir
+    for part in rel.split("/"):
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            shown = os.path.relpath(path, bundle_dir).replace(os.sep, "/")
+            raise ManifestError(f"bundle file {rel}: {shown} is a symbolic link; a bundle holds real files only "
+                                "(copy it with rsync -a, cp -r or tar, which keep files)")
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        raise ManifestError(f"bundle file {rel}: listed in manifest.json but missing") from None
+    if not stat.S_ISREG(mode):
+        raise ManifestError(f"bundle file {rel}: not a regular file")
+    real = os.path.realpath(path)
+    if not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise ManifestError(f"bundle file {rel}: resolves to {real}, outside the bundle")
+    return path
+
+
 def verify_files(bundle_dir, manifest):
-    """Check the sha256 of every file the manifest lists; returns the checked relative paths, sorted."""
+    """Check every file the manifest lists (a regular file inside the bundle, reached through no symbolic
+    link, with the listed sha256); returns the checked relative paths, sorted."""
+    root = os.path.realpath(bundle_dir)
+    if os.path.islink(os.path.join(bundle_dir, MANIFEST_NAME)):
+        raise ManifestError(f"{MANIFEST_NAME} is a symbolic link; a bundle holds real files only")
     checked = []
     for rel, expected in sorted(manifest["files"].items()):
-        path = os.path.join(bundle_dir, rel)
-        if not os.path.isfile(path):
-            raise ManifestError(f"bundle file {rel}: listed in manifest.json but missing")
-        actual = sha256_file(path)
+        actual = sha256_file(_check_listed_file(bundle_dir, root, rel))
         if actual != expected:
             raise ManifestError(f"bundle file {rel}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...): the bundle "
                                 "was modified or copied incompletely")
         checked.append(rel)
     return checked
+
+
+def _pyc_of_listed_module(name, folder_rel, listed):
+    """Whether ``__pycache__/name`` is Python's byte code for a listed module of ``folder_rel``."""
+    match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\.[a-z]+-\d+(\.opt-\d)?\.pyc$", name)
+    return bool(match) and "/".join(filter(None, [folder_rel, match.group(1) + ".py"])) in listed
+
+
+def unlisted_entries(bundle_dir, manifest):
+    """Bundle paths that are neither listed in the manifest nor allowed unlisted content (see the module
+    docstring), and every symbolic link: ``[(relative path, why)]``, sorted by path."""
+    listed = set(manifest["files"]) | {MANIFEST_NAME}
+    folders = {""}
+    for rel in listed:
+        parts = rel.split("/")[:-1]
+        folders.update("/".join(parts[:i + 1]) for i in range(len(parts)))
+    problems = []
+    for top, dirs, names in os.walk(bundle_dir):
+        here = os.path.relpath(top, bundle_dir).replace(os.sep, "/")
+        here = "" if here == "." else here
+        for d in sorted(dirs):
+            rel = "/".join(filter(None, [here, d]))
+            full = os.path.join(top, d)
+            if os.path.islink(full):
+                problems.append((rel, "a symbolic link" + (" (use --cache-dir for engines kept elsewhere)"
+                                                           if rel == CACHE_DIR_NAME else "")))
+            elif rel == CACHE_DIR_NAME:
+                pass
+            elif d == "__pycache__" and here in folders:
+                for name in sorted(os.listdir(full)):
+                    path = os.path.join(full, name)
+                    if os.path.islink(path) or not os.path.isfile(path) or not _pyc_of_listed_module(name, here, listed):
+                        problems.append((rel + "/" + name, "not byte code of a listed module"))
+            elif rel not in folders:
+                problems.append((rel + "/", "a folder manifest.json does not list"))
+        dirs[:] = [d for d in dirs if "/".join(filter(None, [here, d])) in folders and
+                   not os.path.islink(os.path.join(top, d))]
+        for name in sorted(names):
+            rel = "/".join(filter(None, [here, name]))
+            full = os.path.join(top, name)
+            if os.path.islink(full):
+                problems.append((rel, "a symbolic link"))
+            elif rel in listed:
+                continue
+            elif not here and name.endswith(RESULT_SUFFIXES) and os.path.isfile(full):
+                continue
+            else:
+                problems.append((rel, "a file manifest.json does not list"))
+    return sorted(problems)
+
+
+def verify_bundle(bundle_dir, manifest):
+    """The integrity check of every device entry point: :func:`verify_files` and no unlisted or linked entry
+    (:func:`unlisted_entries`). Raises :class:`ManifestError` naming the first problem."""
+    verify_files(bundle_dir, manifest)
+    problems = unlisted_entries(bundle_dir, manifest)
+    if problems:
+        rel, why = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ManifestError(f"bundle entry {rel}: {why}{more}; remove it: only {CACHE_DIR_NAME}/ and result files "
+                            f"(*{' / *'.join(RESULT_SUFFIXES)}) in the bundle root may be added to a bundle")
+    return manifest
+
+
+def open_bundle(bundle_dir):
+    """Load, validate and integrity-check a bundle: what every device command does first."""
+    if not os.path.isdir(bundle_dir):
+        raise ManifestError(f"bundle folder not found: {bundle_dir}")
+    return verify_bundle(bundle_dir, load_manifest(bundle_dir))
 
 
 def hash_files(bundle_dir):
@@ -315,9 +446,11 @@ def hash_files(bundle_dir):
     files = {}
     for root, dirs, names in os.walk(bundle_dir):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-        for name in sorted(names):
+        for name in sorted(names + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
             path = os.path.join(root, name)
             rel = os.path.relpath(path, bundle_dir).replace(os.sep, "/")
+            if os.path.islink(path):
+                raise ManifestError(f"{rel} is a symbolic link: a bundle holds real files only")
             if rel != MANIFEST_NAME:
                 files[rel] = sha256_file(path)
     return files

@@ -12,11 +12,11 @@ from .manifest import sha256_file
 from .sidecar import check_compatible, read_sidecar
 
 
-def check_engine(engine_path):
-    """Refuse an engine whose sidecar names another TensorRT/GPU, or whose bytes changed since the build;
-    returns the sidecar."""
+def check_engine(engine_path, identity=None):
+    """Refuse an engine whose sidecar names another TensorRT/GPU than ``identity`` (default: this machine's),
+    or whose bytes changed since the build; returns the sidecar."""
     sidecar = read_sidecar(engine_path)
-    check_compatible(sidecar, device_identity())
+    check_compatible(sidecar, identity or device_identity())
     if sha256_file(engine_path) != sidecar["engine_sha256"]:
         raise EnginesError(f"{engine_path}: sha256 differs from its sidecar (modified or truncated): rebuild it")
     return sidecar
@@ -79,11 +79,32 @@ class EngineRunner(object):
             self._buffer(out.name, host.nbytes)
             self._host_outputs[out.name] = host
 
-    def upload(self, x):
-        """Copy the input batch (numpy, any float dtype) to the device and wait."""
-        x = self._np.ascontiguousarray(x, dtype=self.input.dtype)
-        self.cuda.htod(self._buffers[self.input.name][0], x, self.stream)
+    def upload(self, x, sync=True):
+        """Copy the input batch (numpy, any float dtype) to the device (and wait, unless ``sync`` is False;
+        the array is kept alive until the next upload)."""
+        self._staged = self._np.ascontiguousarray(x, dtype=self.input.dtype)
+        self.cuda.htod(self._buffers[self.input.name][0], self._staged, self.stream)
+        if sync:
+            self.cuda.synchronize(self.stream)
+
+    def download(self):
+        """Enqueue the copies of every output to its host array (:attr:`_host_outputs`); no wait."""
+        for name, host in self._host_outputs.items():
+            self.cuda.dtoh(host, self._buffers[name][0], self.stream)
+
+    def capture_graph(self):
+        """One enqueue captured as a CUDA graph (ctypes-cudart backend): returns the instantiated graph for
+        ``cuda.launch_graph``. Enqueues once first, as TensorRT needs before capture."""
+        if not hasattr(self.cuda, "begin_capture"):
+            raise EnginesError("CUDA graphs need the ctypes-cudart backend (this run uses {})".format(self.cuda.name))
+        self.enqueue()
         self.cuda.synchronize(self.stream)
+        self.cuda.begin_capture(self.stream)
+        try:
+            self.enqueue()
+        finally:
+            graph = self.cuda.end_capture(self.stream)
+        return graph
 
     def enqueue(self):
         """Enqueue one inference on the stream (no copies, no wait)."""
@@ -95,8 +116,7 @@ class EngineRunner(object):
         self.prepare(x.shape[0])
         self.upload(x)
         self.enqueue()
-        for name, host in self._host_outputs.items():
-            self.cuda.dtoh(host, self._buffers[name][0], self.stream)
+        self.download()
         self.cuda.synchronize(self.stream)
         return dict((name, host.copy()) for name, host in self._host_outputs.items())
 

@@ -3,8 +3,10 @@ engine cache keys.
 
 Sidecar fields: ``sidecar_version``, ``engine_file``, ``engine_sha256``, ``trt_version``, ``gpu_name``,
 ``compute_capability`` ("5.3"), ``onnx_sha256``, ``precision`` (see :func:`precision_label`), ``profile``
-(:func:`engines.profiles.profile_to_dict`), ``build_flags``, ``build_time_s`` (wall seconds of
-``build_serialized_network``), ``target``, ``created`` (ISO-8601 UTC), ``cache_key``.
+(:func:`engines.profiles.profile_to_dict`), ``build_flags``, ``build_time_s`` (wall seconds of the build),
+``target``, ``created`` (ISO-8601 UTC), ``cache_key``, ``builder`` ("tensorrt": the Python builder, or
+"trtexec" with its command line in ``build_flags.argv``). Both builders write the same fields and use the
+same cache key, so either's engine is found and reused by the other.
 
 An engine runs only with the TensorRT version and GPU model it was built with, so :func:`check_compatible`
 refuses any difference in those three identity fields before the engine is deserialized.
@@ -17,6 +19,7 @@ import re
 
 from .errors import EnginesError, IncompatibleEngine
 from .fileio import read_json, write_json_atomic
+from .trt_compat import version_key
 
 SIDECAR_VERSION = 1
 IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")
@@ -49,7 +52,9 @@ def slug(text):
 def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile):
     """A deterministic, filename-safe key for an engine: the same ONNX, TensorRT version, GPU, precision
     label and profile (a :class:`~engines.profiles.Profile`) always give the same key, any change a new one.
-    Readable prefix plus a 12-hex digest of all inputs."""
+    Readable prefix plus a 12-hex digest of all inputs. The TensorRT version counts as MAJOR.MINOR.PATCH, so
+    the Python builder and trtexec (whose banner has no build number) share keys."""
+    trt_version = version_key(trt_version)
     shapes = [list(profile.min_shape), list(profile.opt_shape), list(profile.max_shape)]
     blob = json.dumps([onnx_sha256, str(trt_version), gpu_name, precision, profile.input_name, shapes],
                       sort_keys=True)
@@ -82,7 +87,15 @@ def _describe(info):
 def check_compatible(sidecar, runtime_info):
     """Raise :class:`IncompatibleEngine` unless TensorRT version, GPU name and compute capability in
     ``runtime_info`` equal the sidecar's. Both are dicts with the :data:`IDENTITY_FIELDS`."""
-    diffs = [k for k in IDENTITY_FIELDS if str(sidecar.get(k)) != str(runtime_info.get(k))]
+    def same(key):
+        if key == "trt_version":
+            try:
+                return version_key(str(sidecar.get(key))) == version_key(str(runtime_info.get(key)))
+            except EnginesError:
+                return False
+        return str(sidecar.get(key)) == str(runtime_info.get(key))
+
+    diffs = [k for k in IDENTITY_FIELDS if not same(k)]
     if diffs:
         raise IncompatibleEngine("engine {} was built with {}, this machine has {} ({} differ{}): rebuild it "
                                  "here with `python3 -m engines build`".format(

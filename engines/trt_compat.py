@@ -22,7 +22,7 @@ that belongs to the exporter (and is checked there against ONNX Runtime).
 import re
 from collections import namedtuple
 
-from .errors import EnginesError
+from .errors import EnginesError, MissingPrerequisite
 
 TrtApi = namedtuple("TrtApi", [
     "version",               # tuple of ints, e.g. (8, 2, 1, 8)
@@ -53,6 +53,13 @@ def parse_version(text):
     return tuple(int(p) for p in match.groups() if p is not None)
 
 
+def version_key(version):
+    """"MAJOR.MINOR.PATCH" of a TensorRT version (string or tuple): what engine compatibility and cache keys
+    use, the same from the Python bindings ("8.2.1.8") and from trtexec's banner ("v8201")."""
+    parts = parse_version(version) if isinstance(version, str) else tuple(version)
+    return ".".join(str(p) for p in (tuple(parts) + (0, 0))[:3])
+
+
 def api_for_version(version):
     """The :class:`TrtApi` for a version tuple (or string). Raises below 8.2, the oldest we support."""
     if isinstance(version, str):
@@ -80,7 +87,7 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError as exc:
-        raise EnginesError(f"the TensorRT Python bindings do not import ({exc}): on a Jetson use the system "
+        raise MissingPrerequisite(f"the TensorRT Python bindings do not import ({exc}): on a Jetson use the system "
                            "python3 or docker/run-jetson.sh; on x86 use docker/run-x86.sh") from None
     return tensorrt
 

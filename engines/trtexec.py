@@ -1,5 +1,11 @@
-"""trtexec: command lines for building and timing engines with the flags of a given TensorRT version, and
-parsers for what trtexec prints and exports. The fallback when the TensorRT Python bindings do not import.
+"""trtexec: command lines for building, running and timing engines with the flags of a given TensorRT version,
+parsers for what trtexec prints and exports, and the trtexec builder and backend: the fallback when the
+TensorRT Python bindings do not import. Engines built here get the same cache key and sidecar as the Python
+builder's (the GPU identified through the CUDA runtime, the TensorRT version from trtexec's banner).
+
+Verification through trtexec (:class:`TrtexecBackend`) feeds the golden inputs with ``--loadInputs`` (raw
+float32) and reads the logits back from ``--exportOutput`` (JSON, values printed with 6 significant digits:
+far inside the FP16/FP32 gates; ``nan``/``inf`` tokens are read as such and fail the gates).
 
 Version differences (see :mod:`engines.trt_compat`): workspace ``--workspace=MiB`` (8.2) against
 ``--memPoolSize=workspace:<MiB>M`` (8.4+); ``--explicitBatch`` accepted up to 9.x, rejected by 10.x;
@@ -12,11 +18,14 @@ import os
 import re
 import shutil
 import subprocess
+import time
+from collections import namedtuple
 
-from .build import build_mode
-from .errors import EnginesError
+from .build import build_mode, make_sidecar, reusable
+from .errors import EnginesError, MissingPrerequisite
+from .fileio import atomic_path, scratch_dir
 from .profiles import MIB
-from .trt_compat import parse_version
+from .trt_compat import api_for_version, parse_version, version_key
 
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/opt/tensorrt/bin/trtexec")  # Jetson, NGC containers
 PERCENTILES = (90, 95, 99)
@@ -44,7 +53,7 @@ def find_trtexec():
     for path in candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    raise EnginesError("trtexec not found (looked at $TRTEXEC, PATH, {})".format(", ".join(TRTEXEC_PATHS)))
+    raise MissingPrerequisite("trtexec not found (looked at $TRTEXEC, PATH, {})".format(", ".join(TRTEXEC_PATHS)))
 
 
 def detect_version(trtexec):
@@ -92,12 +101,16 @@ def build_command(api, trtexec, onnx_path, engine_path, profile, precision, onnx
 
 
 def timing_command(api, trtexec, engine_path, input_name, shape, warmup_ms=1000, iterations=1000,
-                   export_times=None):
+                   export_times=None, data_transfers=False, cuda_graph=False):
     """argv that times ``engine_path`` for input ``shape``: ``warmup_ms`` of warm-up, then exactly
-    ``iterations`` runs without host<->device copies; percentiles 90/95/99 (8.5+) or 99 (8.2)."""
+    ``iterations`` runs, without host<->device copies unless ``data_transfers``, replayed as a CUDA graph
+    with ``cuda_graph``; percentiles 90/95/99 (8.5+) or 99 (8.2)."""
     cmd = [trtexec, "--loadEngine=" + engine_path, "--shapes=" + shape_spec(input_name, shape),
-           f"--warmUp={int(warmup_ms)}", f"--iterations={int(iterations)}", "--duration=0",
-           "--noDataTransfers", "--useSpinWait"]
+           f"--warmUp={int(warmup_ms)}", f"--iterations={int(iterations)}", "--duration=0", "--useSpinWait"]
+    if not data_transfers:
+        cmd.insert(-1, "--noDataTransfers")
+    if cuda_graph:
+        cmd.append("--useCudaGraph")
     if api.trtexec_percentiles == "single":
         cmd.append("--percentile=99")
     else:
@@ -144,3 +157,168 @@ def compute_times_ms(export_times, warmup_ms=None):
     if not records:
         raise EnginesError("the trtexec --exportTimes file has no timed runs")
     return [float(r["computeMs"]) for r in records]
+
+
+# ---- running trtexec: builder and backend ---------------------------------------------------------------------
+
+TrtexecSetup = namedtuple("TrtexecSetup", "api trtexec engine timing_cache identity")
+
+
+def trtexec_setup(bundle_dir, manifest, options, trt_version=None, must_exist=True):
+    """Where trtexec is, its TensorRT API, and the engine and timing-cache paths for ``options`` (the cache
+    key of :func:`engines.build.engine_path_for`). Without ``must_exist`` a missing trtexec stands in as
+    "trtexec" and an unidentifiable GPU as "unknown-gpu" (for printing command lines anywhere)."""
+    from .build import engine_path_for
+    from .envinfo import device_identity, tensorrt_version
+    from .sidecar import slug
+
+    try:
+        trtexec = find_trtexec()
+    except MissingPrerequisite:
+        if must_exist or not (trt_version or tensorrt_version()):
+            raise
+        trtexec = "trtexec"
+    version = trt_version or tensorrt_version() or ".".join(map(str, detect_version(trtexec)))
+    api = api_for_version(version)
+    try:
+        identity = device_identity(version)
+    except EnginesError:
+        if must_exist:
+            raise
+        identity = {"trt_version": version, "gpu_name": "unknown-gpu", "compute_capability": "?"}
+    engine = options.engine or engine_path_for(manifest, options.profile, options.label, options.cache_dir, identity)
+    timing_cache = options.timing_cache or os.path.join(options.cache_dir, "timing_{}_trt{}.cache".format(
+        slug(identity["gpu_name"]), slug(version_key(version))))
+    return TrtexecSetup(api, trtexec, engine, timing_cache, identity)
+
+
+def _run(cmd, verbose=False, what="trtexec"):
+    """Run trtexec; its output (stderr-streamed with ``verbose``); one-line error naming its last line."""
+    res = subprocess.run(cmd, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True)
+    if res.returncode != 0:
+        tail = [ln for ln in (res.stdout or "").splitlines() if ln.strip()][-1:] or ["see its output above"]
+        raise EnginesError("{} failed (exit {}): {}".format(what, res.returncode, tail[0].strip()))
+    return res.stdout or ""
+
+
+def build_with_trtexec(bundle_dir, manifest, options, trt_version=None, force=False, verbose=False):
+    """Build (or reuse) the engine for ``options`` with trtexec: same cache key and sidecar as the Python
+    builder; the engine and timing cache are written through staging files (nothing partial is left)."""
+    from .build import BuildResult
+    from .sidecar import write_sidecar
+
+    setup = trtexec_setup(bundle_dir, manifest, options, trt_version)
+    if not force:
+        sidecar = reusable(setup.engine, setup.identity)
+        if sidecar is not None:
+            return BuildResult(setup.engine, sidecar, True)
+    onnx_path = os.path.join(bundle_dir, manifest["onnx"]["file"])
+    mode = build_mode(setup.api, options.precision, manifest["onnx"]["input"]["dtype"], options.fp32_norms,
+                      options.fp32_softmax)
+    os.makedirs(options.cache_dir, exist_ok=True)
+    with atomic_path(setup.engine) as engine_tmp, atomic_path(setup.timing_cache) as cache_tmp:
+        if os.path.isfile(setup.timing_cache):
+            shutil.copyfile(setup.timing_cache, cache_tmp)
+        cmd = build_command(setup.api, setup.trtexec, onnx_path, engine_tmp, options.profile, options.precision,
+                            manifest["onnx"]["input"]["dtype"], cache_tmp, options.fp32_norms, options.fp32_softmax)
+        start = time.time()
+        _run(cmd, verbose, "trtexec build")
+        seconds = round(time.time() - start, 3)
+        if not os.path.getsize(engine_tmp):
+            raise EnginesError("trtexec reported success but wrote no engine")
+        from .manifest import sha256_file
+
+        digest = sha256_file(engine_tmp)
+    flags = {"mode": mode, "fp32_norms": False, "fp32_softmax": False,
+             "workspace_mib": options.profile.workspace_bytes // MIB, "timing_cache": setup.timing_cache,
+             "pinned_fp32_layers": [], "argv": [setup.trtexec] + [c for c in cmd[1:] if not c.startswith(
+                 ("--saveEngine=", "--timingCacheFile="))]}
+    sidecar = make_sidecar(setup.engine, digest, setup.identity, manifest, options.label, options.profile, flags,
+                           seconds, "trtexec")
+    write_sidecar(setup.engine, sidecar)
+    return BuildResult(setup.engine, sidecar, False)
+
+
+def inference_command(api, trtexec, engine_path, input_name, shape, inputs_file, output_file):
+    """argv that runs ``engine_path`` once on the raw float32 ``inputs_file`` and writes the outputs as JSON."""
+    return [trtexec, "--loadEngine=" + engine_path, "--shapes=" + shape_spec(input_name, shape),
+            "--loadInputs={}:{}".format(input_name, inputs_file), "--exportOutput=" + output_file,
+            "--iterations=1", "--warmUp=0", "--duration=0"]
+
+
+_NONFINITE = re.compile(r"(?<![\w.])(-?)(nan|inf)(?![\w.])", re.IGNORECASE)
+
+
+def parse_export_output(text, name):
+    """The output tensor ``name`` from trtexec's ``--exportOutput`` JSON: ``(dims tuple, list of floats)``.
+    trtexec prints non-finite values as ``nan``, ``-nan``, ``inf``: they come back as float NaN/Inf."""
+    def token(match):
+        if match.group(2).lower() == "nan":
+            return "NaN"
+        return "-Infinity" if match.group(1) else "Infinity"
+
+    try:
+        records = json.loads(_NONFINITE.sub(token, text))
+    except ValueError as exc:
+        raise EnginesError("cannot read trtexec --exportOutput JSON: {}".format(exc)) from None
+    if not isinstance(records, list):
+        raise EnginesError("trtexec --exportOutput JSON is not a list of tensors")
+    for record in records:
+        if isinstance(record, dict) and record.get("name") == name:
+            dims = tuple(int(d) for d in re.findall(r"\d+", str(record.get("dimensions", ""))))
+            values = record.get("values")
+            if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+                raise EnginesError("trtexec --exportOutput: tensor {} has no numeric values".format(name))
+            return dims, [float(v) for v in values]
+    raise EnginesError("trtexec --exportOutput has no tensor {!r}".format(name))
+
+
+class TrtexecBackend(object):
+    """The engine for ``options`` run by trtexec, one process per chunk of at most the profile's max batch."""
+
+    name = "trtexec"
+
+    def __init__(self, bundle_dir, manifest, options, trt_version=None):
+        from .runtime import check_engine
+
+        self.manifest, self.options = manifest, options
+        self.setup = trtexec_setup(bundle_dir, manifest, options, trt_version)
+        if not os.path.isfile(self.setup.engine):
+            raise EnginesError("no engine {} for these flags: run `python3 -m engines build {}` (or scripts/build.sh) "
+                               "with the same flags first".format(self.setup.engine, bundle_dir))
+        self.sidecar = check_engine(self.setup.engine, self.setup.identity)
+        self.max_batch = self.sidecar["profile"]["max"][0]
+
+    def describe(self):
+        sc = self.sidecar
+        return {"backend": self.name, "engine": self.setup.engine, "precision": sc["precision"],
+                "trt_version": self.setup.identity["trt_version"], "gpu_name": sc["gpu_name"],
+                "trtexec": self.setup.trtexec}
+
+    def run(self, batch):
+        import numpy as np
+
+        from .inference import _check_batch
+
+        batch = _check_batch(batch, self.manifest)
+        name = self.manifest["onnx"]["output"]["name"]
+        chunks = []
+        with scratch_dir(self.setup.engine) as tmp:
+            for start in range(0, len(batch), self.max_batch):
+                chunk = batch[start:start + self.max_batch]
+                inputs, outputs = os.path.join(tmp, "inputs.bin"), os.path.join(tmp, "outputs.json")
+                chunk.tofile(inputs)
+                _run(inference_command(self.setup.api, self.setup.trtexec, self.setup.engine,
+                                       self.options.profile.input_name, chunk.shape, inputs, outputs),
+                     what="trtexec inference")
+                with open(outputs, "r") as f:
+                    dims, values = parse_export_output(f.read(), name)
+                if len(values) != len(chunk) * self.manifest["num_classes"]:
+                    raise EnginesError("trtexec returned {} values for {} images of {} classes".format(
+                        len(values), len(chunk), self.manifest["num_classes"]))
+                chunks.append(np.asarray(values, dtype=np.float32).reshape(len(chunk), -1))
+        return np.concatenate(chunks)
+
+    def close(self):
+        pass

@@ -1,6 +1,11 @@
-"""Parity gate: engine logits on the bundle's golden inputs against the golden ONNX Runtime FP32 logits.
+"""The device gates: a backend's results on the bundle's golden data, end to end.
 
-Gates (both must hold; the CLI exits non-zero otherwise):
+Three checks (:func:`verify_bundle_outputs`), all of which must pass (the CLI exits 1 otherwise):
+
+* preprocessing: every reference photograph (``golden.images``), preprocessed here by
+  :mod:`engines.preprocess`, equals its golden input row within one uint8 step (see
+  :func:`engines.preprocess.compare_preprocessing`);
+* logits (:func:`compare_logits`), on the golden inputs against the golden ONNX Runtime FP32 logits:
 
 * every engine logit is finite, and the max abs error <= ``atol_frac`` * logit scale, where the logit scale
   is the largest |golden logit| (at least 1). FP16 default 0.02: FP16 keeps 11 significant bits (unit
@@ -10,24 +15,32 @@ Gates (both must hold; the CLI exits non-zero otherwise):
 * top-1 agreement >= ``min_top1`` (default 0.99: with 8 golden images, every one must agree). A flip on a
   near-tie is reported with the golden top-1/top-2 margin so it can be judged; ``--min-top1`` overrides.
 
-Max relative error is reported, not gated: it is taken over logits with |golden| >= 1% of the scale
-(relative error of near-zero logits is noise).
+  Max relative error is reported, not gated: it is taken over logits with |golden| >= 1% of the scale
+  (relative error of near-zero logits is noise);
+* top-k (:func:`compare_top_k`), against ``golden.top_k`` (the host's PyTorch softmax): the same top-1 class
+  for every row, and every expected top-k probability within ``prob_atol`` (FP32 1e-4, FP16 0.01). Rows
+  whose top-k order differs (near-ties) are reported, not gated.
+
+NaN or Inf anywhere fails: in a backend's outputs (a failed gate, exit 1) or in the bundle's golden data (a
+broken bundle, refused as bad input).
 """
 
 from collections import namedtuple
 
 from .errors import EnginesError
 
-Tolerance = namedtuple("Tolerance", "atol_frac min_top1")
-TOLERANCES = {"fp16": Tolerance(0.02, 0.99), "fp32": Tolerance(0.001, 0.99)}
+Tolerance = namedtuple("Tolerance", "atol_frac min_top1 prob_atol")
+Tolerance.__new__.__defaults__ = (None,)  # prob_atol: only the top-k gate reads it
+TOLERANCES = {"fp16": Tolerance(0.02, 0.99, 0.01), "fp32": Tolerance(0.001, 0.99, 1e-4)}
 REL_FLOOR_FRAC = 0.01
 
 
-def tolerance_for(precision_label, atol_frac=None, min_top1=None):
+def tolerance_for(precision_label, atol_frac=None, min_top1=None, prob_atol=None):
     """The :class:`Tolerance` for an engine's precision label ("fp16-fp32norms" -> fp16), with overrides."""
     base = TOLERANCES["fp32" if precision_label == "fp32" else "fp16"]
     return Tolerance(base.atol_frac if atol_frac is None else atol_frac,
-                     base.min_top1 if min_top1 is None else min_top1)
+                     base.min_top1 if min_top1 is None else min_top1,
+                     base.prob_atol if prob_atol is None else prob_atol)
 
 
 def compare_logits(outputs, golden, tolerance):
@@ -41,6 +54,8 @@ def compare_logits(outputs, golden, tolerance):
     ref = np.asarray(golden, dtype=np.float64)
     if out.shape != ref.shape or out.ndim != 2:
         raise EnginesError(f"engine outputs {out.shape} do not match golden outputs {ref.shape} (expected (N, classes))")
+    if not np.isfinite(ref).all():
+        raise EnginesError("the golden outputs contain NaN or Inf: not a usable reference (rebuild the bundle)")
     finite = bool(np.isfinite(out).all())
     diff = np.abs(out - ref)
     scale = max(float(np.abs(ref).max()), 1.0)
@@ -79,6 +94,101 @@ def compare_logits(outputs, golden, tolerance):
     report["failures"] = failures
     report["passed"] = not failures
     return report
+
+
+def compare_top_k(logits, expected, tolerance):
+    """Compare the softmax of (N, classes) ``logits`` with ``expected`` (the manifest's ``golden.top_k``:
+    ``k``, ``class_ids``, ``probs`` for its first rows). Returns ``{n, k, max_prob_err, prob_atol,
+    top1_agreement, same_top_k, reordered, finite, failures, passed}``."""
+    import numpy as np
+
+    x = np.asarray(logits, dtype=np.float64)
+    rows = len(expected["class_ids"])
+    if x.ndim != 2 or x.shape[0] < rows:
+        raise EnginesError(f"outputs {x.shape} have fewer rows than golden.top_k ({rows})")
+    x = x[:rows]
+    finite = bool(np.isfinite(x).all())
+    report = {"n": rows, "k": expected["k"], "prob_atol": tolerance.prob_atol, "finite": finite}
+    if not finite:
+        report.update(max_prob_err=float("inf"), top1_agreement=0.0, same_top_k=0.0, reordered=[],
+                      failures=["outputs contain NaN or Inf"], passed=False)
+        return report
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    ids = np.asarray(expected["class_ids"], dtype=np.int64)
+    want = np.asarray(expected["probs"], dtype=np.float64)
+    got = np.take_along_axis(probs, ids, axis=1)
+    ours = np.argsort(-probs, axis=1, kind="mergesort")[:, :ids.shape[1]]
+    err = float(np.abs(got - want).max())
+    top1 = ours[:, 0] == ids[:, 0]
+    same = (ours == ids).all(axis=1)
+    failures = []
+    if err > tolerance.prob_atol:
+        failures.append(f"top-{expected['k']} probabilities differ from the reference by up to {err:.3g} "
+                        f"(limit {tolerance.prob_atol:g})")
+    if not top1.all():
+        failures.append("top-1 class differs from the reference for rows {}".format(
+            ", ".join(str(int(i)) for i in np.nonzero(~top1)[0][:8])))
+    report.update(max_prob_err=err, top1_agreement=float(top1.mean()), same_top_k=float(same.mean()),
+                  reordered=[int(i) for i in np.nonzero(~same)[0]], failures=failures, passed=not failures)
+    return report
+
+
+def load_golden(bundle_dir, manifest):
+    """The golden (inputs, outputs) arrays, checked against the manifest: shapes, float32, all finite."""
+    import os
+
+    import numpy as np
+
+    arrays = []
+    for key in ("inputs", "outputs"):
+        rel = manifest["golden"][key]
+        try:
+            arr = np.load(os.path.join(bundle_dir, rel), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise EnginesError(f"cannot read golden {key} {rel}: {exc}") from None
+        if arr.dtype != np.float32 or not np.isfinite(arr).all():
+            raise EnginesError(f"golden {key} {rel}: expected finite float32 values, got {arr.dtype}"
+                               f"{'' if np.isfinite(arr).all() else ' with NaN or Inf'}: rebuild the bundle")
+        arrays.append(arr)
+    inputs, outputs = arrays
+    want = manifest["onnx"]["input"]["shape"][1:]
+    if inputs.ndim != 4 or list(inputs.shape[1:]) != want or outputs.shape != (len(inputs), manifest["num_classes"]):
+        raise EnginesError(f"golden arrays {inputs.shape} and {outputs.shape} do not match the manifest's input "
+                           f"{want} and num_classes {manifest['num_classes']}")
+    golden = manifest["golden"]
+    if len(golden.get("images", [])) > len(inputs) or len(golden.get("top_k", {}).get("class_ids", [])) > len(inputs):
+        raise EnginesError("manifest.json golden.images/top_k have more rows than golden inputs")
+    return inputs, outputs
+
+
+def check_reference_preprocessing(bundle_dir, manifest, inputs):
+    """Preprocess the bundle's reference photographs here and compare them with their golden input rows."""
+    import os
+
+    from .preprocess import compare_preprocessing, load_image, preprocess, spec_from_manifest
+
+    spec = spec_from_manifest(manifest)
+    images = manifest["golden"]["images"]
+    mine = preprocess([load_image(os.path.join(bundle_dir, rel)) for rel in images], spec)
+    return compare_preprocessing(mine, inputs[:len(images)], spec, images)
+
+
+def verify_bundle_outputs(bundle_dir, manifest, backend, tolerance, check_preprocessing=True):
+    """The three gates (module docstring) with ``backend`` (:mod:`engines.inference`); returns
+    ``{passed, failures, preprocessing, logits, top_k}`` (a check the bundle cannot make is None)."""
+    inputs, golden = load_golden(bundle_dir, manifest)
+    pre = None
+    if check_preprocessing and manifest["golden"].get("images"):
+        pre = check_reference_preprocessing(bundle_dir, manifest, inputs)
+    logits = backend.run(inputs)
+    report = compare_logits(logits, golden, tolerance)
+    top_k = compare_top_k(logits, manifest["golden"]["top_k"], tolerance) if "top_k" in manifest["golden"] else None
+    failures = []
+    for name, part in (("preprocessing", pre), ("logits", report), ("top-k", top_k)):
+        if part is not None:
+            failures += [f"{name}: {f}" for f in part["failures"]]
+    return {"passed": not failures, "failures": failures, "preprocessing": pre, "logits": report, "top_k": top_k}
 
 
 def verify_engine(runner, golden_inputs, golden_outputs, output_name, max_batch, tolerance):

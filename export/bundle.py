@@ -6,9 +6,11 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
       manifest.json            schema_version, model, onnx I/O, preprocessing, versions, sha256 of every file
       model.onnx
       README.md                what the ONNX takes, the device check, Polygraphy and flavour commands
-      golden/inputs.npy        float32 (N, C, H, W) images in the ONNX's input form (normalised, or pixels
-                               with --normalize-in-graph)
+      golden/inputs.npy        float32 (N, C, H, W) in the ONNX's input form (normalised, or pixels with
+                               --normalize-in-graph): the reference photographs preprocessed by timm on the
+                               host, then any --calib images (noise only for models without 3 input channels)
       golden/outputs.npy       float32 (N, classes) ONNX Runtime FP32 logits for them
+      reference/images/*.png   the reference photographs (rows 0.. of the golden inputs), SOURCES.txt
       golden/polygraphy_*.json the same in Polygraphy's formats (``polygraphy run --load-inputs/--load-outputs``)
       labels.txt               class labels, one per line (line i = class i)
       <flavor>/                files for another runtime (``--flavor``: jetson-inference, deepstream, triton)
@@ -20,7 +22,6 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
 from __future__ import annotations
 
 import json
-import math
 import tarfile
 from datetime import datetime, timezone
 from importlib import metadata, resources
@@ -36,7 +37,7 @@ from snp_edge.engines.manifest import (
     hash_files,
     load_manifest,
     validate_manifest,
-    verify_files,
+    verify_bundle,
 )
 from snp_edge.engines.ort import ort_session, run_logits
 from snp_edge.engines.targets import TARGETS, get_target
@@ -46,6 +47,7 @@ from snp_edge.errors import SnpEdgeError, VerificationFailed
 from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
+from . import reference
 from .flavors import FlavorContext, check_flavors, writer
 from .labels import LABELS_FILE, default_labels, read_labels, write_labels
 from .normalize import InputForm
@@ -68,13 +70,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _preprocess(handle: ModelHandle) -> dict:
-    cfg = handle.data_config
-    crop = int(cfg["input_size"][-1])
-    return {"mean": [float(x) for x in cfg["mean"]], "std": [float(x) for x in cfg["std"]],
-            "resize": int(math.floor(crop / cfg["crop_pct"])), "crop": crop, "interpolation": cfg["interpolation"]}
-
-
 def _copy_device_code(dest: Path) -> None:
     """engines/ (without caches and scripts), its scripts, and the device Dockerfiles into the bundle; all of
     them are package data, so a non-editable install bundles too."""
@@ -91,6 +86,30 @@ def _copy_device_code(dest: Path) -> None:
         (dest / "docker" / name).write_bytes(source.read_bytes())
         if name.endswith(".sh"):
             (dest / "docker" / name).chmod(0o755 & ~current_umask())
+
+
+def _golden_inputs(handle: ModelHandle, images: torch.Tensor | None) -> tuple[torch.Tensor, list[str]]:
+    """(golden inputs as the model takes them, bundle paths of the photographs behind their first rows): the
+    reference photographs (RGB models), then ``images``; 8 seeded normal images only when there is neither."""
+    rows, names = [], []
+    if handle.in_chans == 3:
+        rows.append(reference.reference_inputs(handle))
+        names = [f"{reference.BUNDLE_DIR}/images/{n}" for n in reference.REFERENCE_IMAGES]
+    if images is not None:
+        rows.append(images.float())
+    if not rows:
+        size = (handle.in_chans, handle.img_size, handle.img_size)
+        rows.append(torch.randn(8, *size, generator=torch.Generator().manual_seed(0)))
+    return torch.cat(rows), names
+
+
+def _write_reference(tmp: Path, names: list[str]) -> None:
+    if not names:
+        return
+    (tmp / reference.BUNDLE_DIR / "images").mkdir(parents=True)
+    for name in reference.REFERENCE_IMAGES:
+        (tmp / reference.BUNDLE_DIR / "images" / name).write_bytes(reference.image_bytes(name))
+    (tmp / reference.BUNDLE_DIR / reference.SOURCES_FILE).write_bytes(reference.image_bytes(reference.SOURCES_FILE))
 
 
 def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult, labels: str,
@@ -114,7 +133,7 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
         "onnx": {"file": "model.onnx", "opset": export.opset, "input": inp,
                  "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": export.fp16_safe,
                  "fp32_nodes": export.fp32_nodes},
-        "preprocess": _preprocess(handle),
+        "preprocess": reference.preprocess_spec(handle),
         "num_classes": handle.num_classes,
         "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy", **extra.pop("golden", {})},
         "labels": LABELS_FILE,
@@ -138,8 +157,9 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
                 flavors: tuple[str, ...] | list[str] = (), photos: list | None = None) -> Path:
     """Assemble a verified bundle for ``target`` in ``out`` (a folder, or ``out`` + .tar.gz with ``archive``).
 
-    ``images`` (as the model takes them, normalised) become the golden inputs in the ONNX's input form
-    (default: 8 seeded normal images of the model's input size).
+    Golden inputs, in the ONNX's input form: the reference photographs preprocessed on the host (RGB models),
+    then ``images`` (as the model takes them, normalised, e.g. calibration images); 8 seeded normal images
+    only when there is neither.
     ``fp16_safe``: FP16 builds of this bundle pin LayerNorm and softmax layers to FP32 by default.
     ``labels``: a file of class labels, one per line (default: ImageNet names for ImageNet models, else numbered).
     ``input_form``: what model.onnx takes (default: normalised input; ``InputForm.raw(...)`` folds it in).
@@ -153,23 +173,29 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     final = Path(output.shown)
     with output, scratch_dir(final) as scratch:
         tmp = Path(scratch if archive else output.stage())
-        if images is None:
-            size = (handle.in_chans, handle.img_size, handle.img_size)
-            images = torch.randn(8, *size, generator=torch.Generator().manual_seed(0))
+        reference.preprocess_spec(handle)  # refuses, before any work, preprocessing the device cannot do
+        images, image_names = _golden_inputs(handle, images)
         export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
                              fp16_safe=fp16_safe, images=images, target=target, input_form=input_form)
         (tmp / "golden").mkdir()
         inputs = export.input_form.encode(images, handle.data_config["mean"], handle.data_config["std"])
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
+        if not np.isfinite(outputs).all():
+            raise SnpEdgeError("the ONNX model gives NaN or Inf logits on the golden inputs: refusing to bundle")
         np.save(tmp / "golden" / "inputs.npy", inputs)
         if not np.isfinite(outputs).all():
             raise VerificationFailed("the golden outputs hold NaN or infinite logits; no bundle written")
         np.save(tmp / "golden" / "outputs.npy", outputs)
         poly_in, poly_out = write_polygraphy_golden(tmp, inputs, outputs)
         write_labels(names, tmp)
+        _write_reference(tmp, image_names)
         ctx = FlavorContext(handle, spec, tmp, export, images, names, fp16_safe, list(photos or []))
         results = {f.name: writer(f)(ctx) for f in chosen}
-        extra = {"golden": {"polygraphy_inputs": poly_in, "polygraphy_outputs": poly_out}, "readme": README_FILE}
+        golden = {"polygraphy_inputs": poly_in, "polygraphy_outputs": poly_out,
+                  "top_k": reference.top_k(handle, images)}
+        if image_names:
+            golden["images"] = image_names
+        extra = {"golden": golden, "readme": README_FILE}
         if results:
             extra["flavors"] = {name: r.manifest for name, r in results.items()}
         draft = make_manifest(handle, target, tmp, export, labels_source, extra)
@@ -192,8 +218,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
 def check_bundle(folder: str | Path) -> dict:
     """Validate a bundle folder's manifest and every file's sha256; returns the manifest."""
     try:
-        manifest = load_manifest(str(folder))
-        verify_files(str(folder), manifest)
+        manifest = verify_bundle(str(folder), load_manifest(str(folder)))
     except ManifestError as exc:
         raise SnpEdgeError(str(exc)) from None
     return manifest

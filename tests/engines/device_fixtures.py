@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from snp_edge.engines.manifest import MANIFEST_NAME, SCHEMA_VERSION, hash_files
+from snp_edge.engines.preprocess import default_spec
 
 REPO = Path(__file__).resolve().parents[2]
 C, HW, HIDDEN, CLASSES = 3, 4, 16, 10
@@ -61,8 +62,7 @@ def manifest_dict(target="jetson-nano", files=None):
         "onnx": {"file": "model.onnx", "opset": 13,
                  "input": {"name": "input", "shape": [-1, C, HW, HW], "layout": "NCHW", "dtype": "float32"},
                  "output": {"name": "logits", "shape": [-1, CLASSES]}, "fp16_safe": False},
-        "preprocess": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": HW, "crop": HW,
-                       "interpolation": "bicubic"},
+        "preprocess": default_spec([0.485, 0.456, 0.406], [0.229, 0.224, 0.225], HW, HW, "bicubic"),
         "num_classes": CLASSES,
         "golden": {"inputs": "golden/inputs.npy", "outputs": "golden/outputs.npy"},
         "versions": {"torch": "2.14.1", "timm": "1.0.9", "onnx": "1.16", "onnxruntime": "1.18",
@@ -71,23 +71,48 @@ def manifest_dict(target="jetson-nano", files=None):
     }
 
 
-def make_bundle(root, target="jetson-nano", with_code=False):
+def top_k_of(logits, k=5):
+    """``golden.top_k`` for (N, classes) logits (float64 softmax)."""
+    x = logits.astype(np.float64)
+    probs = np.exp(x - x.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    ids = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return {"k": k, "class_ids": ids.tolist(), "probs": np.take_along_axis(probs, ids, 1).tolist(),
+            "source": "test fixture: softmax of the ONNX Runtime logits"}
+
+
+def make_bundle(root, target="jetson-nano", with_code=False, with_images=False):
     """Write a complete bundle under ``root``; returns its path. ``with_code`` copies engines/ and scripts/
-    the way ``snp-edge bundle`` does."""
+    the way ``snp-edge bundle`` does; ``with_images`` puts two reference photographs first in the golden
+    inputs (preprocessed by the device code itself: for CLI tests, not for checking preprocessing)."""
     import onnxruntime as ort
+    from snp_edge.engines.preprocess import load_image, preprocess
 
     root = Path(root)
     (root / "golden").mkdir(parents=True)
     model = tiny_onnx_bytes()
     (root / "model.onnx").write_bytes(model)
     inputs = np.random.default_rng(1).standard_normal((8, C, HW, HW)).astype(np.float32)
+    names = []
+    if with_images:
+        (root / "reference" / "images").mkdir(parents=True)
+        for name in ("chelsea.png", "coffee.png"):
+            shutil.copy(REPO / "export" / "reference" / name, root / "reference" / "images" / name)
+            names.append(f"reference/images/{name}")
+        spec = manifest_dict()["preprocess"]
+        inputs[:2] = preprocess([load_image(str(root / n)) for n in names], spec)
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     outputs = session.run(["logits"], {"input": inputs})[0].astype(np.float32)
     np.save(root / "golden" / "inputs.npy", inputs)
     np.save(root / "golden" / "outputs.npy", outputs)
+    (root / "labels.txt").write_text("".join(f"label {i}\n" for i in range(CLASSES)))
     if with_code:
         shutil.copytree(REPO / "engines", root / "engines", ignore=shutil.ignore_patterns("__pycache__", "scripts"))
         shutil.copytree(REPO / "engines" / "scripts", root / "scripts")
     manifest = manifest_dict(target, hash_files(str(root)))
+    manifest["golden"]["top_k"] = top_k_of(outputs)
+    manifest["labels"], manifest["labels_source"] = "labels.txt", "test fixture"
+    if names:
+        manifest["golden"]["images"] = names
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return root

@@ -46,27 +46,34 @@ def test_old_json_path_spelling_still_writes_the_file(bundle, tmp_path):
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="checks the message shown where TensorRT is missing")
-def test_build_without_tensorrt_is_one_line_and_leaves_nothing(bundle, tmp_path):
+@pytest.mark.parametrize("builder,message", [("tensorrt", "error: the TensorRT Python bindings do not import"),
+                                             ("trtexec", "error: trtexec not found")])
+def test_build_without_tensorrt_is_one_line_and_leaves_nothing(bundle, tmp_path, builder, message, monkeypatch):
+    monkeypatch.delenv("TRTEXEC", raising=False)
     before = sorted(p.name for p in bundle.rglob("*"))
-    res = run(["build", bundle, "--json-file", tmp_path / "b.json"])
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: the TensorRT Python bindings do not import")
+    res = run(["build", bundle, "--builder", builder, "--json-file", tmp_path / "b.json"])
+    assert res.returncode == 3  # a missing prerequisite, not bad input
+    assert res.stderr.startswith(message)
     assert res.stderr.count("\n") == 1 and res.stdout == ""
     assert sorted(p.name for p in bundle.rglob("*")) == before and not (tmp_path / "b.json").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["build", "/no/such/bundle"], "error: bundle folder not found: /no/such/bundle"),
-    (["verify", "{tmp}"], "error: no manifest.json in {tmp}: not a bundle"),
-    (["bench", "{bundle}", "--min-batch", "4", "--opt-batch", "2"], "error: batch profile must satisfy"),
-    (["trtexec-cmd", "{bundle}", "--trt-version", "7.1"], "error: TensorRT 7.1 is too old"),
-    (["bench", "{bundle}", "--trtexec", "--trt-version", "8.2.1"], "error: trtexec not found"),
+@pytest.mark.parametrize("args,message,status", [
+    (["build", "/no/such/bundle"], "error: bundle folder not found: /no/such/bundle", 2),
+    (["verify", "{tmp}"], "error: no manifest.json in {tmp}: not a bundle", 2),
+    (["bench", "{bundle}", "--min-batch", "4", "--opt-batch", "2"], "error: batch profile must satisfy", 2),
+    (["trtexec-cmd", "{bundle}", "--trt-version", "7.1"], "error: TensorRT 7.1 is too old", 2),
+    (["bench", "{bundle}", "--trtexec", "--trt-version", "8.2.1"], "error: trtexec not found", 3),
+    (["classify", "{bundle}", "{tmp}/none.png", "--backend", "onnxruntime"], "error: cannot read image", 2),
+    (["verify", "{bundle}", "--backend", "tensorrt"], "error: the TensorRT Python bindings do not import", 3),
 ])
-def test_bad_input_gives_one_line_error(bundle, tmp_path, args, message, monkeypatch):
+def test_bad_input_gives_one_line_error(bundle, tmp_path, args, message, status, monkeypatch):
     monkeypatch.delenv("TRTEXEC", raising=False)
+    if _has_tensorrt() and status == 3:
+        pytest.skip("checks the message shown where TensorRT is missing")
     args = [a.format(tmp=tmp_path, bundle=bundle) for a in args]
     res = run(args)
-    assert res.returncode == 2
+    assert res.returncode == status
     assert res.stderr.startswith(message.format(tmp=tmp_path)), res.stderr
     assert res.stderr.count("\n") == 1
 
@@ -87,8 +94,11 @@ def test_trtexec_cmd_jetson_8_2(bundle, tmp_path):
     argv = json.loads(out.read_text())["argv"]
     assert "--explicitBatch" in argv and "--workspace=1024" in argv and "--fp16" in argv
     assert "--maxShapes=input:8x3x4x4" in argv
-    assert f"--saveEngine={bundle}/trt-cache/trtexec_fp16_b1-1-8.engine" in argv
-    assert f"--timingCacheFile={bundle}/trt-cache/timing_trtexec_trt8.2.1.8.cache" in argv
+    # the engine gets the Python builder's cache key (no GPU here: "unknown-gpu" stands in)
+    sha = json.loads((bundle / "manifest.json").read_text())["files"]["model.onnx"][:8]
+    engine = [a for a in argv if a.startswith("--saveEngine=")][0]
+    assert engine.startswith(f"--saveEngine={bundle}/trt-cache/{sha}_unknown-gpu_trt8.2.1_fp16_b1-1-8_")
+    assert f"--timingCacheFile={bundle}/trt-cache/timing_unknown-gpu_trt8.2.1.cache" in argv
 
 
 def test_trtexec_cmd_3090_10_x_bench(bundle):
@@ -96,8 +106,8 @@ def test_trtexec_cmd_3090_10_x_bench(bundle):
                "--batch", "64", "--runs", "500", "--warmup-ms", "2000", "--export-times", "t.json"])
     assert res.returncode == 0, res.stderr
     line = res.stdout.strip()
-    assert f"--loadEngine={bundle}/trt-cache/trtexec_fp16_b1-64-128.engine" in line
-    assert "--shapes=input:64x3x4x4 --warmUp=2000 --iterations=500 --duration=0" in line
+    assert f"--loadEngine={bundle}/trt-cache/" in line and "_unknown-gpu_trt10.8.0_fp16_b1-64-128_" in line
+    assert "--shapes=input:64x3x4x4 --warmUp=2000 --iterations=500 --duration=0 --noDataTransfers" in line
     assert "--percentile=90,95,99 --exportTimes=t.json" in line
 
 

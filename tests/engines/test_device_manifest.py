@@ -13,7 +13,8 @@ from tests.engines.device_fixtures import manifest_dict
 def test_valid_bundle_loads_and_verifies(bundle):
     manifest = load_manifest(str(bundle))
     assert manifest["target"] == "jetson-nano"
-    assert verify_files(str(bundle), manifest) == ["golden/inputs.npy", "golden/outputs.npy", "model.onnx"]
+    assert verify_files(str(bundle), manifest) == ["golden/inputs.npy", "golden/outputs.npy", "labels.txt",
+                                                   "model.onnx"]
 
 
 def test_sha256_matches_hashlib(tmp_path):
@@ -30,7 +31,7 @@ def test_hash_files_skips_manifest_and_pycache(bundle):
     (bundle / "engines" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (bundle / "engines" / "a.py").write_text("x = 1\n")
     assert sorted(hash_files(str(bundle))) == ["engines/a.py", "golden/inputs.npy", "golden/outputs.npy",
-                                               "model.onnx"]
+                                               "labels.txt", "model.onnx"]
 
 
 def _valid():
@@ -49,7 +50,7 @@ def _set(m, dotted, value):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("schema_version", 2, "field schema_version"),
+    ("schema_version", 3, "field schema_version: this engines package reads versions 1 and 2"),
     ("target", "jetson-orin", "field target: expected one of jetson-nano, rtx3090"),
     ("created", "31/01/2025", "field created"),
     ("model.pruned", "yes", "field model.pruned: expected true or false"),

@@ -9,7 +9,9 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from snp_edge.export.bundle import check_bundle, make_bundle
+from snp_edge.export.reference import REFERENCE_IMAGES, reference_inputs
 
 from snp_edge import prune
 from snp_edge.cli import main
@@ -37,7 +39,17 @@ def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
                    "docker/Dockerfile.jetson", "docker/Dockerfile.trt-x86"):
         assert needed in listed, needed
     inputs, outputs = np.load(out / "golden/inputs.npy"), np.load(out / "golden/outputs.npy")
-    assert inputs.shape == (8, 3, 64, 64) and outputs.shape == (8, 1000) and outputs.dtype == np.float32
+    # golden inputs: the 4 reference photographs through timm's eval transform, not noise
+    assert inputs.shape == (4, 3, 64, 64) and outputs.shape == (4, 1000) and outputs.dtype == np.float32
+    assert manifest["golden"]["images"] == [f"reference/images/{n}" for n in REFERENCE_IMAGES]
+    expected = reference_inputs(pruned_tiny).numpy()
+    assert np.array_equal(inputs, expected)
+    with torch.no_grad():
+        probs = torch.softmax(pruned_tiny.model.eval()(torch.from_numpy(inputs)).double(), 1)
+    top = manifest["golden"]["top_k"]
+    assert top["k"] == 5 and top["class_ids"] == torch.topk(probs, 5).indices.tolist()
+    assert np.allclose(top["probs"], torch.topk(probs, 5).values.numpy(), atol=1e-8)
+    assert manifest["schema_version"] == 2 and manifest["preprocess"]["resize_mode"] == "shorter_side"
 
 
 def test_archive_unpacks_and_verifies_without_the_repository(pruned_tiny, tmp_path):

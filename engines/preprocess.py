@@ -1,0 +1,276 @@
+"""Image preprocessing on the device, step for step what timm's eval transform does on the host.
+
+The manifest's ``preprocess`` block spells every step out (schema 2; a schema-1 bundle gets the values its
+host always used, see :func:`spec_from_manifest`)::
+
+    color                "RGB": channel order of the model input
+    resize_mode          "shorter_side": the shorter side becomes ``resize`` px, the longer side
+                         floor(resize * long / short) px (torchvision ``Resize(int)``);
+                         "squash": both sides become ``resize`` px (timm crop_mode "squash")
+    resize               int px
+    interpolation        PIL filter: "bicubic" | "bilinear" | "nearest" | "lanczos" | "box" | "hamming"
+    antialias            true: PIL's resize, whose filter widens with the downscale factor (what
+                         torchvision does for PIL images; tensors resized without antialias differ)
+    long_side_rounding   "floor"
+    crop_mode            "center"
+    crop                 int px, square crop = the input's H and W
+    crop_offset_rounding "half-even": top = round((H - crop) / 2) with Python's round (ties to even),
+                         likewise left (torchvision ``CenterCrop``); a side smaller than the crop is
+                         zero-padded first, (crop - side) // 2 before and the rest after
+    divide_by            255.0: float32(pixel) / divide_by (``ToTensor``)
+    mean, std            per channel, float32: (x - mean) / std (``Normalize``)
+    reference            free text naming the host pipeline the golden tensors came from
+
+Frames are numpy uint8 arrays, HWC (H, W, 3) RGB or BGR (``color="bgr"``, what OpenCV gives), (H, W)
+grey or (H, W, 4) RGBA (alpha dropped, as PIL's ``convert("RGB")``), any size; or a batch (N, H, W, C)
+or a list of frames of different sizes. The output is float32 NCHW. Needs numpy and Pillow (the resize is
+PIL's own, the same code as on the host).
+"""
+
+from .errors import EnginesError, MissingPrerequisite, UserError, first_line
+
+SPEC_VERSION = 2
+INTERPOLATIONS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}  # PIL ids
+RESIZE_MODES = ("shorter_side", "squash")
+CROP_MODES = ("center",)
+COLORS = ("rgb", "bgr")
+REFERENCE_TEXT = ("timm.data.create_transform(is_training=False) on a PIL RGB image: torchvision Resize "
+                  "(PIL, antialiased), CenterCrop, ToTensor, Normalize")
+# Limit on decoded image size: PIL's own decompression-bomb limit, refused rather than warned about
+MAX_IMAGE_PIXELS = 89478485
+
+
+def default_spec(mean, std, resize, crop, interpolation):
+    """A complete schema-2 spec from the five values a schema-1 manifest (and timm's data config) holds."""
+    return {"color": "RGB", "resize_mode": "shorter_side", "resize": resize, "interpolation": interpolation,
+            "antialias": True, "long_side_rounding": "floor", "crop_mode": "center", "crop": crop,
+            "crop_offset_rounding": "half-even", "divide_by": 255.0, "mean": list(mean), "std": list(std),
+            "reference": REFERENCE_TEXT}
+
+
+def _bad(field, expected, value):
+    from .errors import ManifestError
+
+    shown = repr(value)
+    raise ManifestError("manifest.json: field preprocess.{}: expected {}, got {}".format(
+        field, expected, shown if len(shown) <= 60 else shown[:57] + "..."))
+
+
+def _number_list(pre, key, positive):
+    import math
+
+    value = pre.get(key)
+    ok = isinstance(value, list) and len(value) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or (positive and min(value) <= 0):
+        _bad(key, "a list of 3 finite {}numbers".format("positive " if positive else ""), value)
+
+
+def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
+    """Check a manifest's ``preprocess`` block; schema 1 holds only mean, std, resize, crop, interpolation."""
+    import math
+
+    def choice(key, choices):
+        if pre.get(key) not in choices:
+            _bad(key, "one of " + ", ".join(str(c) for c in choices), pre.get(key))
+
+    def positive_int(key):
+        value = pre.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
+            _bad(key, "an integer in [1, 65536]", value)
+
+    _number_list(pre, "mean", positive=False)
+    _number_list(pre, "std", positive=True)
+    positive_int("resize")
+    positive_int("crop")
+    if list(input_hw) != [pre["crop"], pre["crop"]]:
+        _bad("crop", "the input's H and W {}".format(list(input_hw)), pre["crop"])
+    if schema_version < 2:
+        if not isinstance(pre.get("interpolation"), str):
+            _bad("interpolation", "a string", pre.get("interpolation"))
+        return pre
+    choice("interpolation", sorted(INTERPOLATIONS))
+    choice("color", ("RGB",))
+    choice("resize_mode", RESIZE_MODES)
+    choice("antialias", (True,))
+    choice("long_side_rounding", ("floor",))
+    choice("crop_mode", CROP_MODES)
+    choice("crop_offset_rounding", ("half-even",))
+    divide_by = pre.get("divide_by")
+    if isinstance(divide_by, bool) or not isinstance(divide_by, (int, float)) or not math.isfinite(divide_by) \
+            or divide_by <= 0:
+        _bad("divide_by", "a finite number > 0", divide_by)
+    if not isinstance(pre.get("reference"), str):
+        _bad("reference", "a string", pre.get("reference"))
+    return pre
+
+
+def spec_from_manifest(manifest):
+    """The complete preprocessing spec of a validated manifest (schema 1: the values its host always used)."""
+    pre = manifest["preprocess"]
+    if manifest["schema_version"] >= 2:
+        return dict(pre)
+    if pre["interpolation"] not in INTERPOLATIONS:
+        raise EnginesError("manifest.json: preprocess.interpolation {!r} is not a PIL filter".format(
+            pre["interpolation"]))
+    return default_spec(pre["mean"], pre["std"], pre["resize"], pre["crop"], pre["interpolation"])
+
+
+# ---- geometry (pure Python: the rounding rules, tested against torchvision) ------------------------------------
+
+def resized_size(width, height, spec):
+    """(width, height) after the resize step."""
+    size = spec["resize"]
+    if spec["resize_mode"] == "squash":
+        return size, size
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def crop_box(width, height, crop):
+    """``(left, top, right, bottom)`` of the centre crop in an image of ``width`` x ``height`` px, after
+    zero-padding a side smaller than ``crop`` (negative left/top = padding)."""
+    pad_w = max(crop - width, 0)
+    pad_h = max(crop - height, 0)
+    width += pad_w
+    height += pad_h
+    top = int(round((height - crop) / 2.0)) - pad_h // 2
+    left = int(round((width - crop) / 2.0)) - pad_w // 2
+    return left, top, left + crop, top + crop
+
+
+# ---- pixels ---------------------------------------------------------------------------------------------------
+
+def import_pil():
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise MissingPrerequisite("Pillow does not import ({}): preprocessing needs it (python3 -m pip install "
+                                  "--user Pillow, or apt-get install python3-pil)".format(first_line(exc))) from None
+    return Image
+
+
+def as_rgb(frame, color="rgb"):
+    """A frame as a contiguous (H, W, 3) uint8 RGB array (see the module docstring for what is accepted)."""
+    import numpy as np
+
+    if color not in COLORS:
+        raise UserError("color must be 'rgb' or 'bgr', got {!r}".format(color))
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        raise UserError("frames must be uint8 (0..255), got {}".format(frame.dtype))
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] not in (3, 4) or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise UserError("a frame must be (H, W, 3) RGB/BGR, (H, W, 4) RGBA or (H, W) grey, got shape {}".format(
+            frame.shape))
+    if frame.shape[0] * frame.shape[1] > MAX_IMAGE_PIXELS:
+        raise UserError("a frame of {}x{} px is larger than {} px".format(frame.shape[1], frame.shape[0],
+                                                                      MAX_IMAGE_PIXELS))
+    frame = frame[:, :, :3]
+    if color == "bgr":
+        frame = frame[:, :, ::-1]
+    return np.ascontiguousarray(frame)
+
+
+def preprocess_frame(frame, spec, color="rgb"):
+    """One frame -> the model input (3, crop, crop) float32, exactly as the spec says."""
+    import numpy as np
+
+    Image = import_pil()
+    rgb = as_rgb(frame, color)
+    height, width = rgb.shape[:2]
+    img = Image.fromarray(rgb, "RGB")
+    new_w, new_h = resized_size(width, height, spec)
+    if (new_w, new_h) != (width, height):
+        img = img.resize((new_w, new_h), INTERPOLATIONS[spec["interpolation"]])
+    # PIL's crop pads with zeros outside the image, as torchvision's pad-then-crop does
+    img = img.crop(crop_box(new_w, new_h, spec["crop"]))
+    x = np.asarray(img, dtype=np.uint8).astype(np.float32) / np.float32(spec["divide_by"])
+    mean = np.asarray(spec["mean"], dtype=np.float32)
+    std = np.asarray(spec["std"], dtype=np.float32)
+    return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1))
+
+
+def frames_list(frames):
+    """``frames`` as a list of frames: a list/tuple of frames, a (N, H, W, C) batch, or one frame."""
+    import numpy as np
+
+    if isinstance(frames, (list, tuple)):
+        return list(frames)
+    arr = np.asarray(frames)
+    if arr.ndim == 4:
+        return list(arr)
+    return [arr]
+
+
+def preprocess(frames, spec, color="rgb"):
+    """Frames (see :func:`frames_list`) -> (N, 3, crop, crop) float32."""
+    import numpy as np
+
+    items = frames_list(frames)
+    if not items:
+        raise UserError("no frames given")
+    return np.stack([preprocess_frame(f, spec, color) for f in items])
+
+
+def load_image(path):
+    """An image file as a (H, W, 3) uint8 RGB array: decoded by PIL and converted to RGB, as timm's loader
+    does (no EXIF rotation). One-line :class:`UserError` for a missing, corrupt or oversized file."""
+    import warnings
+
+    import numpy as np
+
+    Image = import_pil()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+                    raise UserError("{}: {}x{} px is larger than {} px (decompression bomb?)".format(
+                        path, img.size[0], img.size[1], MAX_IMAGE_PIXELS))
+                return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except UserError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise UserError("cannot read image {}: {}".format(path, first_line(exc))) from None
+
+
+# ---- the preprocessing gate -------------------------------------------------------------------------------------
+
+def preprocessing_tolerance(spec, levels=1.0):
+    """Max abs difference allowed between two implementations of the spec, in normalised units: ``levels``
+    uint8 steps after the resize (PIL versions may round one step apart), i.e. levels / divide_by / min(std).
+    Other resize filters or rounding rules differ by far more (bilinear instead of antialiased bicubic: about
+    6 steps; no antialias: tens; stretching instead of cropping: hundreds)."""
+    return levels / float(spec["divide_by"]) / min(spec["std"])
+
+
+def compare_preprocessing(actual, expected, spec, names=None):
+    """Compare this device's preprocessed images (N, 3, H, W) with the reference tensors; returns
+    ``{n, max_abs_err, mean_abs_err, atol, finite, passed, failures, per_image: [{image, max_abs_err}]}``."""
+    import numpy as np
+
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise EnginesError("preprocessed images {} do not match the reference tensors {}".format(
+            actual.shape, expected.shape))
+    names = names or ["#{}".format(i) for i in range(len(actual))]
+    finite = bool(np.isfinite(expected).all() and np.isfinite(actual).all())
+    diff = np.abs(actual - expected) if finite else None
+    atol = preprocessing_tolerance(spec)
+    per_image = [{"image": names[i], "max_abs_err": float(diff[i].max()) if finite else float("inf")}
+                 for i in range(len(actual))]
+    failures = []
+    if not finite:
+        failures.append("reference tensors or preprocessed images contain NaN or Inf")
+    else:
+        bad = [p for p in per_image if p["max_abs_err"] > atol]
+        if bad:
+            failures.append("preprocessing differs from the reference: {} (limit {:.3g}, one uint8 step)".format(
+                ", ".join("{} max abs err {:.3g}".format(p["image"], p["max_abs_err"]) for p in bad[:4]), atol))
+    return {"n": int(len(actual)), "max_abs_err": max(p["max_abs_err"] for p in per_image) if per_image else 0.0,
+            "mean_abs_err": float(diff.mean()) if finite and diff.size else None, "atol": atol, "finite": finite,
+            "per_image": per_image, "failures": failures, "passed": not failures}
