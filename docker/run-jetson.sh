@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
-# Build, verify or bench a bundle in the Jetson image (JetPack 4.6), run on the Jetson itself:
-#   docker/run-jetson.sh BUNDLE_DIR build|verify|bench [--max-perf] [flags for scripts/<stage>.sh]
-# Power mode is a host setting: this script reports it, sets MAXN + jetson_clocks only with --max-perf, and
-# passes `nvpmodel -q` into the container (SNP_EDGE_NVPMODEL) so bench JSON records it.
+# Build, verify, bench or deploy a bundle in the Jetson image (JetPack 4.6), run on the Jetson itself:
+#   docker/run-jetson.sh BUNDLE_DIR build|verify|bench|deploy [--max-perf] [flags for scripts/<stage>.sh]
+# The container runs as you (--user, plus the video group that owns the GPU device nodes), so everything it
+# writes into the bundle (engines, sidecars, JSON) is yours, 0644/0755 by your umask.
+# Power mode is a host setting: with --max-perf the host's python3 runs the bundle's power session around
+# `docker run` (sudo -n nvpmodel -m 0 + jetson_clocks, both restored when the container exits, also on
+# failure or SIGTERM); `nvpmodel -q` goes into the container (SNP_EDGE_NVPMODEL) so bench JSON records it.
+# Exit status: the stage's (0 ok, 1 verify failed, 2 bad input, 3 missing prerequisite, 4 power mode/sudo).
 set -euo pipefail
-usage() { echo "usage: $0 BUNDLE_DIR build|verify|bench [--max-perf] [flags]" >&2; exit 2; }
+usage() { echo "usage: $0 BUNDLE_DIR build|verify|bench|deploy [--max-perf] [flags]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 bundle="$(cd "$1" && pwd)" || usage
 stage="$2"
 shift 2
-case "$stage" in build|verify|bench) ;; *) usage ;; esac
+case "$stage" in build|verify|bench|deploy) ;; *) usage ;; esac
 [ -f "$bundle/manifest.json" ] || { echo "error: $bundle has no manifest.json: not a bundle" >&2; exit 2; }
+power=()
 args=()
 for arg in "$@"; do
-    if [ "$arg" = "--max-perf" ]; then
-        echo "setting MAXN (sudo nvpmodel -m 0) and max clocks (sudo jetson_clocks)" >&2
-        sudo nvpmodel -m 0
-        sudo jetson_clocks
-    else
-        args+=("$arg")
-    fi
+    if [ "$arg" = "--max-perf" ]; then power=(--max-perf); else args+=("$arg"); fi
 done
 nvp="$(nvpmodel -q 2>/dev/null || true)"
-echo "host power mode: $(cd "$bundle" && python3 -m engines power-mode 2>/dev/null)" >&2
 IMAGE="${SNP_EDGE_JETSON_IMAGE:-snp-edge-jetson:r32.7.1}"
-exec docker run --rm --runtime nvidia -e SNP_EDGE_NVPMODEL="$nvp" \
-    -v "$bundle":/bundle -w /bundle "$IMAGE" bash scripts/"$stage".sh --no-prompt ${args[@]+"${args[@]}"}
+groups=()
+video_gid="$(getent group video 2>/dev/null | cut -d: -f3 || true)"
+[ -n "$video_gid" ] && groups=(--group-add "$video_gid")
+run=(docker run --rm --runtime nvidia --user "$(id -u):$(id -g)" ${groups[@]+"${groups[@]}"} -e HOME=/tmp
+     -e SNP_EDGE_NVPMODEL="$nvp" -v "$bundle":/bundle -w /bundle "$IMAGE"
+     bash scripts/"$stage".sh --no-prompt ${args[@]+"${args[@]}"})
+if [ ${#power[@]} -gt 0 ]; then
+    exec python3 -I "$bundle/engines/__main__.py" power-mode "$bundle" --max-perf --no-prompt -- "${run[@]}"
+fi
+echo "host power mode: $(python3 -I "$bundle/engines/__main__.py" power-mode "$bundle" 2>/dev/null)" >&2
+exec "${run[@]}"

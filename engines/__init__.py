@@ -23,6 +23,16 @@ Where things are (one concept per module)::
 
 TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module
 imports (and the pure logic is tested) on a machine without them.
+
+Imported from a bundle (as the top-level package ``engines``), the bundle root leaves ``sys.path`` before
+anything else is imported: nothing beside this package (a ``numpy.py``, a ``json.py``) can shadow a module.
 """
 
-from .classify import Classifier  # noqa: F401  (the application API: `from engines import Classifier`)
+import os as _os
+import sys as _sys
+
+if __name__ == "engines":
+    _ROOT = _os.path.realpath(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+    _sys.path[:] = [p for p in _sys.path if _os.path.realpath(p or _os.curdir) != _ROOT]
+
+from .classify import Classifier  # noqa: E402, F401  (the application API: `from engines import Classifier`)

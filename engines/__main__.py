@@ -1,11 +1,12 @@
 """``python3 -m engines ...`` and the isolated launcher ``python3 -I BUNDLE/engines/__main__.py ...``.
 
 Python puts the current folder on ``sys.path`` for ``-m``, so a ``numpy.py`` dropped in a bundle root would
-shadow numpy: before any command runs, the folder holding this package and the current folder leave
-``sys.path`` (the package itself is already imported, and imports its modules relatively). The bundle's
-scripts use the launcher form: with ``-I`` Python adds no folder at all, so nothing in the bundle is
-importable before this file has checked it; the user's site-packages and PYTHONPATH (which ``-I`` drops) are
-put back, minus the bundle and the current folder.
+shadow numpy: the package's ``__init__`` takes the bundle root off ``sys.path`` before it imports anything
+(the package imports its own modules relatively). But for ``-m`` Python imports ``runpy`` (and ``pkgutil``)
+from the current folder before any of this code runs, so the bundle's scripts use the launcher form: with
+``-I`` Python adds no folder at all and runs this file directly, so nothing in the bundle is importable
+before the package has checked it; the user's site-packages and PYTHONPATH (which ``-I`` drops) are put
+back, minus the bundle root.
 """
 
 import os
@@ -17,7 +18,7 @@ def _outside(entries, banned):
 
 
 def _isolate(package_dir, launcher):
-    banned = {os.path.realpath(os.path.dirname(package_dir)), os.path.realpath(os.curdir)}
+    banned = {os.path.realpath(os.path.dirname(package_dir))}
     sys.path[:] = _outside(sys.path, banned)
     if launcher:
         import site

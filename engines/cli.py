@@ -101,6 +101,7 @@ def build_parser():
     p.add_argument("--builder", choices=("auto", "tensorrt", "trtexec"), default="auto",
                    help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
+    _power_flags(p)
 
     p = command("verify", "check preprocessing, logits and top-k on the bundle's golden data")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -112,6 +113,7 @@ def build_parser():
     p.add_argument("--skip-preprocessing", action="store_true",
                    help="do not check this device's preprocessing of the reference photographs")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
+    _power_flags(p)
 
     p = command("bench", "time the model: latency statistics per batch size")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -160,8 +162,12 @@ def build_parser():
     p.add_argument("--warmup-ms", type=NONNEGATIVE_FLOAT, default=1000.0, help="warm-up time, ms (bench)")
     p.add_argument("--export-times", metavar="PATH", help="--exportTimes file (bench)")
 
-    p = command("power-mode", "print the Jetson power mode (nvpmodel -q or $SNP_EDGE_NVPMODEL), or nothing")
+    p = command("power-mode", "print the Jetson power mode (nvpmodel -q or $SNP_EDGE_NVPMODEL), or run a "
+                              "command in MAXN and restore the mode after it")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?", help="ignored; accepted for symmetry")
+    p.add_argument("run", metavar="-- CMD", nargs=argparse.REMAINDER,
+                   help="a command to run in the power session (docker/run-jetson.sh wraps docker run)")
+    _power_flags(p)
     return parser
 
 
@@ -252,20 +258,23 @@ def _now():
 # ---- subcommands ---------------------------------------------------------------------------------------------
 
 def cmd_build(args):
+    from .power import power_session
+
     manifest = _bundle(args)
     options = _options(args, manifest)
     builder = args.builder
     if builder == "auto":
         builder = "tensorrt" if envinfo.tensorrt_version() is not None else "trtexec"
-    if builder == "trtexec":
-        from .trtexec import build_with_trtexec
+    with power_session(args.max_perf, not args.no_prompt):
+        if builder == "trtexec":
+            from .trtexec import build_with_trtexec
 
-        result = build_with_trtexec(args.bundle, manifest, options, args.trt_version, args.force, args.verbose)
-    else:
-        from .build import build_bundle
+            result = build_with_trtexec(args.bundle, manifest, options, args.trt_version, args.force, args.verbose)
+        else:
+            from .build import build_bundle
 
-        result = build_bundle(args.bundle, manifest, options.profile, args.precision, args.fp32_norms,
-                              args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose)
+            result = build_bundle(args.bundle, manifest, options.profile, args.precision, args.fp32_norms,
+                                  args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose)
     sc, profile = result.sidecar, options.profile
     lines = ["{} {}".format("reused" if result.reused else "built", result.engine_path),
              "  TensorRT {} on {} (sm {}), {}, batch {}/{}/{}, build {:.1f} s, {}".format(
@@ -277,6 +286,7 @@ def cmd_build(args):
 
 
 def cmd_verify(args):
+    from .power import power_session
     from .verify import tolerance_for, verify_bundle_outputs
 
     manifest = _bundle(args)
@@ -285,7 +295,8 @@ def cmd_verify(args):
     try:
         info = backend.describe()
         tolerance = tolerance_for(info.get("precision", "fp32"), args.atol_frac, args.min_top1, args.prob_atol)
-        result = verify_bundle_outputs(args.bundle, manifest, backend, tolerance, not args.skip_preprocessing)
+        with power_session(args.max_perf, not args.no_prompt):
+            result = verify_bundle_outputs(args.bundle, manifest, backend, tolerance, not args.skip_preprocessing)
     finally:
         backend.close()
     report, pre, top = result["logits"], result["preprocessing"], result["top_k"]
@@ -417,9 +428,29 @@ def cmd_trtexec_cmd(args):
 
 
 def cmd_power_mode(args):
-    power = envinfo.power_mode()
-    _emit(args, {"power_mode": power}, [power["mode"]] if power else [])
-    return 0
+    command = args.run[1:] if args.run[:1] == ["--"] else args.run
+    if not command:
+        power = envinfo.power_mode()
+        _emit(args, {"power_mode": power}, [power["mode"]] if power else [])
+        return 0
+    import subprocess
+
+    from .power import power_session
+
+    with power_session(args.max_perf, not args.no_prompt):
+        try:
+            child = subprocess.Popen(command)
+        except OSError as exc:
+            raise UserError("cannot run {}: {}".format(command[0], exc.strerror or exc)) from None
+        try:
+            return child.wait()
+        except BaseException:  # Ctrl-C or SIGTERM: stop the command the same way, then restore the mode
+            child.terminate()
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
 
 
 COMMANDS = {"build": cmd_build, "verify": cmd_verify, "bench": cmd_bench, "info": cmd_info,

@@ -116,3 +116,44 @@ def make_bundle(root, target="jetson-nano", with_code=False, with_images=False):
         manifest["golden"]["images"] = names
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     return root
+
+
+# ---- stand-ins for what this machine lacks: trtexec (TensorRT) and a GPU to identify ---------------------------
+
+NANO_IDENTITY = {"trt_version": "8.2.1", "gpu_name": "NVIDIA Tegra X1", "compute_capability": "5.3",
+                 "cuda_backend": "test"}
+FAKE_TRTEXEC = Path(__file__).resolve().parent / "fake_trtexec.py"
+
+
+def fake_trtexec(folder, python=None):
+    """An executable ``trtexec`` in ``folder`` running fake_trtexec.py with ``python`` (default: this one)."""
+    import sys
+
+    path = Path(folder) / "trtexec"
+    path.write_text(f"#!/bin/sh\nexec {python or sys.executable} {FAKE_TRTEXEC} \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
+def gpu_python(folder, python=None):
+    """A ``python3`` for the bundle scripts ($PYTHON) that runs the isolated launcher with the GPU identity
+    of a Jetson Nano (this machine has no GPU for engines.envinfo.device_identity to find)."""
+    import sys
+
+    path = Path(folder) / "python3"
+    path.write_text(f"""#!{python or sys.executable}
+import importlib, importlib.util, os, sys
+args = [a for a in sys.argv[1:] if a != "-I"]
+here = os.path.dirname(os.path.abspath(args[0]))
+spec = importlib.util.spec_from_file_location("engines", os.path.join(here, "__init__.py"),
+                                              submodule_search_locations=[here])
+pkg = importlib.util.module_from_spec(spec)
+sys.modules["engines"] = pkg
+spec.loader.exec_module(pkg)
+envinfo = importlib.import_module("engines.envinfo")
+envinfo.device_identity = lambda trt_version=None: dict({NANO_IDENTITY!r}, trt_version=trt_version or "8.2.1")
+sys.argv = args
+sys.exit(importlib.import_module("engines.cli").main(args[1:]))
+""")
+    path.chmod(0o755)
+    return path

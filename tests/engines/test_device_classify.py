@@ -47,7 +47,7 @@ def test_classify_frames_batches_and_bgr(image_bundle):
         stacked = clf.classify(np.stack([frames[0], frames[0]]), top_k=3)
         assert clf.describe()["backend"] == "onnxruntime"
     expected = _expected(image_bundle, frames, 3)
-    for row, want in zip(rows, expected):
+    for row, want in zip(rows, expected, strict=True):
         assert [c for c, _, _ in row] == [c for c, _ in want]
         assert np.allclose([p for _, p, _ in row], [p for _, p in want], atol=1e-6)
         assert [label for _, _, label in row] == [f"label {c}" for c, _ in want]
@@ -108,7 +108,7 @@ def test_classify_cli_json(image_bundle):
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert [r["image"] for r in doc["results"]] == images
     expected = _expected(image_bundle, [load_image(p) for p in images], 2)
-    for result, want in zip(doc["results"], expected):
+    for result, want in zip(doc["results"], expected, strict=True):
         assert [t["class_id"] for t in result["top_k"]] == [c for c, _ in want]
         assert [t["label"] for t in result["top_k"]] == [f"label {c}" for c, _ in want]
-        assert all(abs(t["prob"] - p) < 1e-6 for t, (_, p) in zip(result["top_k"], want))
+        assert all(abs(t["prob"] - p) < 1e-6 for t, (_, p) in zip(result["top_k"], want, strict=True))

@@ -42,7 +42,8 @@ def test_engines_parses_with_the_python_3_6_grammar(path):
 def test_heavy_imports_are_lazy():
     """Importing every engines module must not import TensorRT, CUDA bindings, torch or onnx."""
     code = ("import sys, engines.cli, engines.build, engines.runtime, engines.verify, engines.trtexec, "
-            "engines.gpu; bad = [m for m in ('tensorrt', 'pycuda', 'cuda', 'torch', 'onnx', 'numpy') "
+            "engines.gpu, engines.classify, engines.benchmark, engines.deploy, engines.telemetry, engines.power; "
+            "bad = [m for m in ('tensorrt', 'pycuda', 'cuda', 'torch', 'onnx', 'numpy', 'PIL', 'onnxruntime') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -63,7 +64,7 @@ def test_shellcheck():
 
 
 def test_stage_scripts_are_executable():
-    for name in ("build.sh", "verify.sh", "bench.sh"):
+    for name in ("build.sh", "verify.sh", "bench.sh", "deploy.sh"):
         assert (ENGINES / "scripts" / name).stat().st_mode & 0o111, name
 
 
@@ -100,7 +101,8 @@ def test_base_images_are_pinned(path):
 def test_base_images_are_the_documented_ones():
     text = {p.name: p.read_text() for p in DOCKERFILES}
     assert "FROM nvcr.io/nvidia/l4t-base:r32.7.1" in text["Dockerfile.jetson"]
-    assert '"numpy==1.19.4"' in text["Dockerfile.jetson"] and '"pycuda==2020.1"' in text["Dockerfile.jetson"]
+    assert '"numpy==1.19.4"' in text["Dockerfile.jetson"] and '"Pillow==8.4.0"' in text["Dockerfile.jetson"]
+    assert "pycuda" not in text["Dockerfile.jetson"].split("FROM", 1)[1]  # ctypes on libcudart instead
     assert "PATH=/usr/local/cuda/bin:" in text["Dockerfile.jetson"]
     assert re.search(r"FROM nvcr\.io/nvidia/tensorrt:\d\d\.\d\d-py3", text["Dockerfile.trt-x86"])
     assert re.search(r"FROM python:3\.11\.\d+-slim", text["Dockerfile"])

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Make this device ready, unattended: preflight (bundle hashes, TensorRT, GPU, disk, memory + swap, power
+# mode), build (or reuse) the engine, verify it. Writes one status JSON even on failure
+# (BUNDLE/deploy-status.json, or --status-file PATH). No network access; never prompts with --no-prompt.
+#   scripts/deploy.sh [--no-prompt] [--max-perf] [--status-file PATH]
+# Exit status: 0 deployed; 1 verification failed; 2 bad input (bundle modified, bad flag); 3 missing
+# prerequisite (TensorRT, GPU, disk, memory, Pillow); 4 power mode / sudo (sudo -n needs a password).
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/_common.sh
+. "$(dirname "$0")/_common.sh"
+engines deploy "$BUNDLE" "$@"
