@@ -54,10 +54,10 @@ def main():
         _, _, path = o["--loadInputs"].partition(":")
         x = np.fromfile(path, dtype=np.float32).reshape(shape)
         y = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
-        values = ["nan" if os.environ.get("FAKE_TRTEXEC_NAN") else "%g" % v for v in y.ravel()]
+        values = ["nan" if os.environ.get("FAKE_TRTEXEC_NAN") else "{:g}".format(v) for v in y.ravel()]
         with open(o["--exportOutput"], "w") as f:
-            f.write('[\n  { "name" : "logits"\n  , "dimensions" : "%s"\n  , "values" : [ %s ]\n  }\n]\n'
-                    % ("x".join(map(str, y.shape)), ", ".join(values)))
+            f.write('[\n  {{ "name" : "logits"\n  , "dimensions" : "{}"\n  , "values" : [ {} ]\n  }}\n]\n'.format(
+                "x".join(map(str, y.shape)), ", ".join(values)))
         return 0
     if "--exportTimes" in o:  # timing: 8.2 exports the warm-up runs too
         warm, runs = float(o.get("--warmUp", "0")), int(o["--iterations"])
