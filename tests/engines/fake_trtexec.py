@@ -54,7 +54,7 @@ def main():
         _, _, path = o["--loadInputs"].partition(":")
         x = np.fromfile(path, dtype=np.float32).reshape(shape)
         y = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
-        values = ["nan" if os.environ.get("FAKE_TRTEXEC_NAN") else "{:g}".format(v) for v in y.ravel()]
+        values = ["nan" if os.environ.get("FAKE_TRTEXEC_NAN") else f"{v:g}" for v in y.ravel()]
         with open(o["--exportOutput"], "w") as f:
             f.write('[\n  {{ "name" : "logits"\n  , "dimensions" : "{}"\n  , "values" : [ {} ]\n  }}\n]\n'.format(
                 "x".join(map(str, y.shape)), ", ".join(values)))
