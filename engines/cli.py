@@ -165,8 +165,8 @@ def build_parser():
     p = command("power-mode", "print the Jetson power mode (nvpmodel -q or $SNP_EDGE_NVPMODEL), or run a "
                               "command in MAXN and restore the mode after it")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?", help="ignored; accepted for symmetry")
-    p.add_argument("run", metavar="-- CMD", nargs=argparse.REMAINDER,
-                   help="a command to run in the power session (docker/run-jetson.sh wraps docker run)")
+    p.epilog = ("-- CMD ...: run CMD in the power session (MAXN with --max-perf, restored after it) and exit with "
+                "its status; docker/run-jetson.sh wraps `docker run` this way")
     _power_flags(p)
     return parser
 
@@ -428,7 +428,7 @@ def cmd_trtexec_cmd(args):
 
 
 def cmd_power_mode(args):
-    command = args.run[1:] if args.run[:1] == ["--"] else args.run
+    command = args.run
     if not command:
         power = envinfo.power_mode()
         _emit(args, {"power_mode": power}, [power["mode"]] if power else [])
@@ -489,7 +489,13 @@ def describe_failure(exc):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(legacy_json_flag(sys.argv[1:] if argv is None else list(argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run = argv[argv.index("--") + 1:] if "--" in argv else []  # power-mode ... -- CMD
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    args = parser.parse_args(legacy_json_flag(argv))
+    args.run = run
+    if run and args.command != "power-mode":
+        parser.error("only power-mode takes a command after --")
     if args.command is None:
         parser.print_usage(sys.stderr)
         print("error: choose a command: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)

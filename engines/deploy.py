@@ -105,17 +105,25 @@ class Deployment(object):
         self.engine = None
         self.started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    def step(self, name, fn):
-        """Run ``fn()`` as step ``name``; its return value (a dict or None) is the step's detail."""
+    def start(self, name):
+        """Record the start of step ``name`` (not ok until :meth:`finish`)."""
         self.log("[deploy] " + name)
-        start = time.time()
-        record = {"name": name, "ok": False, "seconds": None, "detail": None}
+        record = {"name": name, "ok": False, "seconds": None, "detail": None, "_start": time.time()}
         self.steps.append(record)
-        detail = fn()
-        record.update(ok=True, seconds=round(time.time() - start, 3), detail=detail)
+        return record
+
+    def finish(self, record, detail=None):
+        record.update(ok=True, seconds=round(time.time() - record.pop("_start"), 3), detail=detail)
         return detail
 
+    def step(self, name, fn):
+        """Run ``fn()`` as step ``name``; its return value (a dict or None) is the step's detail."""
+        record = self.start(name)
+        return self.finish(record, fn())
+
     def status(self, exit_code, error=None):
+        for s in self.steps:
+            s.pop("_start", None)
         failed = next((s["name"] for s in self.steps if not s["ok"]), None)
         return {"schema": DEPLOY_SCHEMA, "bundle": os.path.abspath(self.bundle),
                 "status": "ok" if exit_code == EXIT_OK else "failed", "exit_code": exit_code,
@@ -146,8 +154,9 @@ def run_deploy(args, deployment):
     options = EngineOptions.for_bundle(bundle, manifest, precision=args.precision, cache_dir=args.cache_dir)
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
     deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
+    record = deployment.start("power")
     with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
-        deployment.step("power", lambda: power)
+        deployment.finish(record, power)
 
         def build():
             if trt["builder"] == "trtexec":

@@ -71,7 +71,8 @@ def parse_tegrastats(line):
         sample["gpu_load_pct"] = int(m.group(1))
         if m.group(2):
             sample["gpu_mhz"] = int(m.group(2))
-    temps = {name: float(v) for name, v in _TEMP.findall(line) if float(v) > -200}  # -256C: sensor off
+    # -256C: sensor off (Orin); PMIC@100C: a fixed placeholder on the Nano/TX1, not a reading
+    temps = {name: float(v) for name, v in _TEMP.findall(line) if float(v) > -200 and name != "PMIC"}
     if temps:
         sample["temps_c"] = temps
     rails = {name: int(cur) for name, cur, _avg in _RAIL.findall(line)
