@@ -2,7 +2,9 @@
 
 Understood inputs (parsed with :mod:`engines.trtexec`, the device side's own parsers):
 - ``python3 -m engines bench BUNDLE --json-file FILE`` output (schema ``snp-edge-device-bench/1`` or ``/2``): per-run
-  latencies, batch, warm-up, engine precision and the device environment;
+  latencies, batch, warm-up, engine precision and the device environment; ``/3``: a batch sweep, one section
+  per batch size (GPU and end-to-end times, telemetry) and the bundle manifest's model block, read as one
+  measurement per batch size (``sections``; the report gets one section per batch size);
 - trtexec ``--exportTimes=FILE.json``: per-run GPU compute times (``computeMs``). TensorRT 8.2 also exports
   its warm-up runs, which cannot be told apart here: prefer ``engines bench --trtexec --json``;
 - a trtexec console log (``.txt``/``.log``): its "Performance summary" (GPU compute time statistics only,
@@ -21,7 +23,7 @@ from snp_edge.engines.trtexec import compute_times_ms, parse_summary
 
 from snp_edge.errors import SnpEdgeError
 
-DEVICE_BENCH_SCHEMAS = ("snp-edge-device-bench/1", "snp-edge-device-bench/2")
+DEVICE_BENCH_SCHEMAS = ("snp-edge-device-bench/1", "snp-edge-device-bench/2", "snp-edge-device-bench/3")
 MAX_BYTES = 64 << 20
 MAX_RUNS = 10_000_000
 MAX_MS = 3.6e6  # one hour per run: a latency above it is a unit error or a corrupt file
@@ -88,6 +90,36 @@ def _from_trtexec_log(text: str, path: Path) -> dict[str, Any]:
             "settings": {"metric": "GPU compute time", "trtexec_summary": summary}}
 
 
+def _from_device_sweep(doc: dict, path: Path) -> dict[str, Any]:
+    """Schema /3: the model facts, and per batch size a measurement of its GPU times (end-to-end times where
+    the backend has no GPU time, ONNX Runtime), with the end-to-end statistics and telemetry in its settings."""
+    d = Document(path, SnpEdgeError)
+    facts = _model_facts(d, d.get(doc, "model", "model"))
+    sections = d.get(doc, "sections", "sections")
+    if not isinstance(sections, list) or not sections:
+        d.fail("sections", "a non-empty list of batch sections", sections)
+    backend = d.dict(doc, "backend", "backend", default=None) or {}
+    protocol = d.dict(doc, "protocol", "protocol", default=None) or {}
+    out = []
+    for i, s in enumerate(sections):
+        if not isinstance(s, dict):
+            d.fail(f"sections[{i}]", "an object", s)
+        batch = d.int(s, "batch", f"sections[{i}].batch", 1, MAX_BATCH)
+        gpu = s.get("gpu_latencies_ms") or []
+        key = "gpu_latencies_ms" if gpu else "e2e_latencies_ms"
+        times = _latencies(d, s.get(key), f"sections[{i}].{key}")
+        metric = "GPU time per run (CUDA events / trtexec computeMs)" if gpu else "end-to-end time per run"
+        settings = {"engine": doc.get("engine"), "target": doc.get("target"), "precision": doc.get("precision"),
+                    "backend": backend.get("backend"), "metric": metric, "e2e_ms": s.get("e2e_ms"),
+                    "telemetry": s.get("telemetry"), "created": doc.get("created"),
+                    "cuda_graph": protocol.get("cuda_graph"), "preprocess_in_e2e": protocol.get("preprocess_in_e2e")}
+        out.append({"tool": "engines bench", "times_ms": times, "batch": batch,
+                    "warmup": {"warmup_runs": protocol.get("warmup_runs")}, "settings": settings})
+    return {"tool": "engines bench", "environment": d.dict(doc, "env", "env", default=None), "sections": out,
+            "batch": out[0]["batch"], "times_ms": out[0]["times_ms"], "warmup": out[0]["warmup"],
+            "settings": out[0]["settings"], **facts}
+
+
 def load_measurement(path: Path) -> dict[str, Any]:
     """Normalized measurement: ``tool``; ``times_ms`` (per run) or ``latency_ms`` (summary: mean, median,
     min, max, percentiles, in ms); and where the file records them ``batch``, ``warmup``, ``environment``,
@@ -111,6 +143,8 @@ def load_measurement(path: Path) -> dict[str, Any]:
         except RecursionError:
             raise SnpEdgeError(f"{path}: JSON nested too deeply") from None
         check_finite_tree(doc, str(path), SnpEdgeError)
+        if isinstance(doc, dict) and doc.get("schema") == DEVICE_BENCH_SCHEMAS[-1]:
+            return _from_device_sweep(doc, path)
         if isinstance(doc, dict) and doc.get("schema") in DEVICE_BENCH_SCHEMAS:
             return _from_device_bench(doc, path)
         if isinstance(doc, list):

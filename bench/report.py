@@ -38,9 +38,31 @@ def _cell(text: str) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    """The Markdown report: notices, the results table (one row per candidate), protocol and environment."""
+    """The Markdown report: notices, the results table (one row per candidate), protocol and environment;
+    one such section per batch size for a device batch sweep (``by_batch``)."""
+    text = _markdown_section(doc)
+    for extra in doc.get("by_batch") or []:
+        text += "\n" + _markdown_section(extra, level="##")
+    return text
+
+
+def _device_columns(c: dict[str, Any]) -> str:
+    """End-to-end median and energy per image of a device sweep section, where the file has them."""
+    s = c.get("settings") or {}
+    e2e, tel = s.get("e2e_ms") or {}, s.get("telemetry") or {}
+    parts = []
+    if e2e.get("median") is not None:
+        parts.append(f"end-to-end median {e2e['median']:.2f} ms")
+    if tel.get("energy_mj_per_image") is not None:
+        parts.append(f"{tel['energy_mj_per_image']:.1f} mJ/image")
+    if tel.get("throttled"):
+        parts.append("THROTTLED: " + "; ".join(tel.get("throttle_reasons") or []))
+    return ", ".join(parts)
+
+
+def _markdown_section(doc: dict[str, Any], level: str = "#") -> str:
     p, env = doc["protocol"], doc["environment"]
-    title = f"# snp-edge bench: {p['backend']} on {p.get('device', '?')}, batch {p['batch']}"
+    title = f"{level} snp-edge bench: {p['backend']} on {p.get('device', '?')}, batch {p['batch']}"
     lines = [title + (" (PARTIAL: interrupted)" if doc["partial"] else ""), ""]
     if doc["notice"]:
         lines += [f"> **Notice:** {doc['notice']}", ""]
@@ -56,6 +78,11 @@ def markdown(doc: dict[str, Any]) -> str:
             _fmt(c["throughput_ips"], ".1f"), _fmt(c["speedup_median"], ".2f", "x"),
             _fmt(c["speedup_mean"], ".2f", "x"), _fmt(c["kernel_efficiency"], ".2f"),
         ]) + " |")
+    device = [(c["label"], _device_columns(c)) for c in doc["candidates"] if _device_columns(c)]
+    if device:
+        metric = (doc["candidates"][0].get("settings") or {}).get("metric", "latency")
+        lines += ["", f"Latencies above: {metric}. " + "; ".join(f"{_cell(label)}: {text}" for label, text in device)
+                  + "."]
     runs = [c["latency_ms"]["n"] for c in doc["candidates"] if c["latency_ms"] and "n" in c["latency_ms"]]
     warmup = p.get("warmup")
     if isinstance(warmup, dict):  # device bench: {"warmup_runs": 200} or {"warmup_ms": 1000}
@@ -140,7 +167,8 @@ def write_report(doc: dict[str, Any], out: Path, force: bool = False) -> list[Pa
     import jsonschema
 
     try:
-        validate(doc)
+        for part in [doc] + list(doc.get("by_batch") or []):  # a device batch sweep: one document per batch
+            validate(part)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         raise SnpEdgeError(f"refusing to write a report with bad numbers: {where + ': ' if where else ''}"

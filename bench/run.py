@@ -125,8 +125,27 @@ def run_bench(cands: list[Candidate], cfg: BenchConfig, progress: Progress | Non
 
 
 def _ingested(cands: list[Candidate], cfg: BenchConfig, base: int, command: list[str] | None) -> dict[str, Any]:
-    """Results document of measurements made elsewhere (protocol and environment from the files)."""
+    """Results document of measurements made elsewhere (protocol and environment from the files). Files with
+    a batch sweep (device bench /3) give one document per batch size that every file measured: the smallest
+    is the document itself, the others are in its ``by_batch`` list (one report section each)."""
     ms = [c.measured or {} for c in cands]
+    if any(m.get("sections") for m in ms):
+        per_file = [{s["batch"]: s for s in m["sections"]} if m.get("sections") else {m.get("batch") or cfg.batch: m}
+                    for m in ms]
+        common = sorted(set.intersection(*(set(f) for f in per_file)))
+        if not common:
+            raise SnpEdgeError("the measurement files share no batch size ({})".format(
+                "; ".join(",".join(map(str, sorted(f))) for f in per_file)))
+        docs = []
+        for batch in common:
+            for c, m, f in zip(cands, ms, per_file, strict=True):
+                c.measured = {**{k: v for k, v in m.items() if k != "sections"}, **f[batch]}
+            docs.append(_ingested(cands, cfg, base, command))
+        for c, m in zip(cands, ms, strict=True):
+            c.measured = m
+        if len(docs) > 1:
+            docs[0]["by_batch"] = docs[1:]
+        return docs[0]
     batches = {m.get("batch") or cfg.batch for m in ms}
     if len(batches) > 1:
         raise SnpEdgeError(f"measurement files disagree on the batch size ({sorted(batches)})")

@@ -66,3 +66,58 @@ def test_export_times_and_trtexec_log(cli, tmp_path, onnx_pair):
     assert narrow["speedup_median"] == pytest.approx(np.median(compute) / 0.98)
     assert narrow["kernel_efficiency"] is None  # no GMACs for the log
     assert "| narrow |" in (out / "results.md").read_text()
+
+
+def device_sweep_json(scale, pruned, gmacs):
+    """What ``python3 -m engines bench BUNDLE --json-file`` writes now (schema /3, batch sweep 1, 2, 4)."""
+    def section(batch):
+        gpu = [scale * batch * (1 + 0.01 * i) for i in range(10)]
+        return {"batch": batch, "gpu_ms": None, "e2e_ms": {"median": gpu[5] + 0.4}, "gpu_latencies_ms": gpu,
+                "e2e_latencies_ms": [t + 0.4 for t in gpu],
+                "telemetry": {"energy_mj_per_image": 12.5 * scale, "throttled": batch == 4,
+                              "throttle_reasons": ["GPU clock fell to 614 MHz (peak 921 MHz)"] if batch == 4 else []}}
+    return {"schema": "snp-edge-device-bench/3", "created": "2026-11-26T10:00:00Z", "engine": "/b/x.engine",
+            "target": "jetson-nano", "precision": "fp16", "backend": {"backend": "tensorrt"},
+            "model": {"base_model": "deit_small_patch16_224", "pruned": pruned, "gmacs": gmacs, "params": 2000,
+                      "accuracy_meaningful": False, "notice": "random weights", "num_classes": 1000},
+            "protocol": {"warmup_runs": 50, "runs": 10, "batches": [1, 2, 4], "cuda_graph": False,
+                         "preprocess_in_e2e": False},
+            "sections": [section(b) for b in (1, 2, 4)], "telemetry": {"source": "tegrastats"},
+            "env": {"jetson": {"power_mode": {"mode": "MAXN", "id": 0}}}}
+
+
+def test_device_batch_sweep_gives_one_section_per_batch_size(cli, tmp_path):
+    (tmp_path / "ds.json").write_text(json.dumps(device_sweep_json(10.0, False, 4.6)))
+    (tmp_path / "snp.json").write_text(json.dumps(device_sweep_json(3.0, True, 1.3)))
+    out = tmp_path / "out"
+    rc, stdout, err = cli("bench", tmp_path / "ds.json", tmp_path / "snp.json", "--out", out)
+    assert rc == 0, err
+    doc = json.loads((out / "results.json").read_text())
+    validate(doc)
+    docs = [doc] + doc["by_batch"]
+    assert [d["protocol"]["batch"] for d in docs] == [1, 2, 4]
+    for d in docs:
+        validate(d)
+        base, snp = d["candidates"]
+        assert (base["gmacs"], snp["gmacs"], snp["params"]) == (4.6, 1.3, 2000)
+        assert snp["speedup_median"] == pytest.approx(10.0 / 3.0)
+        assert snp["kernel_efficiency"] == pytest.approx((10.0 / 3.0) / (4.6 / 1.3))
+        assert snp["throughput_ips"] == pytest.approx(d["protocol"]["batch"] * 1000 / snp["latency_ms"]["mean"])
+    md = (out / "results.md").read_text()
+    assert md.count("snp-edge bench: trt on cuda, batch") == 3 and "## snp-edge bench: trt on cuda, batch 4" in md
+    assert "Latencies above: GPU time per run" in md and "37.5 mJ/image" in md and "THROTTLED: GPU clock" in md
+
+
+def test_sweep_and_single_batch_files_meet_at_their_common_batch(cli, tmp_path):
+    (tmp_path / "ds.json").write_text(json.dumps(device_sweep_json(10.0, False, 4.6)))
+    old = device_bench_json([3.3, 3.2, 3.4, 3.1], True, 1.3)
+    old["batch"] = 2
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rc, _, err = cli("bench", tmp_path / "ds.json", tmp_path / "old.json", "--out", tmp_path / "out")
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["protocol"]["batch"] == 2 and "by_batch" not in doc
+    old["batch"] = 3
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    rc, _, err = cli("bench", tmp_path / "ds.json", tmp_path / "old.json", "--out", tmp_path / "out2")
+    assert rc == 2 and "share no batch size" in err

@@ -81,11 +81,30 @@ def test_cli_fp32_build_verify_bench(built, tmp_path):
     assert main(["verify", str(root), "--precision", "fp32", "--json", str(tmp_path / "v.json")]) == 0
     assert json.loads((tmp_path / "v.json").read_text())["report"]["max_abs_err"] < 1e-3
     out = tmp_path / "bench.json"
-    assert main(["bench", str(root), "--precision", "fp32", "--batch", "2", "--warmup", "5", "--runs", "20",
-                 "--json", str(out)]) == 0
+    assert main(["bench", str(root), "--precision", "fp32", "--batch", "2", "--batch", "8", "--warmup", "5",
+                 "--runs", "20", "--json-file", str(out)]) == 0
     bench = json.loads(out.read_text())
-    assert bench["stats"]["runs"] == 20 and len(bench["latencies_ms"]) == 20
-    assert bench["stats"]["throughput_img_s"] > 0 and bench["env"]["tensorrt"]
+    assert [s["batch"] for s in bench["sections"]] == [2, 8] and bench["env"]["tensorrt"]
+    for s in bench["sections"]:
+        assert s["gpu_ms"]["n"] == 20 and s["e2e_ms"]["n"] == 20 and len(s["gpu_latencies_ms"]) == 20
+        assert s["e2e_ms"]["median"] >= s["gpu_ms"]["median"] > 0  # copies and synchronisation on top
+    graph = tmp_path / "graph.json"
+    assert main(["bench", str(root), "--precision", "fp32", "--batch", "8", "--warmup", "5", "--runs", "20",
+                 "--cuda-graph", "--json-file", str(graph)]) == 0
+    assert json.loads(graph.read_text())["sections"][0]["gpu_ms"]["n"] == 20
+
+
+def test_classifier_with_tensorrt_matches_onnxruntime(built):
+    from snp_edge.engines import Classifier
+
+    root = built[0]
+    frames = [np.random.RandomState(i).randint(0, 256, (48, 64, 3)).astype(np.uint8) for i in range(3)]
+    with Classifier(str(root), backend="tensorrt", precision="fp32") as trt, \
+            Classifier(str(root), backend="onnxruntime") as ort:
+        a, b = trt.classify(frames, top_k=3), ort.classify(frames, top_k=3)
+    for row_a, row_b in zip(a, b, strict=False):
+        assert [c for c, _, _ in row_a] == [c for c, _, _ in row_b]
+        assert np.allclose([p for _, p, _ in row_a], [p for _, p, _ in row_b], atol=1e-4)
 
 
 def test_time_engine(built):
