@@ -500,7 +500,10 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         print("error: choose a command: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)
         return EXIT_BAD_INPUT
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an application calling main()): no handler to install
+        previous = None
     try:
         return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
@@ -515,4 +518,5 @@ def main(argv=None):
         return status
     finally:
         cleanup_staged()
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

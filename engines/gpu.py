@@ -13,6 +13,7 @@ handles are plain ints (pycuda: its objects); times are milliseconds.
 import atexit
 import ctypes
 import os
+import sys
 
 from .errors import EnginesError, MissingPrerequisite, first_line
 
@@ -30,13 +31,8 @@ def _cudart_candidates():
     found = [os.environ.get(CUDA_ENV)] if os.environ.get(CUDA_ENV) else []
     found += list(CUDART_NAMES)
     found += [os.path.join(d, n) for d in CUDART_DIRS for n in CUDART_NAMES]
-    try:  # the cudart wheel of NVIDIA's pip packages (nvidia-cuda-runtime), where installed
-        import nvidia.cuda_runtime as ncr  # noqa: F401
-
-        base = list(ncr.__path__)[0]
-        found += [os.path.join(base, "lib", n) for n in CUDART_NAMES]
-    except ImportError:
-        pass
+    for entry in sys.path:  # NVIDIA's pip wheel nvidia-cuda-runtime (x86 Python environments), where installed
+        found += [os.path.join(entry, "nvidia", "cuda_runtime", "lib", n) for n in CUDART_NAMES]
     return found
 
 

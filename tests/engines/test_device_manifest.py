@@ -116,3 +116,35 @@ def test_missing_listed_file_is_named(bundle):
 def test_manifest_round_trips_through_json(bundle):
     text = (bundle / "manifest.json").read_text()
     assert validate_manifest(json.loads(text))["files"]["model.onnx"] == sha256_file(str(bundle / "model.onnx"))
+
+
+def test_schema_1_bundles_stay_readable():
+    """A bundle made before schema 2 (preprocess: mean, std, resize, crop, interpolation only) still loads;
+    its preprocessing is what its host always did (timm's center-crop eval transform)."""
+    from snp_edge.engines.preprocess import spec_from_manifest
+
+    m = _valid()
+    m["schema_version"] = 1
+    m["preprocess"] = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "resize": 4, "crop": 4,
+                       "interpolation": "bicubic"}
+    spec = spec_from_manifest(validate_manifest(m))
+    assert spec["resize_mode"] == "shorter_side" and spec["crop_mode"] == "center" and spec["divide_by"] == 255.0
+    assert spec["antialias"] is True and spec["mean"] == [0.5, 0.5, 0.5]
+    m["schema_version"] = 2  # the same block is incomplete for schema 2
+    with pytest.raises(ManifestError, match="field preprocess.interpolation|field preprocess.color"):
+        validate_manifest(m)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("resize_mode", "stretch", "field preprocess.resize_mode: expected one of shorter_side, squash"),
+    ("antialias", False, "field preprocess.antialias"),
+    ("divide_by", float("nan"), "field preprocess.divide_by: expected a finite number > 0"),
+    ("std", [0.2, 0.0, 0.2], "field preprocess.std"),
+    ("mean", [0.1, float("inf"), 0.1], "field preprocess.mean"),
+    ("interpolation", "area", "field preprocess.interpolation"),
+])
+def test_preprocess_spec_is_validated(field, value, message):
+    m = _valid()
+    m["preprocess"][field] = value
+    with pytest.raises(ManifestError, match=message):
+        validate_manifest(m)

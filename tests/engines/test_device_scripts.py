@@ -23,14 +23,22 @@ def code_bundle(tmp_path_factory):
 
 
 @pytest.mark.parametrize("script,message", [
-    ("build.sh", "neither the TensorRT Python bindings nor trtexec are available"),
-    ("bench.sh", "neither the TensorRT Python bindings nor trtexec are available"),
-    ("verify.sh", "verify needs the TensorRT Python bindings"),
+    ("build.sh", "error: trtexec not found"),
+    ("bench.sh", "error: neither the TensorRT Python bindings nor trtexec are available"),
+    ("verify.sh", "error: neither the TensorRT Python bindings nor trtexec are available"),
+    ("deploy.sh", "error: TensorRT is missing: neither its Python bindings nor trtexec are found"),
 ])
 def test_scripts_fail_clearly_without_tensorrt(code_bundle, tmp_path, script, message):
     env = {k: v for k, v in os.environ.items() if k != "TRTEXEC"}
     res = subprocess.run(["bash", str(code_bundle / "scripts" / script), "--no-prompt"], cwd=str(tmp_path),
                          env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    assert res.returncode == 2
-    assert f"[{script}] error: {message}" in res.stderr
+    assert res.returncode == 3  # a missing prerequisite, not bad input
+    assert res.stderr.splitlines()[-1].startswith(message), res.stderr
     assert not (code_bundle / "trt-cache").exists()
+
+
+def test_missing_python_is_a_missing_prerequisite(code_bundle, tmp_path):
+    env = dict(os.environ, PYTHON="python3-that-is-not-there")
+    res = subprocess.run(["bash", str(code_bundle / "scripts" / "verify.sh")], env=env, capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert res.returncode == 3 and "python3-that-is-not-there not found" in res.stderr

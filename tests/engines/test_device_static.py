@@ -106,3 +106,21 @@ def test_base_images_are_the_documented_ones():
     assert "PATH=/usr/local/cuda/bin:" in text["Dockerfile.jetson"]
     assert re.search(r"FROM nvcr\.io/nvidia/tensorrt:\d\d\.\d\d-py3", text["Dockerfile.trt-x86"])
     assert re.search(r"FROM python:3\.11\.\d+-slim", text["Dockerfile"])
+
+
+def test_containers_run_as_the_user():
+    """Issue 11: run-jetson.sh ran the container as root, so the host user could not read the engines."""
+    for name in ("run-jetson.sh", "run-x86.sh"):
+        text = (DOCKER / name).read_text()
+        assert '--user "$(id -u):$(id -g)"' in text, name
+    jetson = (DOCKER / "run-jetson.sh").read_text()
+    assert "--group-add" in jetson and "power-mode" in jetson and "sudo nvpmodel" not in jetson
+
+
+def test_scripts_use_the_isolated_launcher_and_sudo_n_only():
+    for path in sorted((ENGINES / "scripts").glob("*.sh")):
+        text = path.read_text()
+        assert "eval " not in text and "sudo " not in text, path.name
+    assert '"$PYTHON" -I "$BUNDLE/engines/__main__.py"' in (ENGINES / "scripts" / "_common.sh").read_text()
+    power = (ENGINES / "power.py").read_text()
+    assert '["sudo", "-n"]' in power and "--restore" in power
