@@ -135,7 +135,7 @@ def test_power_session_restores_after_sigterm(tmp_path, jetson):
                              str(bundle), "--max-perf", "--", "sleep", "60"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
-    while time.time() < deadline and "jetson_clocks\n" not in log.read_text():
+    while time.time() < deadline and "jetson_clocks" not in _calls(log):
         time.sleep(0.1)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
