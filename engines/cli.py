@@ -1,4 +1,4 @@
-"""``python3 -m engines {build,verify,bench,info,classify,trtexec-cmd,power-mode} BUNDLE_DIR [options]``.
+"""``python3 -m engines {build,verify,bench,info,classify,deploy,trtexec-cmd,power-mode} BUNDLE_DIR [options]``.
 
 Every subcommand takes the same engine-selecting flags (target, batch profile, precision, cache dir), so
 ``build``, ``verify``, ``bench`` and ``classify`` with the same flags find the same engine. Every command that
