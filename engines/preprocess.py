@@ -21,6 +21,11 @@ host always used, see :func:`spec_from_manifest`)::
     mean, std            per channel, float32: (x - mean) / std (``Normalize``)
     reference            free text naming the host pipeline the golden tensors came from
 
+``divide_by``, ``mean`` and ``std`` there are the model's own normalisation. Where the manifest records the
+ONNX's input form (``onnx.input.normalization``, e.g. with the normalisation folded into the graph), that form
+replaces them for the tensor actually fed: ``(pixel / 255 * pixel_scale - mean) / std`` with the form's mean
+and std (:func:`spec_from_manifest` does this).
+
 Frames are numpy uint8 arrays, HWC (H, W, 3) RGB or BGR (``color="bgr"``, what OpenCV gives), (H, W)
 grey or (H, W, 4) RGBA (alpha dropped, as PIL's ``convert("RGB")``), any size; or a batch (N, H, W, C)
 or a list of frames of different sizes. The output is float32 NCHW. Needs numpy and Pillow (the resize is
@@ -106,14 +111,20 @@ def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
 
 
 def spec_from_manifest(manifest):
-    """The complete preprocessing spec of a validated manifest (schema 1: the values its host always used)."""
+    """The complete preprocessing spec for the ONNX input of a validated manifest (schema 1: the values its
+    host always used; an input form ``onnx.input.normalization`` replaces divide_by, mean and std)."""
     pre = manifest["preprocess"]
     if manifest["schema_version"] >= 2:
-        return dict(pre)
-    if pre["interpolation"] not in INTERPOLATIONS:
-        raise EnginesError("manifest.json: preprocess.interpolation {!r} is not a PIL filter".format(
-            pre["interpolation"]))
-    return default_spec(pre["mean"], pre["std"], pre["resize"], pre["crop"], pre["interpolation"])
+        spec = dict(pre)
+    else:
+        if pre["interpolation"] not in INTERPOLATIONS:
+            raise EnginesError("manifest.json: preprocess.interpolation {!r} is not a PIL filter".format(
+                pre["interpolation"]))
+        spec = default_spec(pre["mean"], pre["std"], pre["resize"], pre["crop"], pre["interpolation"])
+    form = manifest["onnx"]["input"].get("normalization")
+    if form is not None:
+        spec.update(divide_by=255.0 / form["pixel_scale"], mean=list(form["mean"]), std=list(form["std"]))
+    return spec
 
 
 # ---- geometry (pure Python: the rounding rules, tested against torchvision) ------------------------------------

@@ -118,3 +118,26 @@ def test_labels_ship_with_the_bundle(tmp_path):
     (tmp_path / "short.txt").write_text("cat\ndog\n")
     assert main([*ten, "--labels", str(tmp_path / "short.txt"), "--out", str(tmp_path / "short")]) == 2
     assert not (tmp_path / "short").exists()
+
+
+@pytest.mark.slow
+def test_device_pipeline_on_a_bundle_with_normalisation_in_the_graph(pruned_tiny, tmp_path):
+    """With --normalize-in-graph --input-scale 255 the golden inputs are pixels: the device preprocessing
+    follows the manifest's input form, and verify (ONNX Runtime) passes every gate end to end."""
+    from snp_edge.engines import Classifier
+    from snp_edge.engines.cli import main as engines_main
+    from snp_edge.engines.preprocess import load_image
+    from snp_edge.export.normalize import InputForm
+
+    pixels = make_bundle(pruned_tiny, "jetson-nano", tmp_path / "pixels", input_form=InputForm.raw(255))
+    normal = make_bundle(pruned_tiny, "jetson-nano", tmp_path / "normal")
+    inputs = np.load(pixels / "golden" / "inputs.npy")
+    assert -1e-3 <= inputs.min() and inputs.max() <= 255.001  # pixels (up to float rounding), not normalised
+    assert engines_main(["verify", str(pixels), "--backend", "onnxruntime", "--json-file", str(tmp_path / "v.json")]) == 0
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["preprocessing"]["max_abs_err"] < 1e-3 and report["preprocessing"]["atol"] == pytest.approx(1.0)
+    frame = load_image(str(pixels / "reference" / "images" / "coffee.png"))
+    with Classifier(pixels, backend="onnxruntime") as a, Classifier(normal, backend="onnxruntime") as b:
+        top_a, top_b = a.classify(frame)[0], b.classify(frame)[0]
+    assert [c for c, _, _ in top_a] == [c for c, _, _ in top_b]
+    assert np.allclose([p for _, p, _ in top_a], [p for _, p, _ in top_b], atol=1e-5)
