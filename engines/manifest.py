@@ -143,7 +143,7 @@ def _numbers(obj, key, field, count, positive=False):
     ok = isinstance(value, list) and len(value) == count and all(
         _is_number(v) and math.isfinite(v) for v in value)
     if not ok or (positive and min(value) <= 0):
-        _fail(field, "a list of {} finite {}numbers".format(count, "positive " if positive else ""), value)
+        _fail(field, "a list of {} {}numbers".format(count, "positive " if positive else ""), value)
     return value
 
 

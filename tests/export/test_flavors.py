@@ -139,7 +139,9 @@ def test_polygraphy_tensorrt_line_uses_the_verify_tolerance(rtx):
     outputs = np.load(rtx / "golden/outputs.npy")
     atol = float(re.search(r"--atol (\S+)", line).group(1))
     assert atol == pytest.approx(0.02 * max(np.abs(outputs).max(), 1.0), rel=2e-3)
-    assert "--trt-opt-shapes input:[8,3,32,32] --trt-max-shapes input:[8,3,32,32]" in line and line.endswith("--rtol 0")
+    n = len(outputs)  # the golden batch: the 4 reference photographs
+    assert f"--trt-opt-shapes input:[{n},3,32,32] --trt-max-shapes input:[{n},3,32,32]" in line
+    assert n == 4 and line.endswith("--rtol 0")
 
 
 # -- Triton -------------------------------------------------------------------------------------------------------
