@@ -108,6 +108,11 @@ def test_classify_matches_the_host_pipeline(py36, host_bundle):
         assert [t["class_id"] for t in result["top_k"]] == ids
         assert np.allclose([t["prob"] for t in result["top_k"]], probs, atol=1e-4)
         assert [t["label"] for t in result["top_k"]] == [labels[i] for i in ids]
+    # the issue's own command line: `python3 -m engines classify BUNDLE photo.jpg --backend onnxruntime`
+    res = subprocess.run([str(py36), "-m", "engines", "classify", ".", str(photo), "--backend", "onnxruntime",
+                          "--json"], cwd=str(bundle), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["results"][0] == doc["results"][0]
 
 
 def test_classifier_from_threads_under_py36(py36, host_bundle):
