@@ -31,7 +31,7 @@ MANIFEST_CASES = {
                    "field model.widths.hidden: expected a finite number, got inf"),
     "std-zero": (lambda m: m["preprocess"].__setitem__("std", [0.2, 0.0, 0.2]), "field preprocess.std"),
     "params-string": (lambda m: m["model"].__setitem__("params", "many"), "field model.params"),
-    "schema-version": (lambda m: m.__setitem__("schema_version", 7), "this engines package reads version 1"),
+    "schema-version": (lambda m: m.__setitem__("schema_version", 7), "this engines package reads versions 1 and 2"),
 }
 
 
