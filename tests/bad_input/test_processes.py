@@ -64,7 +64,10 @@ def test_ctrl_c_while_importing(work):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     result = finish(proc)
-    assert result.status == 130 and result.err.strip().splitlines() == ["snp-edge prune: interrupted"], result.err
+    # 130, or death by SIGINT after the message (Python re-raises a KeyboardInterrupt that lands during the
+    # interpreter's own shutdown that way); a shell shows both as $? = 130
+    assert result.status in (130, -signal.SIGINT), result
+    assert result.err.strip().splitlines() == ["snp-edge prune: interrupted"], result.err
     assert os.listdir(work) == []
 
 
