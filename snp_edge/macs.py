@@ -27,6 +27,15 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
     return counter.get_total_flops() // 2
 
 
+def block_macs(embed: int, block, tokens: int) -> int:
+    """MACs of one transformer block of widths ``block`` (a BlockArch) on a residual width ``embed``."""
+    E, N, H = embed, tokens, block.heads
+    return (N * E * H * (2 * block.qk + block.v)  # qkv
+            + N * N * H * (block.qk + block.v)  # q @ k^T and attn @ v
+            + N * H * block.v * E  # proj
+            + 2 * N * E * block.mlp)  # fc1 + fc2
+
+
 def predict_macs(arch: Arch, tokens: int, patch_macs_per_channel: int, head_outputs: int) -> int:
     """MACs of a ViT of shape ``arch`` for one image, from its widths alone (used by the width search).
 
@@ -35,15 +44,8 @@ def predict_macs(arch: Arch, tokens: int, patch_macs_per_channel: int, head_outp
         patch_macs_per_channel: patch-embedding MACs per output channel (patches * in_chans * p * p).
         head_outputs: classifier outputs per image summed over heads (num_classes, x2 for distilled).
     """
-    E, N = arch.embed, tokens
-    total = patch_macs_per_channel * E + E * head_outputs
-    for b in arch.blocks:
-        H = b.heads
-        total += N * E * H * (2 * b.qk + b.v)  # qkv
-        total += N * N * H * (b.qk + b.v)  # q @ k^T and attn @ v
-        total += N * H * b.v * E  # proj
-        total += 2 * N * E * b.mlp  # fc1 + fc2
-    return total
+    E = arch.embed
+    return patch_macs_per_channel * E + E * head_outputs + sum(block_macs(E, b, tokens) for b in arch.blocks)
 
 
 def macs_constants(model: nn.Module) -> dict:

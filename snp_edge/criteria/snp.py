@@ -23,45 +23,36 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _gram_factor(x: torch.Tensor) -> torch.Tensor:
-    """Upper-triangular R with R^T R = X^T X (the R of a QR of X), via Cholesky of the d x d Gram matrix.
-
-    x: (..., N, d) float64 -> (..., d, d). A relative jitter of 1e-10 keeps rank-deficient X (N < d, dead
-    neurons) factorisable; it only adds singular values far below those the score uses.
-    """
-    gram = x.transpose(-2, -1) @ x
-    jitter = 1e-10 * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
-    return torch.linalg.cholesky(gram + jitter[..., None, None] * eye).transpose(-2, -1)
+def _unit(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` scaled to unit norm along ``dim`` (zero vectors stay zero)."""
+    return x / (x.norm(dim=dim, keepdim=True) + EPS)
 
 
 def snp_qk_scores(q: torch.Tensor, k: torch.Tensor, gamma: int) -> torch.Tensor:
     """The paper's Q/K pair importance, per image: (B, H, N, d) x2 -> (B, H, d).
 
-    omega_i = sum_{j<=gamma} |cos(s_j u_j v_j^T, q_i k_i^T)|. With Q = Q_q R_q and K = Q_k R_k,
-    S = Q_q (R_q R_k^T) Q_k^T, so the singular triplets come from the d x d matrix M = R_q R_k^T
-    (top eigenvectors of M M^T give u', s; v' = M^T u' / s), and the cosine of two rank-1 matrices
-    factorises: cos = (u_j.q_i)(v_j.k_i) / (|q_i||k_i|) with u_j.q_i = (u'^T R_q)_ji, v_j.k_i = (v'^T R_k)_ji.
-    The R factors come from Cholesky of the Gram matrices. No N x N matrix is formed.
+    omega_i = sum_{j<=gamma} |cos(s_j u_j v_j^T, q_i k_i^T)|. With the QR factorisations Q = Q_q R_q and
+    K = Q_k R_k (``mode="r"``: only the d x d triangles are formed), S = Q_q (R_q R_k^T) Q_k^T, so the singular
+    triplets of S are those of the d x d matrix M = R_q R_k^T (u = Q_q u', v = Q_k v'), and the cosine of two
+    rank-1 matrices factorises: cos = (u_j.q_i)(v_j.k_i) / (|q_i||k_i|) with u_j.q_i = (u'^T R_q)_ji,
+    v_j.k_i = (v'^T R_k)_ji and |q_i| = |R_q[:, i]|. The singular vectors are renormalised to unit length.
+    No N x N matrix and no Gram matrix is formed: QR works on Q and K themselves, so the score stays accurate
+    when a head's column norms spread over many decades (the Gram matrix squares that spread).
     """
     q, k = q.double(), k.double()
     g = min(gamma, q.shape[-2], q.shape[-1])
-    if q.shape[-2] <= q.shape[-1]:  # few tokens: S itself is the small matrix
-        with _one_thread():
-            u, _, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
-        uq = u[..., :g].transpose(-2, -1) @ q
-        vk = vh[..., :g, :] @ k
-        norms = q.norm(dim=-2) * k.norm(dim=-2)
-        return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
-    rq, rk = _gram_factor(q), _gram_factor(k)  # (B, H, d, d)
-    m = rq @ rk.transpose(-2, -1)
     with _one_thread():
-        eigval, eigvec = torch.linalg.eigh(m @ m.transpose(-2, -1))  # ascending
-    u = eigvec[..., -g:]  # (B, H, d, g)
-    sigma = eigval[..., -g:].clamp_min(0).sqrt()
-    v = (m.transpose(-2, -1) @ u) / (sigma[..., None, :] + EPS)
-    uq = u.transpose(-2, -1) @ rq  # (B, H, g, d): u_j . q_i
-    vk = v.transpose(-2, -1) @ rk  # (B, H, g, d): v_j . k_i
+        if q.shape[-2] <= q.shape[-1]:  # few tokens: S itself is the small matrix
+            u, _, vh = torch.linalg.svd(q @ k.transpose(-2, -1))
+            uq = _unit(u[..., :g], -2).transpose(-2, -1) @ q
+            vk = _unit(vh[..., :g, :], -1) @ k
+            norms = q.norm(dim=-2) * k.norm(dim=-2)
+            return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
+        rq = torch.linalg.qr(q, mode="r").R  # (B, H, d, d)
+        rk = torch.linalg.qr(k, mode="r").R
+        u, _, vh = torch.linalg.svd(rq @ rk.transpose(-2, -1))
+    uq = _unit(u[..., :g], -2).transpose(-2, -1) @ rq  # (B, H, g, d): u_j . q_i
+    vk = _unit(vh[..., :g, :], -1) @ rk  # (B, H, g, d): v_j . k_i
     norms = rq.norm(dim=-2) * rk.norm(dim=-2)  # (B, H, d): |q_i| |k_i|
     return ((uq * vk).abs().sum(dim=-2) / (norms + EPS)).float()
 

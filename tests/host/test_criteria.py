@@ -74,3 +74,16 @@ def test_bad_options():
         ScoreOptions({"qk": "magic"})
     with pytest.raises(SnpEdgeError, match="snp-gamma"):
         ScoreOptions(gamma=0)
+
+
+@pytest.mark.parametrize("spread", [1e3, 1e5, 1e6])
+def test_snp_qk_accurate_when_column_norms_spread(spread):
+    """Reproduction (issue 16): the Gram/Cholesky + eigh path lost accuracy when a head's column norms spread
+    over 1e5 (squaring the condition number); QR + a d x d SVD keeps the score at the definition's value."""
+    gen = torch.Generator().manual_seed(0)
+    tokens, width = 50, 16
+    scale = torch.logspace(0, torch.log10(torch.tensor(spread)).item(), width, dtype=torch.float64)
+    q = torch.randn(1, 1, tokens, width, generator=gen, dtype=torch.float64) * scale
+    k = torch.randn(1, 1, tokens, width, generator=gen, dtype=torch.float64) * scale.flip(0)
+    fast = snp_qk_scores(q, k, 4)[0, 0]
+    torch.testing.assert_close(fast, _brute_qk(q[0, 0], k[0, 0], 4), atol=1e-6, rtol=1e-4)
