@@ -1,4 +1,10 @@
-"""The host stage as one call: load a model, choose widths, score on calibration images, prune."""
+"""The host stage as one call: load a model, score it on calibration images once, choose widths, prune.
+
+Widths come from a preset or a configuration (fixed per layer), or from a budget: ``target_gmacs``,
+``target_latency`` (ms, with a latency table) or ``target_speedup`` (relative to the unpruned model in the
+table). A budget is turned into widths by an allocator (:mod:`snp_edge.allocation`) from the same scores
+that then choose which neurons stay.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arch import Arch, arch_of
+from .allocation import ALLOCATORS, MacCost, allocate, structure, total_cost
+from .arch import Arch, arch_of, check_arch
 from .calib import load_calibration
-from .criteria import COMPONENTS, DEFAULT_CRITERIA, ScoreOptions
+from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, compute_scores
 from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
 from .summary import summarize
-from .surgery import prune_model, pruned_components
-from .targets import arch_for_gmacs, arch_from_config, fit_under, load_preset, read_config, round_arch
+from .surgery import apply_widths, choose_blocks, pruned_components
+from .targets import arch_from_config, fit_under, load_preset, read_config, round_arch
+
+DEFAULT_ALLOCATION = "score"
+BUDGETS = ("target_gmacs", "target_latency", "target_speedup")
 
 
 @dataclass
@@ -26,23 +36,74 @@ class PruneResult:
     recipe: dict
 
 
-def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Path | dict | None = None,
-                target_gmacs: float | None = None, heads: int | None = None, round_to: int = 1) -> Arch:
-    """Kept widths for ``handle``'s model from exactly one of a preset, a config, or a GMACs target."""
-    if sum(x is not None for x in (preset, config, target_gmacs)) != 1:
-        raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs")
-    base = arch_of(handle.model)
-    if heads is not None and not 0 < heads <= base.num_heads:
-        raise SnpEdgeError(f"--heads {heads} is outside 1..{base.num_heads}")
+@dataclass
+class Budget:
+    """A cost model and the most it may count (``limit`` in ``cost.unit``)."""
+
+    cost: object
+    limit: float
+    table: object | None = None  # the latency table behind a latency cost
+
+
+def budget_of(handle: ModelHandle, target_gmacs: float | None = None, target_latency: float | None = None,
+              target_speedup: float | None = None, latency_table: str | Path | None = None) -> Budget | None:
+    """The budget named by at most one of the three targets (None: no budget target given)."""
+    given = [n for n, v in zip(BUDGETS, (target_gmacs, target_latency, target_speedup), strict=True) if v is not None]
+    if len(given) > 1:
+        raise SnpEdgeError(f"give one of --target-gmacs, --target-latency, --target-speedup, not {given}")
+    macs = MacCost(**macs_constants(handle.model))
     if target_gmacs is not None:
         if target_gmacs <= 0:
             raise SnpEdgeError(f"--target-gmacs must be positive, got {target_gmacs}")
-        consts = macs_constants(handle.model)
-        full = predict_macs(base, **consts) / 1e9
+        full = total_cost(macs, arch_of(handle.model)) / 1e9
         if target_gmacs >= full:
             warnings.warn(SnpEdgeWarning(f"--target-gmacs {target_gmacs:g} is not below the model's own "
-                                         f"{full:.4g} GMACs: nothing is pruned for it"), stacklevel=2)
-        return arch_for_gmacs(base, target_gmacs, consts, round_to, heads=[heads] * base.depth if heads else None)
+                                         f"{full:.4g} GMACs: nothing is pruned for it"), stacklevel=3)
+        return Budget(macs, target_gmacs * 1e9)
+    if target_latency is None and target_speedup is None:
+        if latency_table is not None:
+            return Budget(macs, float("inf"), _latency(handle, latency_table, macs).table)
+        return None
+    if latency_table is None:
+        raise SnpEdgeError("--target-latency and --target-speedup need --latency-table (made by snp-edge profile)")
+    cost = _latency(handle, latency_table, macs)
+    if target_latency is not None:
+        if target_latency <= 0:
+            raise SnpEdgeError(f"--target-latency must be positive, got {target_latency}")
+        return Budget(cost, float(target_latency), cost.table)
+    if target_speedup < 1:
+        raise SnpEdgeError(f"--target-speedup must be >= 1, got {target_speedup}")
+    return Budget(cost, total_cost(cost, arch_of(handle.model)) / target_speedup, cost.table)
+
+
+def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
+    from .latency import LatencyCost
+
+    return LatencyCost.from_file(table, handle, macs)
+
+
+def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Path | dict | None = None,
+                target_gmacs: float | None = None, heads: int | None = None, round_to: int = 1) -> Arch:
+    """Kept widths for ``handle``'s model from exactly one of a preset, a config, or a GMACs target.
+
+    Without scores, a GMACs target is met by the ``uniform`` allocation (:func:`prune` allocates from the
+    scores by default)."""
+    if sum(x is not None for x in (preset, config, target_gmacs)) != 1:
+        raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs")
+    base = arch_of(handle.model)
+    _check_heads(heads, base)
+    if target_gmacs is not None:
+        budget = budget_of(handle, target_gmacs=target_gmacs)
+        return allocate("uniform", structure(base, None, 0, heads), budget.limit, budget.cost, round_to)
+    return _fixed_arch(handle, base, preset, config, heads, round_to)
+
+
+def _check_heads(heads: int | None, base: Arch) -> None:
+    if heads is not None and not 0 < heads <= base.num_heads:
+        raise SnpEdgeError(f"--heads {heads} is outside 1..{base.num_heads}")
+
+
+def _fixed_arch(handle: ModelHandle, base: Arch, preset, config, heads: int | None, round_to: int) -> Arch:
     if preset is not None:
         cfg, source = load_preset(preset), f"preset {preset}"
     elif isinstance(config, dict):
@@ -58,9 +119,11 @@ def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Pa
 
 def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict | None = None,
           preset: str | None = None, config: str | Path | dict | None = None, target_gmacs: float | None = None,
+          target_latency: float | None = None, target_speedup: float | None = None,
+          latency_table: str | Path | None = None, allocation: str = DEFAULT_ALLOCATION,
           calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
           criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
-          embed_score: str = "l1", heads: int | None = None, drop_blocks: int = 0, round_to: int = 1,
+          embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int = 1,
           batch_size: int = 16, progress: bool = False) -> PruneResult:
     """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option."""
     handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
@@ -68,20 +131,51 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         criteria = dict(DEFAULT_CRITERIA)
     elif isinstance(criteria, str):
         criteria = dict.fromkeys(COMPONENTS, criteria)
+    embed_score = embed_score or DEFAULT_EMBED_SCORE
     opts = ScoreOptions(criteria=criteria, gamma=gamma, ffn_score=ffn_score, embed_score=embed_score,
                         seed=seed, batch_size=batch_size)
-    arch = target_arch(handle, preset, config, target_gmacs, heads, round_to)
-    wanted = pruned_components(arch, arch_of(handle.model), drop_blocks)
+    if allocation not in ALLOCATORS:
+        raise SnpEdgeError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATORS)}")
+    base = arch_of(handle.model)
+    _check_heads(heads, base)
+    fixed = [x for x in (preset, config) if x is not None]
+    budget = budget_of(handle, target_gmacs, target_latency, target_speedup, latency_table)
+    has_budget = budget is not None and budget.limit != float("inf")
+    if len(fixed) + has_budget != 1:
+        raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
+                           "--target-speedup")
+    if has_budget:
+        wanted = {"qk", "v", "mlp", "embed"} | ({"heads"} if heads and heads < base.num_heads else set()) | \
+            ({"blocks"} if drop_blocks else set())
+        arch = None
+    else:
+        arch = _fixed_arch(handle, base, preset, config, heads, round_to)
+        check_arch(arch, base)
+        wanted = pruned_components(arch, base, drop_blocks)
     needs_data = any(c in wanted and opts.data_driven(c) for c in COMPONENTS)
     cal = load_calibration(calib, calib_images, handle.data_config, seed) if needs_data or calib else None
-    pruned = prune_model(handle, arch, cal, opts, drop_blocks, progress)
+    scores = compute_scores(handle.model.eval(), cal.images if cal is not None else None, opts, frozenset(wanted),
+                            progress)
+    if arch is None:
+        shell = structure(base, scores, drop_blocks, heads)
+        arch = allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
+    else:
+        arch = choose_blocks(scores, arch, drop_blocks)
+    pruned = apply_widths(handle, arch, scores)
     notices = [n for n in (handle.notice, cal.notice if cal else None) if n]
     pruned.notice = "; ".join(notices) or None
     summary = summarize(pruned, before=handle)
+    if budget is not None and budget.table is not None:
+        from .latency import predicted_summary
+
+        summary.update(predicted_summary(budget.table, handle, arch))
     recipe = {
         "target": {"preset": preset, "config": str(config) if config is not None and not isinstance(config, dict)
-                   else config, "target_gmacs": target_gmacs, "heads": heads, "drop_blocks": drop_blocks,
-                   "round_to": round_to},
+                   else config, "target_gmacs": target_gmacs, "target_latency_ms": target_latency,
+                   "target_speedup": target_speedup, "latency_table": str(latency_table) if latency_table else None,
+                   "heads": heads, "drop_blocks": drop_blocks, "round_to": round_to,
+                   "allocation": allocation if has_budget else None,
+                   "budget": {"limit": budget.limit, "unit": budget.cost.unit} if has_budget else None},
         "criteria": opts.criteria, "snp_gamma": gamma, "ffn_score": ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},
     }

@@ -77,25 +77,39 @@ def pruned_components(arch: Arch, base: Arch, drop_blocks: int = 0) -> frozenset
     return frozenset(comps)
 
 
+def _check_unpruned(handle: ModelHandle) -> None:
+    if handle.pruned:
+        raise SnpEdgeError("this model is already pruned; prune the unpruned base model instead")
+
+
 def prune_model(handle: ModelHandle, arch: Arch, calib: Calibration | None, opts: ScoreOptions,
                 drop_blocks: int = 0, progress: bool = False) -> ModelHandle:
-    """Prune ``handle``'s model to the widths of ``arch`` and return the new, smaller model.
+    """Score ``handle``'s model and prune it to the widths of ``arch`` (see :func:`apply_widths`).
 
     Args:
         handle: an unpruned supported timm ViT.
-        arch: target widths (from a preset, a config or a GMACs search); its blocks are those kept.
+        arch: target widths (from a preset, a config or an allocation); its blocks are those kept.
         calib: calibration images for the data-driven scores (None when every criterion is weight-only).
         opts: criterion per component and its parameters.
         drop_blocks: additionally remove this many blocks, chosen by the block criterion.
     """
-    if handle.pruned:
-        raise SnpEdgeError("this model is already pruned; prune the unpruned base model instead")
-    model = handle.model.eval()
-    base = arch_of(model)
+    _check_unpruned(handle)
+    base = arch_of(handle.model)
     check_arch(arch, base)
     wanted = pruned_components(arch, base, drop_blocks)
-    scores = compute_scores(model, calib.images if calib is not None else None, opts, wanted, progress)
-    arch = choose_blocks(scores, arch, drop_blocks)
+    scores = compute_scores(handle.model.eval(), calib.images if calib is not None else None, opts, wanted, progress)
+    return apply_widths(handle, choose_blocks(scores, arch, drop_blocks), scores)
+
+
+def apply_widths(handle: ModelHandle, arch: Arch, scores: Scores) -> ModelHandle:
+    """The smaller dense model of ``arch``'s widths, keeping the units ``scores`` rank highest.
+
+    ``scores`` are those of ``handle``'s (unpruned) model, computed once by the caller and also used to
+    choose the widths (:mod:`snp_edge.allocation`).
+    """
+    _check_unpruned(handle)
+    model = handle.model.eval()
+    check_arch(arch, arch_of(model))
     keep, heads_kept = kept_indices(scores, arch)
     state = select(model.state_dict(), find_groups(model), keep)
     state = renumber_blocks(state, arch.blocks_kept)

@@ -1,4 +1,4 @@
-"""Pruning targets: per-layer configuration files, the paper's presets, a GMACs budget, and rounding.
+"""Pruning targets: per-layer configuration files, the paper's presets, and rounding (budgets: :mod:`.allocation`).
 
 A target becomes an :class:`~snp_edge.arch.Arch` of kept widths. Configuration files (YAML or JSON)
 give kept widths, or fractions removed under ``ratios:``; a single number applies to every block::
@@ -150,71 +150,3 @@ def fit_under(arch: Arch, limit: int, consts: dict, step: int) -> Arch:
             raise SnpEdgeError(f"--round-to {step} cannot stay under {limit / 1e9:.3f} GMACs")
         arch = replace(arch, blocks=[*arch.blocks[:j], replace(b, mlp=b.mlp - step), *arch.blocks[j + 1:]])
     return arch
-
-
-# Relative pruning strength per component for --target-gmacs (embed is shared by every layer and
-# costs most accuracy, so it is pruned less; the paper's presets remove 10-30% of it).
-SEARCH_WEIGHTS = {"embed": 0.35, "qk": 1.0, "v": 1.0, "mlp": 1.0}
-
-
-def _top_up(arch: Arch, base: Arch, target: float, consts: dict, step: int) -> Arch:
-    """Widen layers one ``step`` at a time (FFN first, then values, then query/key pairs, last block first)
-    while the model stays at or under ``target`` MACs: closes the gap that uniform rounding leaves."""
-    limits = {"mlp": base.mlp, "v": base.head_dim, "qk": base.head_dim}
-    grew = True
-    while grew:
-        grew = False
-        for comp in ("mlp", "v", "qk"):
-            for j in reversed(range(len(arch.blocks))):
-                b = arch.blocks[j]
-                wider = min(getattr(b, comp) + step, limits[comp])
-                if wider == getattr(b, comp):
-                    continue
-                blocks = [*arch.blocks[:j], replace(b, **{comp: wider}), *arch.blocks[j + 1:]]
-                candidate = replace(arch, blocks=blocks)
-                if predict_macs(candidate, **consts) <= target:
-                    arch, grew = candidate, True
-    return arch
-
-
-def arch_for_gmacs(base: Arch, target_gmacs: float, consts: dict, round_to: int = 1,
-                   heads: list[int] | None = None, drop_blocks: list[int] | None = None,
-                   weights: dict | None = None) -> Arch:
-    """Widths that reach ``target_gmacs`` (within 2%, never above) by bisection, then a top-up.
-
-    Every component keeps the fraction ``1 - s * weights[component]`` of its width; ``s`` is found by
-    bisection on the exact MAC count of :func:`~snp_edge.macs.predict_macs`, and layers are then widened
-    one rounding step at a time while the budget allows. Heads and dropped blocks, when given, are fixed.
-    """
-    weights = {**SEARCH_WEIGHTS, **(weights or {})}
-    target = target_gmacs * 1e9
-    shell = arch_from_config({"heads": heads, "drop_blocks": drop_blocks or []} if heads else
-                             {"drop_blocks": drop_blocks or []}, base, "--target-gmacs")
-
-    def at(s: float) -> Arch:
-        def keep(orig: int, comp: str) -> int:
-            return max(1, int(orig * (1 - s * weights[comp])))
-
-        blocks = [replace(b, qk=keep(base.head_dim, "qk"), v=keep(base.head_dim, "v"), mlp=keep(base.mlp, "mlp"))
-                  for b in shell.blocks]
-        return round_arch(replace(shell, embed=keep(base.embed_orig, "embed"), blocks=blocks), round_to)
-
-    def macs(s: float) -> int:
-        return predict_macs(at(s), **consts)
-
-    if macs(0.0) <= target:
-        return at(0.0)
-    hi = 0.999 / max(weights.values())
-    if macs(hi) > target:
-        raise SnpEdgeError(f"--target-gmacs {target_gmacs} is below the smallest model this search can reach "
-                           f"({macs(hi) / 1e9:.3f} GMACs)")
-    lo = 0.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if macs(mid) > target else (lo, mid)
-    result = _top_up(at(hi), base, target, consts, round_to)
-    got = predict_macs(result, **consts)
-    if got < 0.98 * target:
-        raise SnpEdgeError(f"--target-gmacs {target_gmacs}: closest reachable under the target is "
-                           f"{got / 1e9:.3f} GMACs (more than 2% below); try a smaller --round-to")
-    return result

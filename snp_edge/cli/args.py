@@ -9,9 +9,10 @@ work starts.
 group                  flags
 =====================  ===========================================================================
 :func:`model`          ``--model-arg KEY=VALUE``, ``--weights``
-:func:`prune_target`   ``--preset`` / ``--config`` / ``--target-gmacs`` (one, or several for compare)
+:func:`prune_target`   ``--preset`` / ``--config`` / ``--target-gmacs`` / ``--target-latency`` /
+                       ``--target-speedup`` (one, or several for compare), ``--latency-table``
 :func:`scoring`        ``--calib``, ``--calib-images``, ``--criterion[-COMP]``, ``--snp-gamma``, ...,
-                       ``--heads``, ``--drop-blocks``, ``--round-to``, ``--batch-size``
+                       ``--allocation``, ``--heads``, ``--drop-blocks``, ``--round-to``, ``--batch-size``
 :func:`seed`           ``--seed``: every random choice the command makes
 :func:`measurement`    ``--backend``, ``--device``, ``--batch``, ``--warmup``, ``--runs``, ``--quick``, ...
 :func:`device_target`  ``--target`` (a device from :mod:`snp_edge.engines.targets`)
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..criteria import COMPONENTS, CRITERIA, EMBED_SCORES, FFN_SCORES
+from ..criteria import COMPONENTS, CRITERIA, DEFAULT_EMBED_SCORE, EMBED_SCORES, FFN_SCORES
 from ..engines.argtypes import (
     NONNEGATIVE_INT,
     POSITIVE_FLOAT,
@@ -39,7 +40,8 @@ from ..engines.stats import PROTOCOLS
 from ..engines.targets import TARGETS
 from ..presets import list_presets
 
-BACKENDS = ("ort", "torch", "trt")  # checked against snp_edge.bench.backends.BACKENDS in the tests
+BACKENDS = ("ort", "torch", "trt")
+ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)  # checked against snp_edge.bench.backends.BACKENDS in the tests
 WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
                 "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
 MAX_IMAGES = 1_000_000  # calibration/parity images: far above any use, far below an allocation accident
@@ -60,8 +62,8 @@ def model(p: argparse.ArgumentParser, weights_default: str = "auto") -> None:
 
 
 def prune_target(p: argparse.ArgumentParser, required: bool = True, multiple: bool = False) -> None:
-    """What widths to prune to: exactly one of --preset / --config / --target-gmacs (``multiple``: any number
-    of each, one pruned model per value, as ``compare`` does)."""
+    """What widths to prune to: exactly one of --preset / --config / --target-gmacs / --target-latency /
+    --target-speedup (``multiple``: any number of each, one pruned model per value, as ``compare`` does)."""
     g = p.add_argument_group("pruning target" + (" (repeatable: one pruned model each)" if multiple else ""))
     target = g if multiple else g.add_mutually_exclusive_group(required=required)
     extra = {"action": "append", "default": []} if multiple else {}
@@ -71,6 +73,16 @@ def prune_target(p: argparse.ArgumentParser, required: bool = True, multiple: bo
                         **extra)
     target.add_argument("--target-gmacs", type=float_range(0.0, 1e6, lo_open=True), metavar="X",
                         help="find widths that reach X GMACs (within 2%%, never above)", **extra)
+    target.add_argument("--target-latency", type=float_range(0.0, 1e7, lo_open=True), metavar="MS",
+                        help="find widths whose latency predicted by --latency-table is MS ms (within 2%%, never "
+                             "above)", **extra)
+    target.add_argument("--target-speedup", type=float_range(1.0, 1e4), metavar="X",
+                        help="find widths predicted X times faster than the unpruned model by --latency-table",
+                        **extra)
+    g.add_argument("--latency-table", type=Path, metavar="FILE",
+                   help="latency table (snp-edge profile, or python3 -m engines profile on a device) for "
+                        "--target-latency / --target-speedup; with any target, the summary adds the predicted "
+                        "latency")
 
 
 def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
@@ -90,11 +102,15 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
     g.add_argument("--snp-gamma", type=int_range(1, 4096), default=8, metavar="G",
                    help="singular triplets of S^h used by the snp Q/K score")
     g.add_argument("--ffn-score", choices=FFN_SCORES, default="act", help="FFN base score under snp")
-    g.add_argument("--embed-score", choices=EMBED_SCORES, default="l1",
+    g.add_argument("--embed-score", choices=EMBED_SCORES, default=DEFAULT_EMBED_SCORE,
                    help="per-layer base score of residual channels under snp")
+    g.add_argument("--allocation", choices=ALLOCATIONS, default="score",
+                   help="how a budget (--target-gmacs/-latency/-speedup) becomes widths: score = neurons ranked "
+                        "globally by normalised importance per unit of cost; uniform = one kept fraction per "
+                        "component (the older search)")
     g.add_argument("--heads", type=POSITIVE_INT, metavar="H", help="keep H heads per block (head pruning)")
     g.add_argument("--drop-blocks", type=NONNEGATIVE_INT, default=0, metavar="K",
-                   help="also remove the K least important blocks")
+                   help="also remove the K least important blocks (chosen before the widths of a budget)")
     g.add_argument("--round-to", type=int_range(1, 4096), default=1, metavar="N",
                    help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
                         "back under the target's MACs")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import args as groups
 from .bench import apply_top1, bench_config, default_out, log_to_stderr, measure_and_write
-from .prune import prune_from_args
+from .prune import TARGET_KEYS, prune_from_args
 
 DEFAULT_MODEL = "deit_small_patch16_224"
 DEFAULT_PRESET = "deit_s_1.3g"
@@ -56,8 +56,7 @@ def targets_of(args: argparse.Namespace, default_preset: str | None = None) -> l
     def listed(value):
         return value if isinstance(value, list) else ([] if value is None else [value])
 
-    found = [("preset", v) for v in listed(args.preset)] + [("config", v) for v in listed(args.config)] + \
-        [("target_gmacs", v) for v in listed(args.target_gmacs)]
+    found = [(key, v) for key in TARGET_KEYS for v in listed(getattr(args, key, None))]
     if not found and default_preset:
         found = [("preset", default_preset)]
     return found
@@ -88,7 +87,8 @@ def build_members(args: argparse.Namespace, targets: list[tuple[str, object]]) -
         print(f"NOTICE: {base.notice}", file=sys.stderr)
     members = [Member(base, "unpruned", args.model)]
     for key, value in targets:
-        tag = f"{value:g} GMACs" if key == "target_gmacs" else (Path(value).name if key == "config" else str(value))
+        tag = {"target_gmacs": f"{value:g} GMACs", "target_latency": f"{value:g} ms",
+               "target_speedup": f"{value:g}x"}.get(key, Path(value).name if key == "config" else str(value))
         tag += f", round-to {args.round_to}" if args.round_to > 1 else ""
         _stage(f"pruning to {tag}")
         result = prune_from_args(args, model=base, **{key: value})
@@ -118,7 +118,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     log_to_stderr("compare")
     targets = targets_of(args)
     if not targets:
-        raise SnpEdgeError("give at least one --preset, --config or --target-gmacs to compare against")
+        raise SnpEdgeError("give at least one --preset, --config, --target-gmacs, --target-latency or "
+                           "--target-speedup to compare against")
     cfg = bench_config(args)
     out = args.out or default_out("compare")
     check_out_dir(out, args.force)

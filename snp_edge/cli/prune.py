@@ -28,17 +28,21 @@ def criteria_from_args(args: argparse.Namespace) -> dict[str, str]:
     return {c: getattr(args, f"criterion_{c}") or args.criterion or DEFAULT_CRITERIA[c] for c in DEFAULT_CRITERIA}
 
 
-def prune_from_args(args: argparse.Namespace, model=None, preset=None, config=None, target_gmacs=None):
+TARGET_KEYS = ("preset", "config", "target_gmacs", "target_latency", "target_speedup")
+
+
+def prune_from_args(args: argparse.Namespace, model=None, **target):
     """:func:`snp_edge.prune` with the model and scoring groups' options; the target from ``args`` unless one
-    of ``preset``/``config``/``target_gmacs`` is given (``model``: a loaded handle instead of ``args.model``)."""
+    of ``preset``/``config``/``target_gmacs``/``target_latency``/``target_speedup`` is given (``model``: a loaded
+    handle instead of ``args.model``)."""
     from ..api import prune
     from ..vit import parse_model_args
 
-    if preset is None and config is None and target_gmacs is None:
-        preset, config, target_gmacs = args.preset, args.config, args.target_gmacs
+    if not any(v is not None for v in target.values()):
+        target = {k: getattr(args, k, None) for k in TARGET_KEYS}
     return prune(
-        model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg),
-        preset=preset, config=config, target_gmacs=target_gmacs,
+        model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg), **target,
+        latency_table=getattr(args, "latency_table", None), allocation=args.allocation,
         calib=args.calib, calib_images=args.calib_images, seed=args.seed, criteria=criteria_from_args(args),
         gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
         heads=args.heads, drop_blocks=args.drop_blocks, round_to=args.round_to,

@@ -11,8 +11,12 @@ qk        sum over the top-gamma singular triplets of   E |q_i| |k_i|: Frobenius
 v         sum over all value filters of the block of     E |A_h v_i| * |W_proj[:,i]| p-norm of W_V row
           1 - |cos(W_V row i, W_V row l)| (weights only) (what the output loses)
 mlp       E |act_i| * |W_fc2[:,i]|  (``--ffn-score``)    same                        p-norm of fc1 row
-embed     total-sum-scaled per-layer weight scores,      same                        same, with p-norm
-          averaged over the coupled layers (``--embed-score``)
+embed     total-sum-scaled per-layer scores averaged     same                        same, with p-norm
+          over the coupled layers (``--embed-score``: l1/l2
+          of the weights, act: + E|x| of block inputs, ln:
+          E|LN(x)_c| |W[:,c]| into qkv, fc1 and the head
+          (LayerNorm gains and biases included) and
+          E|out_c| of proj and fc2)
 heads     E |A_h V_h W_proj^h|: the head's share of      same                        p-norm of the head's
           the attention output                                                       qkv rows + proj cols
 blocks    E |f(x)| / |x|: relative residual update       same                        mean |w| of the block
@@ -38,7 +42,10 @@ COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 # measured far worse than every baseline and the data-driven output score best (docs/accuracy.md).
 DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
 FFN_SCORES = ("act", "l1", "l2")
-EMBED_SCORES = ("l1", "l2", "act")
+EMBED_SCORES = ("l1", "l2", "act", "ln")
+# Residual channels: "ln" (what each channel carries into every layer after its LayerNorm, gains included, and
+# what every sublayer writes into it; data-driven) measured better than the weight-only "l1" (docs/accuracy.md).
+DEFAULT_EMBED_SCORE = "l1"
 
 
 @dataclass
@@ -48,7 +55,7 @@ class ScoreOptions:
     criteria: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CRITERIA))
     gamma: int = 8  # singular triplets of S^h used by the snp Q/K score
     ffn_score: str = "act"  # base score of FFN neurons under snp / snp-data
-    embed_score: str = "l1"  # per-layer base score of residual channels under snp / snp-data
+    embed_score: str = DEFAULT_EMBED_SCORE  # per-layer base score of residual channels under snp / snp-data
     seed: int = 0
     batch_size: int = 16
 
@@ -70,7 +77,7 @@ class ScoreOptions:
         if comp == "mlp":
             return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
         if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score == "act"
+            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln")
         if comp == "v":
             return crit in ("snp-data", "snp-attn")
         return crit in ("snp", "snp-data", "snp-attn")

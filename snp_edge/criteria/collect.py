@@ -42,8 +42,14 @@ class _Collector:
                 self.handles.append(blk.attn.qkv.register_forward_hook(self._qkv_hook(i)))
             if need("mlp"):
                 self.handles.append(blk.mlp.act.register_forward_hook(self._act_hook(i)))
-            if need("blocks") or need("embed"):
+            if need("blocks") or (need("embed") and opts.embed_score == "act"):
                 self.handles.append(blk.register_forward_hook(self._block_hook(i)))
+            if need("embed") and opts.embed_score == "ln":
+                for name, mod in (("norm1", blk.norm1), ("norm2", blk.norm2), ("proj", blk.attn.proj),
+                                  ("fc2", blk.mlp.fc2)):
+                    self.handles.append(mod.register_forward_hook(self._channel_hook(f"ln.{name}", i)))
+        if need("embed") and opts.embed_score == "ln" and isinstance(model.norm, nn.LayerNorm):
+            self.handles.append(model.norm.register_forward_hook(self._channel_hook("ln.norm", 0, cls_only=True)))
 
     def _add(self, key: str, i: int, value: torch.Tensor) -> None:
         bucket = self.stats.setdefault(key, {})
@@ -82,13 +88,19 @@ class _Collector:
 
         return hook
 
+    def _channel_hook(self, key: str, i: int, cls_only: bool = False):
+        def hook(_module, _inputs, out):  # E|out_c| over tokens (the class token only: what the head reads)
+            self._add(key, i, (out[:, 0] if cls_only else out).abs().flatten(0, -2).mean(0) * len(out))
+
+        return hook
+
     def _block_hook(self, i: int):
         def hook(_module, inputs, out):
             x = inputs[0]
             if self.need("blocks"):
                 rel = (out - x).flatten(1).norm(dim=1) / (x.flatten(1).norm(dim=1) + EPS)
                 self._add("blocks", i, rel.sum().reshape(1))
-            if self.need("embed"):
+            if self.need("embed") and self.opts.embed_score == "act":
                 self._add("embed", i, x.abs().mean(dim=1).sum(0))
 
         return hook
@@ -125,6 +137,27 @@ def _tss_embed(model: nn.Module, p: int, act: list[torch.Tensor] | None) -> torc
         if isinstance(head, nn.Linear) and head.out_features > 0:
             per_layer.append(_pnorm(head.weight, p, 0))
     per_layer += act or []
+    return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
+
+
+def _ln_embed(model: nn.Module, col: _Collector) -> torch.Tensor:
+    """Residual-channel scores from data, LayerNorm gains included (``--embed-score ln``). (E,)
+
+    Per layer that reads the residual stream through a LayerNorm (qkv, fc1, the classifier), channel c
+    contributes ``y_c W[:, c]`` with ``y = LN(x)`` (gain and bias applied): its score there is
+    ``E|y_c| * |W[:, c]|``. Per layer that writes into the stream (proj, fc2), it is ``E|out_c|``. Each
+    layer's scores are divided by their total (total sum scaling, as the paper's residual rule) and averaged.
+    """
+    per_layer = []
+    for i, blk in enumerate(model.blocks):
+        per_layer += [col.mean("ln.norm1", i) * blk.attn.qkv.weight.norm(dim=0),
+                      col.mean("ln.norm2", i) * blk.mlp.fc1.weight.norm(dim=0),
+                      col.mean("ln.proj", i), col.mean("ln.fc2", i)]
+    if "ln.norm" in col.stats:
+        heads = [getattr(model, n) for n in ("head", "head_dist")]
+        w = sum(h.weight.norm(dim=0) for h in heads if isinstance(h, nn.Linear) and h.out_features > 0)
+        if isinstance(w, torch.Tensor):
+            per_layer.append(col.mean("ln.norm", 0) * w)
     return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
 
 
@@ -213,6 +246,8 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         embed = torch.zeros(E)
     elif crit["embed"] == "random":
         embed = torch.rand(E, generator=gen)
+    elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "ln":
+        embed = _ln_embed(model, col)
     else:
         base = crit["embed"] if crit["embed"] in ("l1", "l2") else opts.embed_score
         act = [col.mean("embed", i) for i in range(len(model.blocks))] if base == "act" else None

@@ -1,0 +1,353 @@
+"""Width allocation: how many neurons each block and component keeps under a budget (MACs, or milliseconds).
+
+A budget target (``--target-gmacs``, ``--target-latency``, ``--target-speedup``) names a total cost; an
+allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocators are registered by name in
+:data:`ALLOCATORS` (``--allocation``):
+
+``score`` (default)
+    The paper's global threshold made cost-aware, in the manner of Torch-Pruning's global pruning. Every
+    prunable width is a *group* (the residual width; per kept block the query/key pairs, the value neurons
+    and the FFN neurons); its units are ranked by their criterion score normalised by the group's mean
+    (scores of different criteria, components and blocks are not on one scale; their ratio to the group's
+    mean is). Units are removed in *steps* that keep the model dense: one query/key pair or value neuron
+    from every kept head of a block at once (equal widths across heads, pairs stay pairs), ``--round-to``
+    neurons at a time. A step's importance is the sum of its units' normalised scores weighted by the MACs
+    each unit computes (a unit is presumed worth the compute it does, scaled by how it ranks in its group);
+    steps are removed in increasing order of importance per unit of cost, globally, until the model costs
+    at most the budget; the steps that still fit are then given back, most important per cost first. With
+    the MAC cost this is exactly a global threshold on the normalised scores; with a latency table
+    (:mod:`snp_edge.latency`) steps that save more milliseconds per MAC go first, so widths move to what is
+    fast on the profiled device.
+``uniform``
+    Scores ignored: every component keeps the fraction ``1 - s * weight`` of its width (the residual width
+    weighted 0.35), ``s`` found by bisection, then layers are widened one rounding step at a time while the
+    budget allows (FFN first, then values, then query/key pairs, last block first).
+
+Blocks (``--drop-blocks``) and heads (``--heads``) are chosen first, by their scores; widths are allocated
+over what remains (:func:`structure`). Every allocator lands within 2% under the budget or says why not.
+
+Costs implement :class:`Cost`: a fixed part that depends on the residual width (patch embedding, classifier)
+plus one term per block, so a change of one block's widths costs one term to re-evaluate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+
+from .arch import Arch, BlockArch
+from .criteria import Scores
+from .errors import SnpEdgeError
+from .macs import block_macs
+from .surgery import choose_blocks, top_indices
+from .targets import round_arch
+
+TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
+WIDTHS = ("qk", "v", "mlp")
+
+
+class Cost(Protocol):
+    """What a pruning budget counts. ``unit`` names it ("MACs", "ms")."""
+
+    unit: str
+
+    def fixed(self, embed: int) -> float:
+        """Cost outside the blocks (patch embedding, tokens, final norm, classifier) at residual width ``embed``."""
+
+    def block(self, embed: int, block: BlockArch) -> float:
+        """Cost of one transformer block of widths ``block`` on residual width ``embed``."""
+
+
+def total_cost(cost: Cost, arch: Arch) -> float:
+    return cost.fixed(arch.embed) + sum(cost.block(arch.embed, b) for b in arch.blocks)
+
+
+@dataclass(frozen=True)
+class MacCost:
+    """Multiply-accumulates, exactly :func:`snp_edge.macs.predict_macs` (build it from ``macs_constants``)."""
+
+    tokens: int
+    patch_macs_per_channel: int
+    head_outputs: int
+    unit: str = "MACs"
+
+    def fixed(self, embed: int) -> float:
+        return embed * (self.patch_macs_per_channel + self.head_outputs)
+
+    def block(self, embed: int, block: BlockArch) -> float:
+        return block_macs(embed, block, self.tokens)
+
+
+def structure(base: Arch, scores: Scores | None, drop_blocks: int = 0, heads: int | None = None) -> Arch:
+    """The unpruned widths of the blocks that stay (the ``drop_blocks`` least important removed by the block
+    scores) with ``heads`` heads each (which heads: :func:`kept_heads`)."""
+    shell = replace(base, blocks=[replace(b, heads=heads or b.heads) for b in base.blocks], heads_kept=[])
+    if drop_blocks:
+        if scores is None:
+            raise SnpEdgeError("--drop-blocks needs block scores")
+        shell = choose_blocks(scores, shell, drop_blocks)
+    return shell
+
+
+def kept_heads(scores: Scores, block: BlockArch) -> list[int]:
+    """Original indices of the ``block.heads`` most important heads of block ``block.index``."""
+    return top_indices(scores.heads[block.index], block.heads).tolist()
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+Allocator = Callable[[Arch, float, Cost, int, "Scores | None"], Arch]
+ALLOCATORS: dict[str, Allocator] = {}
+
+
+def register(name: str) -> Callable[[Allocator], Allocator]:
+    def add(fn: Allocator) -> Allocator:
+        ALLOCATORS[name] = fn
+        return fn
+
+    return add
+
+
+def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 1,
+             scores: Scores | None = None) -> Arch:
+    """Kept widths of ``shell``'s blocks for at most ``budget`` (in ``cost.unit``), within 2%.
+
+    Args:
+        name: allocator (see :data:`ALLOCATORS`).
+        shell: the blocks that stay, with their heads, at full width (:func:`structure`).
+        round_to: every pruned width a multiple of this.
+        scores: the criterion's scores of the unpruned model (the ``score`` allocator needs them).
+    """
+    if name not in ALLOCATORS:
+        raise SnpEdgeError(f"unknown allocation {name!r}; use one of {', '.join(ALLOCATORS)}")
+    if round_to < 1:
+        raise SnpEdgeError(f"--round-to must be >= 1, got {round_to}")
+    if total_cost(cost, shell) <= budget:
+        return shell
+    arch = ALLOCATORS[name](shell, budget, cost, round_to, scores)
+    got = total_cost(cost, arch)
+    if not (1 - TOLERANCE) * budget <= got <= budget:
+        raise SnpEdgeError(f"{name} allocation reached {_fmt(got, cost)}, not within 2% under the target "
+                           f"{_fmt(budget, cost)}; try a smaller --round-to")
+    return arch
+
+
+def _fmt(value: float, cost: Cost) -> str:
+    return f"{value / 1e9:.3f} GMACs" if cost.unit == "MACs" else f"{value:.3f} {cost.unit}"
+
+
+# ------------------------------------------------------------------------------------------ score-driven
+
+
+def ladder(orig: int, step: int) -> list[int]:
+    """Widths a group may take, widest first: ``orig``, then the multiples of ``step`` below it, down to
+    ``step`` (or 1 when ``step`` is 1)."""
+    top = orig if orig % step == 0 else orig // step * step
+    widths = [orig] + list(range(top, step - 1, -step))
+    return list(dict.fromkeys(w for w in widths if w >= 1))
+
+
+@dataclass
+class _Group:
+    """One prunable width: ``comp`` of block position ``pos`` (None: the residual width)."""
+
+    comp: str
+    pos: int | None
+    widths: list[int]  # the ladder
+    removed: torch.Tensor  # (steps,): normalised score removed by each step (units sorted ascending)
+    units: int  # units removed per neuron of width (heads for qk/v, else 1)
+
+
+def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], torch.Tensor]:
+    """(comp, block position) -> unit scores (rows: kept heads, or one row), non-negative."""
+    out = {("embed", None): scores.embed[None, :]}
+    for pos, b in enumerate(shell.blocks):
+        heads = kept_heads(scores, b)
+        out[("qk", pos)] = scores.qk[b.index][heads]
+        out[("v", pos)] = scores.v[b.index][heads]
+        out[("mlp", pos)] = scores.mlp[b.index][None, :]
+    return {k: v.double().clamp_min(0) for k, v in out.items()}
+
+
+def _groups(shell: Arch, scores: Scores, step: int) -> list[_Group]:
+    groups = []
+    for (comp, pos), s in _unit_scores(scores, shell).items():
+        mean = s.mean()
+        s = s / mean if mean > 0 else torch.ones_like(s)
+        ordered = s.sort(dim=1).values.sum(0)  # (width,): the k-th least important neuron of every row, summed
+        widths = ladder(s.shape[1], step)
+        cum = torch.cat([torch.zeros(1, dtype=ordered.dtype), ordered.cumsum(0)])
+        removed = torch.tensor([cum[s.shape[1] - widths[t + 1]] - cum[s.shape[1] - widths[t]]
+                                for t in range(len(widths) - 1)], dtype=torch.float64)
+        groups.append(_Group(comp, pos, widths, removed, s.shape[0]))
+    return groups
+
+
+def _with_width(arch: Arch, group: _Group, width: int) -> Arch:
+    if group.pos is None:
+        return replace(arch, embed=width)
+    blocks = list(arch.blocks)
+    blocks[group.pos] = replace(blocks[group.pos], **{group.comp: width})
+    return replace(arch, blocks=blocks)
+
+
+def _width(arch: Arch, group: _Group) -> int:
+    return arch.embed if group.pos is None else getattr(arch.blocks[group.pos], group.comp)
+
+
+class _Walk:
+    """Widths and total cost as steps are removed or restored one at a time (one block term re-evaluated)."""
+
+    def __init__(self, shell: Arch, cost: Cost) -> None:
+        self.arch, self.cost = shell, cost
+        self.terms = [cost.block(shell.embed, b) for b in shell.blocks]
+        self.fixed = cost.fixed(shell.embed)
+
+    @property
+    def total(self) -> float:
+        return self.fixed + sum(self.terms)
+
+    def set(self, group: _Group, width: int) -> None:
+        self.arch = _with_width(self.arch, group, width)
+        if group.pos is None:
+            self.fixed = self.cost.fixed(width)
+            self.terms = [self.cost.block(width, b) for b in self.arch.blocks]
+        else:
+            self.terms[group.pos] = self.cost.block(self.arch.embed, self.arch.blocks[group.pos])
+
+
+def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> list[torch.Tensor]:
+    """Importance per unit of cost of every step of every group, at the widths of ``arch`` for the others.
+
+    Importance: the normalised scores removed x the MACs per neuron; cost: what the step saves. With the MAC
+    cost that is the mean normalised score of the step's units. Keys are made non-decreasing along each
+    ladder (a step can only go after the ones above it)."""
+    keys = []
+    for g in groups:
+        neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in range(len(g.removed))], dtype=torch.float64)
+        k = g.removed / (neurons * g.units)
+        if cost is not macs:
+            for t in range(len(g.removed)):
+                hi, lo = _with_width(arch, g, g.widths[t]), _with_width(arch, g, g.widths[t + 1])
+                saved_macs = _delta(macs, hi, lo, g)
+                k[t] *= saved_macs / max(_delta(cost, hi, lo, g), 1e-12)  # a step that saves nothing stays
+        keys.append(torch.cummax(k, 0).values)
+    return keys
+
+
+def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
+    """Cost saved going from ``hi`` to ``lo`` (which differ in group ``g`` only)."""
+    if g.pos is None:
+        return total_cost(cost, hi) - total_cost(cost, lo)
+    return cost.block(hi.embed, hi.blocks[g.pos]) - cost.block(lo.embed, lo.blocks[g.pos])
+
+
+@register("score")
+def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None,
+                 macs: MacCost | None = None, rounds: int = 3) -> Arch:
+    """See the module docstring. ``macs`` (for the importance weights) defaults to ``cost`` when that is
+    a :class:`MacCost`; ``rounds``: re-rankings at the widths found (step costs depend on the other widths)."""
+    if scores is None:
+        raise SnpEdgeError("the score allocation needs the criterion's scores")
+    macs = macs or getattr(cost, "macs", None) or cost
+    if not isinstance(macs, MacCost):
+        raise SnpEdgeError("the score allocation needs a MAC count beside a latency cost")
+    groups = _groups(shell, scores, round_to)
+    at, arch = shell, shell
+    for _ in range(rounds):
+        keys = _step_keys(groups, at, cost, macs)
+        order = sorted(((float(k), gi, t) for gi, ks in enumerate(keys) for t, k in enumerate(ks)))
+        walk = _Walk(shell, cost)
+        depth = [0] * len(groups)  # steps removed per group
+        for _key, gi, t in order:
+            if walk.total <= budget:
+                break
+            if t != depth[gi]:  # equal keys out of ladder order: take the ladder's next step instead
+                t = depth[gi]
+            walk.set(groups[gi], groups[gi].widths[t + 1])
+            depth[gi] += 1
+        if walk.total > budget:
+            raise SnpEdgeError(f"the target {_fmt(budget, cost)} is below the smallest model this allocation can "
+                               f"reach ({_fmt(walk.total, cost)})")
+        arch = _give_back(walk, groups, depth, keys, budget)
+        if arch == at:
+            break
+        at = arch
+    return arch
+
+
+def _give_back(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[torch.Tensor],
+               budget: float) -> Arch:
+    """Restore removed steps (the most important per cost first) while the total stays within ``budget``."""
+    while True:
+        best = None
+        for gi, g in enumerate(groups):
+            if depth[gi] == 0:
+                continue
+            t = depth[gi] - 1
+            walk.set(g, g.widths[t])
+            fits = walk.total <= budget
+            walk.set(g, g.widths[t + 1])
+            if fits and (best is None or keys[gi][t] > keys[best][depth[best] - 1]):
+                best = gi
+        if best is None:
+            return walk.arch
+        depth[best] -= 1
+        walk.set(groups[best], groups[best].widths[depth[best]])
+
+
+# ----------------------------------------------------------------------------------------------- uniform
+
+# Relative pruning strength per component (embed is shared by every layer and costs most accuracy, so it is
+# pruned less; the paper's presets remove 10-30% of it).
+SEARCH_WEIGHTS = {"embed": 0.35, "qk": 1.0, "v": 1.0, "mlp": 1.0}
+
+
+def _top_up(arch: Arch, shell: Arch, budget: float, cost: Cost, step: int) -> Arch:
+    """Widen layers one ``step`` at a time (FFN first, then values, then query/key pairs, last block first)
+    while the model stays within ``budget``: closes the gap that uniform rounding leaves."""
+    limits = {"mlp": shell.mlp, "v": shell.head_dim, "qk": shell.head_dim}
+    grew = True
+    while grew:
+        grew = False
+        for comp in ("mlp", "v", "qk"):
+            for j in reversed(range(len(arch.blocks))):
+                b = arch.blocks[j]
+                wider = min(getattr(b, comp) + step, limits[comp])
+                if wider == getattr(b, comp):
+                    continue
+                candidate = replace(arch, blocks=[*arch.blocks[:j], replace(b, **{comp: wider}), *arch.blocks[j + 1:]])
+                if total_cost(cost, candidate) <= budget:
+                    arch, grew = candidate, True
+    return arch
+
+
+@register("uniform")
+def uniform(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None = None,
+            weights: dict | None = None) -> Arch:
+    """See the module docstring (``weights``: the relative pruning strength per component)."""
+    weights = {**SEARCH_WEIGHTS, **(weights or {})}
+
+    def at(s: float) -> Arch:
+        def keep(orig: int, comp: str) -> int:
+            return max(1, int(orig * (1 - s * weights[comp])))
+
+        blocks = [replace(b, qk=keep(shell.head_dim, "qk"), v=keep(shell.head_dim, "v"), mlp=keep(shell.mlp, "mlp"))
+                  for b in shell.blocks]
+        return round_arch(replace(shell, embed=keep(shell.embed_orig, "embed"), blocks=blocks), round_to)
+
+    def cost_at(s: float) -> float:
+        return total_cost(cost, at(s))
+
+    hi = 0.999 / max(weights.values())
+    if cost_at(hi) > budget:
+        raise SnpEdgeError(f"the target {_fmt(budget, cost)} is below the smallest model this search can reach "
+                           f"({_fmt(cost_at(hi), cost)})")
+    lo = 0.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cost_at(mid) > budget else (lo, mid)
+    return _top_up(at(hi), shell, budget, cost, round_to)
