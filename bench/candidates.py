@@ -78,6 +78,16 @@ def find_bundle(path: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def predicted_extra(summary: dict | None) -> dict:
+    """The latency a pruned model's latency table predicted (model.json's summary), for the report."""
+    summary = summary or {}
+    if summary.get("predicted_ms_after") is None:
+        return {}
+    table = summary.get("latency_table") or {}
+    return {"predicted_ms": summary["predicted_ms_after"],
+            "predicted_for": {k: table.get(k) for k in ("backend", "precision", "batch", "threads")}}
+
+
 def from_handle(handle: ModelHandle, source: str, role: str | None = None, label: str | None = None,
                 extra: dict | None = None) -> Candidate:
     """A candidate for a model already in memory (GMACs by torch's FLOP counter, on CPU)."""
@@ -95,7 +105,12 @@ def from_spec(spec: str, weights: str = "auto", model_args: dict | None = None) 
     kind = source_kind(spec)
     path = Path(spec)
     if kind in ("pruned", "timm"):
-        return from_handle(load_handle(spec, weights, model_args), spec)
+        extra = {}
+        if kind == "pruned":
+            from snp_edge.saved import read_description
+
+            extra = predicted_extra(read_description(spec).get("summary"))
+        return from_handle(load_handle(spec, weights, model_args), spec, extra=extra)
     if kind == "onnx":
         gmacs, params = _cost_from_onnx(path)
         return Candidate(label=path.stem, source=spec, kind="onnx", path=path, gmacs=gmacs, params=params)

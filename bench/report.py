@@ -83,6 +83,17 @@ def _markdown_section(doc: dict[str, Any], level: str = "#") -> str:
         metric = (doc["candidates"][0].get("settings") or {}).get("metric", "latency")
         lines += ["", f"Latencies above: {metric}. " + "; ".join(f"{_cell(label)}: {text}" for label, text in device)
                   + "."]
+    predicted = [c for c in doc["candidates"] if c.get("predicted_ms")]
+    if predicted:
+        lines += ["", "Predicted by the latency table each model was pruned with, against the median measured here "
+                  "(comparable where the table's backend, batch and threads are this run's):", "",
+                  "| Model | Predicted ms | Measured median ms | Error | Table |", "|---|---:|---:|---:|---|"]
+        for c in predicted:
+            pf = c.get("predicted_for") or {}
+            lines.append(f"| {_cell(c['label'])} | {c['predicted_ms']:.2f} | {_fmt((c['latency_ms'] or {}).get('median'), '.2f')} "
+                         f"| {_fmt(None if c.get('predicted_error') is None else 100 * c['predicted_error'], '+.1f', '%')} | "
+                         f"{pf.get('backend')}, {pf.get('precision')}, batch {pf.get('batch')}, "
+                         f"threads {pf.get('threads')} |")
     runs = [c["latency_ms"]["n"] for c in doc["candidates"] if c["latency_ms"] and "n" in c["latency_ms"]]
     warmup = p.get("warmup")
     if isinstance(warmup, dict):  # device bench: {"warmup_runs": 200} or {"warmup_ms": 1000}

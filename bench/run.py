@@ -176,6 +176,10 @@ def build_results(cands: list[Candidate], lat: list[dict | None], times: list[li
         }
         if summary and lat[base]:
             row.update(stats.speedups(lat[base], summary, cands[base].gmacs, c.gmacs))
+        predicted = c.extra.get("predicted_ms")
+        if predicted:
+            row.update(predicted_ms=predicted, predicted_for=c.extra.get("predicted_for"),
+                       predicted_error=summary["median"] / predicted - 1 if summary else None)
         rows.append(row)
     random_weights = [c.label for c in cands if c.accuracy_meaningful is False]
     which = "all models" if len(random_weights) == len(cands) else ", ".join(random_weights)

@@ -37,6 +37,12 @@ CANDIDATE_SCHEMA = {
         "notice": _OPT_STR,
         "settings": {"type": "object"},
         "latency_ms": LATENCY_SCHEMA,
+        "predicted_ms": {**_OPT_NUM, "description": "latency predicted by the latency table the model was pruned "
+                                                     "with (prune --target-latency/--target-speedup), where known"},
+        "predicted_for": {"type": ["object", "null"],
+                          "description": "the table's backend, precision, batch and threads: the prediction is for "
+                                         "that setting"},
+        "predicted_error": {**_OPT_NUM, "description": "measured median / predicted - 1"},
         "throughput_ips": {**_OPT_NUM, "description": "images/s = batch * 1000 / mean latency (ms)"},
         "speedup_median": {**_OPT_NUM, "description": "baseline median latency / this median latency"},
         "speedup_mean": {**_OPT_NUM, "description": "baseline mean latency / this mean latency"},

@@ -1,4 +1,4 @@
-"""``python3 -m engines {build,verify,bench,info,classify,deploy,trtexec-cmd,power-mode} BUNDLE_DIR [options]``.
+"""``python3 -m engines {build,verify,bench,info,classify,deploy,trtexec-cmd,power-mode,profile} BUNDLE_DIR [options]``.
 
 Every subcommand takes the same engine-selecting flags (target, batch profile, precision, cache dir), so
 ``build``, ``verify``, ``bench`` and ``classify`` with the same flags find the same engine. Every command that
@@ -41,6 +41,8 @@ from .errors import (
 from .fileio import cleanup_staged, write_json_atomic
 from .inference import APP_BACKENDS, BACKENDS
 from .manifest import open_bundle
+from .profile import add_parser as add_profile_parser
+from .profile import cmd_profile
 from .profiles import profile_to_dict
 from .sidecar import precision_label
 from .stats import PROTOCOLS
@@ -168,6 +170,7 @@ def build_parser():
     p.epilog = ("-- CMD ...: run CMD in the power session (MAXN with --max-perf, restored after it) and exit with "
                 "its status; docker/run-jetson.sh wraps `docker run` this way")
     _power_flags(p)
+    add_profile_parser(sub, DefaultsFormatter)
     return parser
 
 
@@ -455,7 +458,7 @@ def cmd_power_mode(args):
 
 COMMANDS = {"build": cmd_build, "verify": cmd_verify, "bench": cmd_bench, "info": cmd_info,
             "classify": cmd_classify, "deploy": cmd_deploy, "trtexec-cmd": cmd_trtexec_cmd,
-            "power-mode": cmd_power_mode}
+            "power-mode": cmd_power_mode, "profile": cmd_profile}
 
 
 class Terminated(Exception):

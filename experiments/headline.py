@@ -103,9 +103,337 @@ def trained(kind: str, data: Path, out: Path, plan: Plan, seed: int, log) -> Mod
     return load_model(name, str(weights), args)
 
 
+# ------------------------------------------------------------------------------------------------ pruning
+
+TARGETS = {"50%": 0.5, "30%": 0.3}
+ALLOCATIONS = ("score", "uniform", "paper")
+CRITERIA = {"default": None, "l1": "l1", "random": "random"}  # None: snp-edge's default criteria
+TP_IMPORTANCES = ("magnitude", "taylor")
+EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher")  # residual-width criterion check (embed pruned alone)
+EMBED_KEPT = (0.75, 0.625)
+PAPER_SHAPE = {"50%": "deit_s_2.0g", "30%": "deit_s_1.3g"}
+
+
+def paper_shaped(base: ModelHandle, target_macs: float, preset: str) -> dict:
+    """The paper's per-block shape (``preset``'s kept fractions on DeiT-S, its 12 blocks mapped onto ours),
+    the Q/K, V and FFN fractions scaled together to reach ``target_macs`` (at most, as close as found)."""
+    from snp_edge.arch import arch_of
+    from snp_edge.macs import macs_constants, predict_macs
+    from snp_edge.presets import load_preset
+    from snp_edge.targets import arch_from_config
+
+    cfg, arch = load_preset(preset), arch_of(base.model)
+    depth = arch.depth
+    pick = [round(j * 11 / max(depth - 1, 1)) for j in range(depth)]
+    frac = {c: [cfg[c][i] / (64 if c in ("qk", "v") else 1536) for i in pick] for c in ("qk", "v", "mlp")}
+    embed = max(1, round(arch.embed_orig * cfg["embed"] / 384))
+    orig = {"qk": arch.head_dim, "v": arch.head_dim, "mlp": arch.mlp}
+    consts = macs_constants(base.model)
+
+    def config(s: float) -> dict:
+        return {"embed": embed, **{c: [max(1, min(orig[c], round(orig[c] * f * s))) for f in frac[c]] for c in frac}}
+
+    def macs(s: float) -> int:
+        return predict_macs(arch_from_config(config(s), arch), **consts)
+
+    lo, hi = 0.0, 1 / min(min(f) for f in frac.values())
+    if macs(hi) <= target_macs:
+        return config(hi)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if macs(mid) <= target_macs else (lo, mid)
+    return config(lo)
+
+
+def evaluate_top1(model, val) -> float:
+    from snp_edge.train.evaluate import evaluate, torch_predictor
+
+    return evaluate(torch_predictor(model.eval()), val).top1
+
+
+def widths_of(handle: ModelHandle) -> dict:
+    arch = handle.arch or {}
+    blocks = arch.get("blocks", [])
+    return {"embed": arch.get("embed"), **{c: [b[c] for b in blocks] for c in ("heads", "qk", "v", "mlp")}}
+
+
+def tp_prune(base: ModelHandle, target_macs: float, importance: str, calib, labels, steps: int = 40) -> ModelHandle:
+    """Torch-Pruning's global pruning of a copy of ``base`` to at most ``target_macs``, as in its timm ViT
+    example: head dimensions pruned (q/k/v coupled per head), classifier kept, iterative pruning in ``steps``
+    steps of its linear schedule up to a ratio of 0.95, stopping at the first step under the target (its
+    pruning ratio does not map monotonically onto MACs, so no bisection). The softmax scale stays the
+    unpruned model's (the non-fused attention path, ``scale`` untouched). Taylor importance takes the
+    gradient of the cross-entropy on the calibration images against the unpruned model's predictions."""
+    import copy
+
+    import torch_pruning as tp
+    from timm.layers.attention import Attention
+
+    from snp_edge.macs import count_macs
+
+    model = copy.deepcopy(base.model).eval()
+    model.requires_grad_(True)  # the teacher of earlier rows was frozen; TP traces its graph through autograd
+    heads = {m.qkv: m.num_heads for m in model.modules() if isinstance(m, Attention)}
+    imp = tp.importance.GroupMagnitudeImportance(p=2) if importance == "magnitude" else \
+        tp.importance.GroupTaylorImportance()
+    pruner = tp.pruner.MetaPruner(model, calib[:1], importance=imp, global_pruning=True, pruning_ratio=0.95,
+                                  iterative_steps=steps, ignored_layers=[model.head], num_heads=heads,
+                                  prune_head_dims=True, prune_num_heads=False)
+    for _ in range(steps):
+        if importance == "taylor":
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(calib), labels).backward()
+        pruner.step()
+        for m in model.modules():
+            if isinstance(m, Attention):
+                m.head_dim = m.qkv.out_features // (3 * m.num_heads)
+                m.attn_dim = m.num_heads * m.head_dim
+                m.fused_attn = False  # keep m.scale: the unpruned model's 1/sqrt(head width)
+        if count_macs(model) <= target_macs:
+            model.zero_grad(set_to_none=True)
+            return ModelHandle(model, base.base_model, dict(base.model_args))
+    raise SnpEdgeError(f"Torch-Pruning could not reach {target_macs / 1e6:.2f} MMACs")
+
+
+def prune_row(kind: str, base: ModelHandle, target_macs: float, data: Path, plan: Plan, seed: int, method: str,
+              criterion: str | None, target: str, heads: int | None = None) -> ModelHandle:
+    """The pruned model of one row (before fine-tuning)."""
+    from snp_edge.api import prune
+
+    calib = dict(calib=data / "train", calib_images=plan.calib_images, seed=seed)
+    crit = CRITERIA.get(criterion, criterion)
+    if method.startswith("tp-"):
+        from snp_edge.calib import load_calibration
+
+        cal = load_calibration(data / "train", plan.calib_images, base.data_config, seed)
+        labels = base.model.eval()(cal.images).argmax(-1).detach()  # pseudo-labels: no labels in calibration
+        return tp_prune(base, target_macs, method[3:], cal.images, labels)
+    if method == "paper":
+        return prune(base, config=paper_shaped(base, target_macs, PAPER_SHAPE[target]), criteria=crit,
+                     **calib).handle
+    return prune(base, target_gmacs=target_macs / 1e9, allocation=method, criteria=crit, heads=heads,
+                 **calib).handle
+
+
+def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list[dict]:
+    """Every row of every section, cached in ``out/rows.jsonl``."""
+    from torch.utils.data import Subset  # noqa: F401
+
+    from snp_edge.train.data import eval_loader, eval_transform, load_split
+
+    cache = out / "rows.jsonl"
+    key = json.dumps(asdict(plan) | {"seeds": None}, sort_keys=True)
+    done = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("plan_key") == key:
+                done[(r["section"], r["seed"], r["target"], r["method"], r["criterion"])] = r
+    rows = []
+    (out / "kd").mkdir(parents=True, exist_ok=True)
+    for seed in plan.seeds:
+        wide = trained("wide", data, out, plan, seed, log)
+        val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
+        ref = {"wide_top1": evaluate_top1(wide.model, val), "wide_gmacs": wide.gmacs}
+        if "headline" in sections:
+            narrow = trained("narrow", data, out, plan, seed, log)
+            ref.update(narrow_top1=evaluate_top1(narrow.model, val), narrow_gmacs=narrow.gmacs)
+        specs = []
+        if "headline" in sections:
+            specs += [("headline", "narrow", "score", "default", None), ("headline", "narrow", "score-heads3",
+                                                                          "default", 3)]
+        if "allocation" in sections:
+            for target in TARGETS:
+                specs += [("allocation", target, a, c, None) for a in ALLOCATIONS for c in CRITERIA]
+                specs += [("allocation", target, f"tp-{i}", "tp", None) for i in TP_IMPORTANCES]
+        if "embed" in sections:
+            specs += [("embed", f"{k:g}", "embed-only", e, None) for k in EMBED_KEPT for e in EMBED_SCORES]
+        for section, target, method, criterion, heads in specs:
+            if (section, seed, target, method, criterion) in done:
+                rows.append(done[(section, seed, target, method, criterion)])
+                continue
+            t = time.perf_counter()
+            row = {"section": section, "seed": seed, "target": target, "method": method, "criterion": criterion,
+                   **ref, "plan_key": key}
+            if section == "embed":
+                from snp_edge.api import prune
+
+                cfg = {"embed": round(wide.model.embed_dim * float(target))}
+                crit = "random" if criterion == "random" else "snp"
+                opts = {"embed_score": criterion} if criterion not in ("random",) else {}
+                if criterion in ("l1", "l2"):
+                    crit, opts = criterion, {}
+                handle = prune(wide, config=cfg, criteria=crit, calib=data / "train", calib_images=plan.calib_images,
+                               seed=seed, **opts).handle
+                row.update(gmacs=handle.gmacs, top1_before=evaluate_top1(handle.model, val), widths=cfg)
+            else:
+                goal = narrow.gmacs * 1e9 if target == "narrow" else wide.gmacs * 1e9 * TARGETS[target]
+                handle = prune_row(section, wide, goal, data, plan, seed, method.replace("-heads3", ""), criterion,
+                                   target, heads)
+                row.update(gmacs=handle.gmacs, widths=widths_of(handle),
+                           top1_before=evaluate_top1(handle.model, val))
+                epochs = plan.kd_epochs if section == "headline" else plan.cmp_kd_epochs
+                run = out / "kd" / f"{section}-s{seed}-{target.rstrip('%')}-{method}-{criterion}"
+                finetune(handle, data, run, kd_config(plan, seed, epochs), teacher=wide.model, force=True)
+                row.update(top1_after=evaluate_top1(handle.model, val), kd_epochs=epochs, kd_dir=str(run))
+            row["seconds"] = time.perf_counter() - t
+            rows.append(row)
+            with open(cache, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            log(f"seed {seed} {section} {target} {method} {criterion}: {row['gmacs'] * 1e3:.2f} MMACs, top-1 "
+                f"{row['top1_before']:.1f}" + (f" -> {row['top1_after']:.1f}" if "top1_after" in row else ""))
+    return rows
+
+
 def stats(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _ms(values: list[float], digits: int = 1) -> str:
+    st = stats(values)
+    return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
+
+
+def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
+    """Markdown tables: headline, allocation comparison, residual-criterion check."""
+    out = {}
+    seeds = sorted({r["seed"] for r in rows})
+    bases = {r["seed"]: r for r in rows}.values()
+    head = [r for r in rows if r["section"] == "headline"]
+    if head:
+        lines = [f"Mean ± std over {len(seeds)} seeds, each with its own independently trained wide and narrow "
+                 "models (the ± covers the base models).", "",
+                 "| model | MMACs | training epochs | val top-1 before KD (%) | val top-1 (%) | ORT 1-thread median ms "
+                 "(seed 0) |", "|---|---:|---:|---:|---:|---:|"]
+        lat = (latency or {}).get("median_ms", {})
+        r0 = head[0]
+        bases = list({r["seed"]: r for r in head}.values())
+        plan = json.loads(r0["plan_key"])
+        lines.append(f"| wide (DeiT-S-like: 96 wide, 6 heads), unpruned | {r0['wide_gmacs'] * 1e3:.2f} | "
+                     f"{plan['base_epochs']} | | {_ms([r['wide_top1'] for r in bases])} | {lat.get('wide', 0):.3f} |")
+        lines.append(f"| narrow (DeiT-T-like: 48 wide, 3 heads), from scratch | {r0['narrow_gmacs'] * 1e3:.2f} | "
+                     f"{plan['base_epochs'] + plan['kd_epochs']} | | {_ms([r['narrow_top1'] for r in bases])} | "
+                     f"{lat.get('narrow', 0):.3f} |")
+        for method, label in (("score", "wide + SNP (default) + KD"), ("score-heads3", "wide + SNP --heads 3 + KD")):
+            sel = [r for r in head if r["method"] == method]
+            if sel:
+                lines.append(f"| {label} | {_ms([r['gmacs'] * 1e3 for r in sel], 2)} | {plan['base_epochs']} + "
+                             f"{plan['kd_epochs']} KD | {_ms([r['top1_before'] for r in sel])} | "
+                             f"{_ms([r['top1_after'] for r in sel])} | {lat.get(method, 0):.3f} |")
+        out["headline"] = "\n".join(lines) + "\n"
+    alloc = [r for r in rows if r["section"] == "allocation"]
+    if alloc:
+        lines = [f"Mean ± std over {len(seeds)} seeds (independent base models). Before / after "
+                 f"{alloc[0].get('kd_epochs', '?')} epochs of distillation.", "",
+                 "| MACs kept | allocation | criterion | MMACs | top-1 before KD (%) | top-1 after KD (%) |",
+                 "|---|---|---|---:|---:|---:|"]
+        for target in TARGETS:
+            for method in (*ALLOCATIONS, *(f"tp-{i}" for i in TP_IMPORTANCES)):
+                for crit in (*CRITERIA, "tp"):
+                    sel = [r for r in alloc if r["target"] == target and r["method"] == method and r["criterion"] == crit]
+                    if sel:
+                        label = {"tp-magnitude": "Torch-Pruning global", "tp-taylor": "Torch-Pruning global"}.get(
+                            method, method)
+                        c = {"tp": method[3:]}.get(crit, crit)
+                        lines.append(f"| {target} | {label} | {c} | {_ms([r['gmacs'] * 1e3 for r in sel], 2)} | "
+                                     f"{_ms([r['top1_before'] for r in sel])} | {_ms([r['top1_after'] for r in sel])} |")
+        out["allocation"] = "\n".join(lines) + "\n"
+    emb = [r for r in rows if r["section"] == "embed"]
+    if emb:
+        lines = ["Only the residual width is pruned (everything else whole), no fine-tuning; val top-1 (%), mean ± "
+                 f"std over {len(seeds)} seeds (independent base models).", "",
+                 "| residual width kept | " + " | ".join(EMBED_SCORES) + " |", "|---|" + "---:|" * len(EMBED_SCORES)]
+        for kept in EMBED_KEPT:
+            cells = []
+            for e in EMBED_SCORES:
+                sel = [r["top1_before"] for r in emb if r["target"] == f"{kept:g}" and r["criterion"] == e]
+                cells.append(_ms(sel) if sel else "")
+            lines.append(f"| {round(96 * kept)}/96 | " + " | ".join(cells) + " |")
+        out["embed"] = "\n".join(lines) + "\n"
+    return out
+
+
+def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alloc = [r for r in rows if r["section"] == "allocation"]
+    if alloc:
+        fig, axes = plt.subplots(1, len(TARGETS), figsize=(7 * len(TARGETS), 4.5), sharey=True)
+        for ax, target in zip(axes, TARGETS, strict=True):
+            names, before, after, eb, ea = [], [], [], [], []
+            for method in (*ALLOCATIONS, *(f"tp-{i}" for i in TP_IMPORTANCES)):
+                for crit in (*CRITERIA, "tp"):
+                    sel = [r for r in alloc if r["target"] == target and r["method"] == method and r["criterion"] == crit]
+                    if sel:
+                        names.append(method if crit == "tp" else f"{method}\n{crit}")
+                        b, a = stats([r["top1_before"] for r in sel]), stats([r["top1_after"] for r in sel])
+                        before.append(b["mean"]), eb.append(b["std"]), after.append(a["mean"]), ea.append(a["std"])
+            x = range(len(names))
+            ax.bar([i - 0.2 for i in x], before, 0.4, yerr=eb, label="before KD", capsize=2)
+            ax.bar([i + 0.2 for i in x], after, 0.4, yerr=ea, label="after KD", capsize=2)
+            ax.set_xticks(list(x), names, fontsize=7, rotation=60)
+            ax.set_title(f"{target} of the wide model's MACs")
+            ax.set_ylabel("val top-1 (%)")
+            ax.set_ylim(0, 100)
+            ax.legend(loc="lower left", fontsize=8)
+        fig.suptitle("MNIST-5k, DeiT-S-like ViT: allocation x criterion, and Torch-Pruning")
+        fig.tight_layout()
+        fig.savefig(out / "allocation.png", dpi=110)
+        plt.close(fig)
+    head = [r for r in rows if r["section"] == "headline"]
+    if head:
+        bases = list({r["seed"]: r for r in head}.values())
+        lat = (latency or {}).get("median_ms", {})
+        items = [("wide", [r["wide_top1"] for r in bases]), ("narrow\nfrom scratch", [r["narrow_top1"] for r in bases])]
+        items += [(f"wide + SNP{' heads 3' if m == 'score-heads3' else ''}\n+ KD",
+                   [r["top1_after"] for r in head if r["method"] == m]) for m in ("score", "score-heads3")]
+        keys = ["wide", "narrow", "score", "score-heads3"]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        a1.bar(range(len(items)), [stats(v)["mean"] for _, v in items], yerr=[stats(v)["std"] for _, v in items],
+               capsize=3, color=["grey", "tab:orange", "tab:blue", "tab:cyan"])
+        a1.set_xticks(range(len(items)), [n for n, _ in items], fontsize=8)
+        lo = min(stats(v)["mean"] for _, v in items)
+        a1.set_ylim(max(0, lo - 5), 100)
+        a1.set_ylabel("val top-1 (%)")
+        a1.set_title("accuracy (mean ± std, 3 independent trainings)")
+        if lat:
+            a2.bar(range(len(keys)), [lat.get(k, 0) for k in keys], color=["grey", "tab:orange", "tab:blue", "tab:cyan"])
+            a2.set_xticks(range(len(keys)), [n for n, _ in items], fontsize=8)
+            a2.set_ylabel("ONNX Runtime, 1 thread, median ms")
+            a2.set_title("latency (interleaved)")
+        fig.suptitle("Pruned wide vs narrow from scratch, equal MACs and equal training epochs")
+        fig.tight_layout()
+        fig.savefig(out / "headline.png", dpi=110)
+        plt.close(fig)
+
+
+def latency(out: Path, plan: Plan, seed: int) -> dict:
+    """ONNX Runtime latency (1 thread, interleaved, snp_edge.bench) of the wide, narrow and pruned models."""
+    from snp_edge.bench.candidates import from_handle
+    from snp_edge.bench.run import BenchConfig, run_bench
+
+    from snp_edge.saved import load_pruned_handle
+
+    name_w, args_w = WIDE
+    name_n, args_n = NARROW
+    cands = [from_handle(load_model(name_w, str(out / f"wide-s{seed}/last/model.safetensors"), args_w), "wide",
+                         label="wide"),
+             from_handle(load_model(name_n, str(out / f"narrow-s{seed}/last/model.safetensors"), args_n), "narrow",
+                         label="narrow")]
+    for method in ("score", "score-heads3"):
+        folder = out / "kd" / f"headline-s{seed}-narrow-{method}-default" / "last"
+        if folder.is_dir():
+            cands.append(from_handle(load_pruned_handle(folder), method, label=method))
+    doc = run_bench(cands, BenchConfig(backend="ort", threads=1, warmup=max(10, plan.latency_runs // 10),
+                                       runs=plan.latency_runs, seed=seed))
+    rows = doc["candidates"]
+    med = {r["label"]: r["latency_ms"]["median"] for r in rows}
+    spread = {r["label"]: [r["latency_ms"]["min"], r["latency_ms"]["median"], r["latency_ms"]["max"]] for r in rows}
+    return {"median_ms": med, "min_median_max_ms": spread, "load_before": None, "seed": seed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
     p.add_argument("--stage", choices=("bases", "all"), default="all",
                    help="bases: only train the wide and narrow models (cached for the full run)")
+    p.add_argument("--sections", nargs="+", choices=("headline", "allocation", "embed"),
+                   default=["headline", "allocation", "embed"], help="which parts to run")
+    p.add_argument("--no-latency", action="store_true", help="skip the ONNX Runtime latency measurement")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -131,17 +462,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = materialize(out / ("data-quick" if args.quick else "data"), plan.val_per_class,
                            train_per_class=plan.train_per_class)
-        for seed in plan.seeds:
-            trained("wide", data, out, plan, seed, log)
-            trained("narrow", data, out, plan, seed, log)
+        if args.stage == "bases":
+            for seed in plan.seeds:
+                trained("wide", data, out, plan, seed, log)
+                trained("narrow", data, out, plan, seed, log)
+            log("bases done")
+            return 0
+        rows = measure(data, out, plan, args.sections, log)
+        lat = None
+        if "headline" in args.sections and not args.no_latency:
+            load = os.getloadavg()
+            lat = latency(out, plan, plan.seeds[0])
+            lat["load_before"], lat["load_after"] = load, os.getloadavg()
+            log(f"latency (ORT, 1 thread, median ms): {lat['median_ms']}")
     except SnpEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.stage == "bases":
-        log("bases done")
-        return 0
-    atomic_write_text(out / "plan.json", json.dumps({"plan": asdict(plan), "machine": machine(),
-                                                     "load": os.getloadavg()}, indent=2) + "\n")
+    texts = tables(rows, lat)
+    for name, text in texts.items():
+        atomic_write_text(out / f"{name}.md", text)
+        print(f"## {name}\n\n{text}")
+    plot(rows, lat, out)
+    result = {"plan": asdict(plan), "quick": args.quick, "wide": WIDE, "narrow": NARROW, "machine": machine(),
+              "load_end": os.getloadavg(), "wall_s": time.perf_counter() - start, "latency": lat, "rows": rows}
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
+    log(f"done; results in {out}/results.json, " + ", ".join(f"{n}.md" for n in texts))
     return 0
 
 

@@ -41,7 +41,7 @@ from ..engines.errors import (
     first_line,
 )
 
-COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train")
+COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile")
 
 
 def build_parser() -> argparse.ArgumentParser:

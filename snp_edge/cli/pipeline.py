@@ -100,15 +100,16 @@ def build_members(args: argparse.Namespace, targets: list[tuple[str, object]]) -
 
 
 def _candidate(member: Member, path: Path | None = None):
-    from ..bench.candidates import Candidate, from_handle
+    from ..bench.candidates import Candidate, from_handle, predicted_extra
 
     h = member.handle
+    predicted = predicted_extra(member.prune_result.summary) if member.prune_result else {}
     if path is None:
         return from_handle(h, member.label if member.role != "pruned" else f"{member.role} {member.tag}",
-                           role=member.role, label=member.label, extra={"preset": member.tag})
+                           role=member.role, label=member.label, extra={"preset": member.tag, **predicted})
     return Candidate(label=member.label, source=str(path), kind="onnx", role=member.role, handle=h, path=path,
                      gmacs=h.gmacs, params=h.params, accuracy_meaningful=h.accuracy_meaningful, notice=h.notice,
-                     extra={"base_model": h.base_model, "preset": member.tag})
+                     extra={"base_model": h.base_model, "preset": member.tag, **predicted})
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -154,11 +154,46 @@ def _ln_embed(model: nn.Module, col: _Collector) -> torch.Tensor:
                       col.mean("ln.norm2", i) * blk.mlp.fc1.weight.norm(dim=0),
                       col.mean("ln.proj", i), col.mean("ln.fc2", i)]
     if "ln.norm" in col.stats:
-        heads = [getattr(model, n) for n in ("head", "head_dist")]
+        heads = [getattr(model, n, None) for n in ("head", "head_dist")]
         w = sum(h.weight.norm(dim=0) for h in heads if isinstance(h, nn.Linear) and h.out_features > 0)
         if isinstance(w, torch.Tensor):
             per_layer.append(col.mean("ln.norm", 0) * w)
     return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
+
+
+def fisher_embed(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Residual-channel scores from the loss (``--embed-score fisher``). (E,)
+
+    A mask m (E,) multiplies the residual stream wherever a removed channel would vanish: the embedded tokens,
+    what every attention and FFN sublayer writes into the stream, and the output of every LayerNorm (so
+    the gains and biases count). With m = 1 the model is unchanged; the score of channel c is the Fisher
+    estimate of the loss increase when m_c goes to 0, sum over images of (dL/dm_c)^2, with L the
+    cross-entropy against the model's own prediction (calibration images carry no labels), one image at a
+    time (as in Kwon et al., "A Fast Post-Training Pruning Framework for Transformers", 2022).
+    """
+    E = model.patch_embed.proj.out_channels
+    mask = torch.ones(E, requires_grad=True)
+
+    def hook(_module, _inputs, out):
+        return out * mask
+
+    modules = [model.norm_pre if not isinstance(model.norm_pre, nn.Identity) else model.patch_drop, model.norm]
+    for blk in model.blocks:
+        modules += [blk.norm1, blk.norm2, blk.attn.proj, blk.mlp.fc2]
+    handles = [m.register_forward_hook(hook) for m in modules]
+    fisher = torch.zeros(E, dtype=torch.float64)
+    try:
+        with torch.enable_grad():
+            for x in images:
+                logits = model(x[None])
+                logits = logits[0] if isinstance(logits, tuple) else logits
+                loss = torch.nn.functional.cross_entropy(logits, logits.argmax(-1).detach())
+                (grad,) = torch.autograd.grad(loss, mask)
+                fisher += grad.double() ** 2
+    finally:
+        for h in handles:
+            h.remove()
+    return fisher.float()
 
 
 @torch.no_grad()
@@ -248,6 +283,8 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         embed = torch.rand(E, generator=gen)
     elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "ln":
         embed = _ln_embed(model, col)
+    elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "fisher":
+        embed = fisher_embed(model, images)
     else:
         base = crit["embed"] if crit["embed"] in ("l1", "l2") else opts.embed_score
         act = [col.mean("embed", i) for i in range(len(model.blocks))] if base == "act" else None

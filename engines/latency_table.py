@@ -1,0 +1,237 @@
+"""Latency tables: measured latency of a ViT's parts as a function of their widths (one versioned JSON format,
+written by ``snp-edge profile`` on the host and by ``python3 -m engines profile`` on a device).
+
+A ViT's latency is predicted as the sum of its parts, each interpolated (multilinearly; linearly beyond the
+grid's ends) on a grid of widths measured on one backend::
+
+    latency = factor * (stem(E) + head(E) + sum over kept blocks of [attn(E, H, qk, v) + mlp(E, M)])
+
+The parts, each measured alone as a small graph on ``batch`` images (tokens run token-major, ``B*N x E``,
+as the project's ONNX export does); a block part is timed as a chain of ``depth`` copies with their own
+weights, divided by ``depth`` (:func:`chain_length`), so its weights are not cache-resident as a lone
+part's would be:
+
+======  ==========================  ======================================================================
+term    axes                        what it computes
+======  ==========================  ======================================================================
+stem    embed                       patch embedding (Conv k=p, s=p), class token, position embedding
+attn    embed, heads, qk, v         LayerNorm, qkv Gemm (E -> H*(2 qk + v)), per head Q K^T, Softmax,
+                                    A V, proj Gemm (H*v -> E), residual add
+mlp     embed, mlp                  LayerNorm, fc1 Gemm (E -> M), GELU (Erf), fc2 Gemm (M -> E), residual add
+head    embed                       final LayerNorm on the class token, classifier Gemm (E -> classes)
+======  ==========================  ======================================================================
+
+``factor`` (``calibration``) is the measured latency of the whole unpruned model divided by the sum of its
+parts: what separately timed parts miss (caches warm with one part's weights, per-call overhead). The file::
+
+    {"format": "snp-edge-latency-table", "version": 1, "created": "...", "tool": "...",
+     "model": {"name", "tokens", "embed", "heads", "head_dim", "mlp", "depth", "img_size", "patch_size",
+               "in_chans", "head_outputs", "prefix_tokens"},
+     "backend": "ort" | "torch" | "trt", "precision": "fp32" | "fp16", "batch": 1, "threads": 1 | null,
+     "device": "cpu" | "cuda", "protocol": {"warmup", "runs", "statistic": "median"},
+     "environment": {...}, "grid": {"embed": [...], "heads": [...], "qk": [...], "v": [...], "mlp": [...]},
+     "terms": {"stem": {"axes": ["embed"], "ms": [...]}, "attn": {"axes": [...], "ms": nested lists}, ...},
+     "calibration": {"measured_ms", "sum_ms", "factor"}, "partial": false}
+
+Python 3.6-clean (it runs on the device); numpy only.
+"""
+
+import itertools
+import json
+import time
+
+from .errors import UserError
+
+FORMAT = "snp-edge-latency-table"
+VERSION = 1
+TERMS = (("stem", ("embed",)), ("head", ("embed",)), ("attn", ("embed", "heads", "qk", "v")),
+         ("mlp", ("embed", "mlp")))
+MODEL_KEYS = ("name", "tokens", "embed", "heads", "head_dim", "mlp", "depth", "img_size", "patch_size", "in_chans",
+              "head_outputs", "prefix_tokens")
+
+
+def chain_length(term, model):
+    """Copies of a part chained in one timed graph (each with its own weights; the time is divided by it):
+    the model's depth for the block parts, whose weights would otherwise sit in cache as they never do in
+    the whole model; 1 for the stem and the head."""
+    return model["depth"] if term in ("attn", "mlp") else 1
+
+
+def _spaced(lo, hi, points, multiple):
+    """``points`` values from ``lo`` to ``hi`` (both included), rounded to ``multiple``, no repeats."""
+    if points <= 1:
+        return [hi]
+    out = [hi]
+    for i in range(points - 1):
+        value = lo + (hi - lo) * i / float(points - 1)
+        out.append(max(multiple, int(round(value / multiple)) * multiple))
+    return sorted(set(min(v, hi) for v in out))
+
+
+def default_grid(model, points=5, all_heads=True):
+    """The grid measured by default for ``model`` (the ``model`` dict of a table): residual widths from a
+    quarter to all of it, head counts 1, H/2 and H (``all_heads``; attention cost is close to linear in the
+    heads) or only H, Q/K and V widths from an eighth, FFN widths from a sixteenth, ``points`` values each
+    (twice that for the FFN), multiples of 8."""
+    E, H, d, M = model["embed"], model["heads"], model["head_dim"], model["mlp"]
+    return {
+        "embed": _spaced(max(8, E // 4), E, points, 8),
+        "heads": sorted(set([1, max(1, H // 2), H])) if all_heads else [H],
+        "qk": _spaced(max(1, d // 8), d, points, 8 if d >= 16 else 1),
+        "v": _spaced(max(1, d // 8), d, points, 8 if d >= 16 else 1),
+        "mlp": _spaced(max(8, M // 16), M, 2 * points, 8 if M >= 64 else 1),
+    }
+
+
+def grid_points(grid):
+    """Every (term, widths dict) to measure, in the order measured (cheap terms first)."""
+    out = []
+    for term, axes in TERMS:
+        for values in itertools.product(*[grid[a] for a in axes]):
+            out.append((term, dict(zip(axes, values))))  # noqa: B905 (Python 3.6)
+    return out
+
+
+def measure_table(model, grid, measure, whole_model=None, time_budget=None, progress=None):
+    """Measure every grid point with ``measure(term, widths) -> ms`` (a median) and return the ``terms``
+    and ``calibration`` parts of a table, and whether the time budget cut it short.
+
+    ``whole_model()`` -> ms of the unpruned model (for the calibration factor; None skips it).
+    ``time_budget`` (s): when it runs out, the remaining points stay NaN and the table is marked partial
+    (:func:`read_table` refuses it). ``progress(done, total, term, widths, ms)`` is called after each point.
+    """
+    import numpy as np
+
+    points = grid_points(grid)
+    start = time.time()
+    values = dict((term, np.full([len(grid[a]) for a in axes], np.nan)) for term, axes in TERMS)
+    partial = False
+    for n, (term, widths) in enumerate(points):
+        if time_budget is not None and time.time() - start > time_budget:
+            partial = True
+            break
+        axes = dict(TERMS)[term]
+        index = tuple(grid[a].index(widths[a]) for a in axes)
+        values[term][index] = ms = float(measure(term, widths))
+        if progress is not None:
+            progress(n + 1, len(points), term, widths, ms)
+    terms = dict((term, {"axes": list(axes), "ms": values[term].tolist()}) for term, axes in TERMS)
+    calibration = None
+    if whole_model is not None and not partial:
+        measured = float(whole_model())
+        full = dict(embed=model["embed"], heads=model["heads"], qk=model["head_dim"], v=model["head_dim"],
+                    mlp=model["mlp"])
+        table = {"grid": grid, "terms": terms, "model": model}
+        parts = predict_parts(table, model["embed"], [full] * model["depth"])
+        calibration = {"measured_ms": measured, "sum_ms": parts, "factor": measured / parts}
+    return terms, calibration, partial
+
+
+def make_table(model, grid, terms, calibration, backend, precision, batch, threads, device, protocol, environment,
+               tool, partial=False):
+    """A table document (see the module docstring), validated."""
+    doc = {"format": FORMAT, "version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "tool": tool,
+           "model": model, "backend": backend, "precision": precision, "batch": batch, "threads": threads,
+           "device": device, "protocol": protocol, "environment": environment, "grid": grid, "terms": terms,
+           "calibration": calibration, "partial": partial}
+    check_table(doc)
+    return doc
+
+
+def check_table(doc, source="latency table"):
+    """Raise :class:`UserError` naming the first thing wrong with a table document."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise UserError(f"{source} is not a snp-edge latency table (format {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise UserError(f"{source} has version {doc.get('version')!r}; this snp-edge reads version {VERSION}")
+    model = doc.get("model")
+    if not isinstance(model, dict) or any(k not in model for k in MODEL_KEYS):
+        raise UserError(f"{source}: model must give {', '.join(MODEL_KEYS)}")
+    grid = doc.get("grid") or {}
+    for axis in ("embed", "heads", "qk", "v", "mlp"):
+        values = grid.get(axis)
+        if not isinstance(values, list) or not values or values != sorted(set(values)) or \
+                any(not isinstance(v, int) or v < 1 for v in values):
+            raise UserError(f"{source}: grid.{axis} must be increasing positive integers")
+    terms = doc.get("terms") or {}
+    import numpy as np
+
+    for term, axes in TERMS:
+        t = terms.get(term)
+        if not isinstance(t, dict) or t.get("axes") != list(axes):
+            raise UserError(f"{source}: terms.{term} must have axes {list(axes)}")
+        ms = np.asarray(t.get("ms"), dtype=float)
+        if ms.shape != tuple(len(grid[a]) for a in axes):
+            raise UserError(f"{source}: terms.{term}.ms has shape {ms.shape}, the grid needs "
+                            f"{tuple(len(grid[a]) for a in axes)}")
+        if not doc.get("partial") and (not np.all(np.isfinite(ms)) or np.any(ms < 0)):
+            raise UserError(f"{source}: terms.{term}.ms has a missing, NaN or negative latency")
+    cal = doc.get("calibration")
+    if cal is not None:
+        factor = cal.get("factor") if isinstance(cal, dict) else None
+        if not isinstance(factor, (int, float)) or not 0.2 <= factor <= 5:
+            raise UserError(f"{source}: calibration.factor must be a number in [0.2, 5], got {factor!r}")
+
+
+def read_table(path):
+    """A table from a JSON file, checked (:func:`check_table`); a partial table is refused."""
+    try:
+        with open(str(path)) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read latency table {path}: {exc}") from None
+    check_table(doc, str(path))
+    if doc.get("partial"):
+        raise UserError(f"latency table {path} is partial (its --time-budget ran out); measure it again with "
+                        "a larger budget or a coarser grid")
+    return doc
+
+
+def interpolate(grid_axes, values, point):
+    """Multilinear interpolation of ``values`` (an array over the product of ``grid_axes``) at ``point``
+    (one coordinate per axis); linear extrapolation beyond an axis's ends, never below 0."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    weights = []
+    for axis, x in zip(grid_axes, point):  # noqa: B905 (Python 3.6)
+        axis = list(axis)
+        if len(axis) == 1:
+            weights.append([(0, 1.0)])
+            continue
+        j = 0
+        while j < len(axis) - 2 and x > axis[j + 1]:
+            j += 1
+        t = (x - axis[j]) / float(axis[j + 1] - axis[j])
+        weights.append([(j, 1.0 - t), (j + 1, t)])
+    total = 0.0
+    for combo in itertools.product(*weights):
+        w = 1.0
+        for _, wi in combo:
+            w *= wi
+        total += w * values[tuple(i for i, _ in combo)]
+    return max(0.0, float(total))
+
+
+def term_ms(table, term, widths):
+    """One term's latency (ms) at ``widths`` (a dict with the term's axes)."""
+    axes = dict(TERMS)[term]
+    return interpolate([table["grid"][a] for a in axes], table["terms"][term]["ms"], [widths[a] for a in axes])
+
+
+def predict_parts(table, embed, blocks):
+    """Sum of the parts (ms, before the calibration factor): ``blocks`` are dicts with heads, qk, v, mlp."""
+    total = term_ms(table, "stem", {"embed": embed}) + term_ms(table, "head", {"embed": embed})
+    for b in blocks:
+        total += term_ms(table, "attn", {"embed": embed, "heads": b["heads"], "qk": b["qk"], "v": b["v"]})
+        total += term_ms(table, "mlp", {"embed": embed, "mlp": b["mlp"]})
+    return total
+
+
+def factor(table):
+    return (table.get("calibration") or {}).get("factor", 1.0)
+
+
+def predict_ms(table, embed, blocks):
+    """Predicted latency (ms) of a model of residual width ``embed`` and ``blocks`` (dicts: heads, qk, v, mlp)."""
+    return factor(table) * predict_parts(table, embed, blocks)
