@@ -40,7 +40,7 @@ import itertools
 import json
 import time
 
-from .errors import UserError
+from .errors import EnginesError
 
 FORMAT = "snp-edge-latency-table"
 VERSION = 1
@@ -139,38 +139,38 @@ def make_table(model, grid, terms, calibration, backend, precision, batch, threa
 
 
 def check_table(doc, source="latency table"):
-    """Raise :class:`UserError` naming the first thing wrong with a table document."""
+    """Raise :class:`EnginesError` naming the first thing wrong with a table document."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise UserError(f"{source} is not a snp-edge latency table (format {FORMAT!r})")
+        raise EnginesError(f"{source} is not a snp-edge latency table (format {FORMAT!r})")
     if doc.get("version") != VERSION:
-        raise UserError(f"{source} has version {doc.get('version')!r}; this snp-edge reads version {VERSION}")
+        raise EnginesError(f"{source} has version {doc.get('version')!r}; this snp-edge reads version {VERSION}")
     model = doc.get("model")
     if not isinstance(model, dict) or any(k not in model for k in MODEL_KEYS):
-        raise UserError(f"{source}: model must give {', '.join(MODEL_KEYS)}")
+        raise EnginesError(f"{source}: model must give {', '.join(MODEL_KEYS)}")
     grid = doc.get("grid") or {}
     for axis in ("embed", "heads", "qk", "v", "mlp"):
         values = grid.get(axis)
         if not isinstance(values, list) or not values or values != sorted(set(values)) or \
                 any(not isinstance(v, int) or v < 1 for v in values):
-            raise UserError(f"{source}: grid.{axis} must be increasing positive integers")
+            raise EnginesError(f"{source}: grid.{axis} must be increasing positive integers")
     terms = doc.get("terms") or {}
     import numpy as np
 
     for term, axes in TERMS:
         t = terms.get(term)
         if not isinstance(t, dict) or t.get("axes") != list(axes):
-            raise UserError(f"{source}: terms.{term} must have axes {list(axes)}")
+            raise EnginesError(f"{source}: terms.{term} must have axes {list(axes)}")
         ms = np.asarray(t.get("ms"), dtype=float)
         if ms.shape != tuple(len(grid[a]) for a in axes):
-            raise UserError(f"{source}: terms.{term}.ms has shape {ms.shape}, the grid needs "
+            raise EnginesError(f"{source}: terms.{term}.ms has shape {ms.shape}, the grid needs "
                             f"{tuple(len(grid[a]) for a in axes)}")
         if not doc.get("partial") and (not np.all(np.isfinite(ms)) or np.any(ms < 0)):
-            raise UserError(f"{source}: terms.{term}.ms has a missing, NaN or negative latency")
+            raise EnginesError(f"{source}: terms.{term}.ms has a missing, NaN or negative latency")
     cal = doc.get("calibration")
     if cal is not None:
         factor = cal.get("factor") if isinstance(cal, dict) else None
         if not isinstance(factor, (int, float)) or not 0.2 <= factor <= 5:
-            raise UserError(f"{source}: calibration.factor must be a number in [0.2, 5], got {factor!r}")
+            raise EnginesError(f"{source}: calibration.factor must be a number in [0.2, 5], got {factor!r}")
 
 
 def read_table(path):
@@ -179,10 +179,10 @@ def read_table(path):
         with open(str(path)) as f:
             doc = json.load(f)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read latency table {path}: {exc}") from None
+        raise EnginesError(f"cannot read latency table {path}: {exc}") from None
     check_table(doc, str(path))
     if doc.get("partial"):
-        raise UserError(f"latency table {path} is partial (its --time-budget ran out); measure it again with "
+        raise EnginesError(f"latency table {path} is partial (its --time-budget ran out); measure it again with "
                         "a larger budget or a coarser grid")
     return doc
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from . import latency_table
-from .errors import EnginesError, UserError
+from .errors import EnginesError
 from .stats import summarize
 
 PLAN_NAME = "latency-plan.json"
@@ -28,14 +28,14 @@ def read_plan(path):
     if os.path.isdir(path):
         path = os.path.join(path, PLAN_NAME)
     if not os.path.isfile(path):
-        raise UserError(f"latency plan not found: {path} (write one with `snp-edge profile --plan-only`)")
+        raise EnginesError(f"latency plan not found: {path} (write one with `snp-edge profile --plan-only`)")
     try:
         with open(path) as f:
             plan = json.load(f)
     except ValueError as exc:
-        raise UserError(f"cannot read latency plan {path}: {exc}") from None
+        raise EnginesError(f"cannot read latency plan {path}: {exc}") from None
     if not isinstance(plan, dict) or plan.get("format") != latency_table.FORMAT or "grid" not in plan:
-        raise UserError(f"{path} is not a latency plan (format {latency_table.FORMAT!r} with a grid)")
+        raise EnginesError(f"{path} is not a latency plan (format {latency_table.FORMAT!r} with a grid)")
     return plan
 
 
@@ -261,7 +261,7 @@ def cmd_profile(args):
     from .fileio import write_json_atomic
 
     if os.path.exists(args.out) and not args.force:
-        raise UserError(f"{args.out} exists; pass --force to replace it")
+        raise EnginesError(f"{args.out} exists; pass --force to replace it")
     plan = read_plan(args.plan)
 
     def progress(done, total, term, widths, ms):

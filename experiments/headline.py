@@ -109,7 +109,7 @@ TARGETS = {"50%": 0.5, "30%": 0.3}
 ALLOCATIONS = ("score", "uniform", "paper")
 CRITERIA = {"default": None, "l1": "l1", "random": "random"}  # None: snp-edge's default criteria
 TP_IMPORTANCES = ("magnitude", "taylor")
-EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher")  # residual-width criterion check (embed pruned alone)
+EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher", "ablation")  # residual-width criterion check (embed pruned alone)
 EMBED_KEPT = (0.75, 0.625)
 PAPER_SHAPE = {"50%": "deit_s_2.0g", "30%": "deit_s_1.3g"}
 

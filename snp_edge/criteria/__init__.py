@@ -18,7 +18,8 @@ embed     total-sum-scaled per-layer scores averaged     same                   
           (LayerNorm gains and biases included) and
           E|out_c| of proj and fc2; fisher: sum over
           images of (dL/dm_c)^2 for a mask m on the
-          stream, LayerNorm outputs included)
+          stream, LayerNorm outputs included; ablation:
+          KL of the output with channel c masked out)
 heads     E |A_h V_h W_proj^h|: the head's share of      same                        p-norm of the head's
           the attention output                                                       qkv rows + proj cols
 blocks    E |f(x)| / |x|: relative residual update       same                        mean |w| of the block
@@ -44,7 +45,7 @@ COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 # measured far worse than every baseline and the data-driven output score best (docs/accuracy.md).
 DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
 FFN_SCORES = ("act", "l1", "l2")
-EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher")
+EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher", "ablation")
 # Residual channels: "ln" (what each channel carries into every layer after its LayerNorm, gains included, and
 # what every sublayer writes into it; data-driven) measured better than the weight-only "l1" (docs/accuracy.md).
 DEFAULT_EMBED_SCORE = "l1"
@@ -79,7 +80,7 @@ class ScoreOptions:
         if comp == "mlp":
             return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
         if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln", "fisher")
+            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln", "fisher", "ablation")
         if comp == "v":
             return crit in ("snp-data", "snp-attn")
         return crit in ("snp", "snp-data", "snp-attn")

@@ -1,0 +1,188 @@
+"""Latency tables: the format, interpolation, the cost the allocator uses, and the profile command."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from snp_edge.engines import latency_table as lt
+from snp_edge.engines.errors import UserError
+
+from snp_edge.allocation import MacCost, allocate, total_cost
+from snp_edge.arch import arch_of
+from snp_edge.latency import LatencyCost, geometry, predict_ms
+from snp_edge.macs import macs_constants
+from snp_edge.vit import create_model
+
+
+def _model(name="deit_small_patch16_224"):
+    return create_model(name, device="meta")
+
+
+def _synthetic(model, per_mac_ms=1e-8, overhead_ms=0.05, points=4):
+    """A table whose parts cost ``per_mac_ms`` per MAC plus a fixed overhead per part (multilinear in each
+    width except attention, which is bilinear in heads x width: interpolation is exact on it)."""
+    geo = geometry(model, "deit_small_patch16_224")
+    grid = lt.default_grid(geo, points)
+    N = geo["tokens"]
+
+    def measure(term, w):
+        E = w["embed"]
+        if term == "stem":
+            macs = (N - 1) * geo["in_chans"] * geo["patch_size"] ** 2 * E
+        elif term == "head":
+            macs = E * geo["head_outputs"]
+        elif term == "attn":
+            H, qk, v = w["heads"], w["qk"], w["v"]
+            macs = N * E * H * (2 * qk + v) + N * N * H * (qk + v) + N * H * v * E
+        else:
+            macs = 2 * N * E * w["mlp"]
+        return overhead_ms + per_mac_ms * macs
+
+    terms, _, partial = lt.measure_table(geo, grid, measure)
+    return lt.make_table(geo, grid, terms, None, "ort", "fp32", 1, 1, "cpu", {"warmup": 0, "runs": 1}, {},
+                         "test", partial)
+
+
+def test_interpolation_is_exact_on_multilinear_functions_and_extrapolates():
+    axes = [[1, 3, 7], [2, 10]]
+
+    def f(a, b):
+        return 2 + 3 * a + 5 * b + 0.5 * a * b
+
+    values = [[f(a, b) for b in axes[1]] for a in axes[0]]
+    for a, b in [(1, 2), (2, 5), (6.5, 9), (3, 10)]:
+        assert lt.interpolate(axes, values, [a, b]) == pytest.approx(f(a, b), rel=1e-12)
+    assert lt.interpolate(axes, values, [9, 2]) == pytest.approx(f(9, 2))  # linear beyond the last point
+    assert lt.interpolate([[1, 2]], [1.0, 2.0], [-5]) == 0.0  # never negative
+
+
+def test_table_predicts_the_sum_of_its_parts_and_calibrates():
+    model = _model()
+    table = _synthetic(model)
+    arch = arch_of(model)
+    macs = MacCost(**macs_constants(model))
+    # every part is linear in MACs plus a constant, so the prediction is exact: 1e-8 ms per MAC + overheads
+    expected = 1e-8 * total_cost(macs, arch) + 0.05 * (2 + 2 * arch.depth)
+    assert predict_ms(table, arch) == pytest.approx(expected, rel=1e-9)
+    table["calibration"] = {"measured_ms": 2 * expected, "sum_ms": expected, "factor": 2.0}
+    assert predict_ms(table, arch) == pytest.approx(2 * expected, rel=1e-9)
+
+
+def test_measure_table_records_the_calibration_factor_and_a_time_budget_makes_it_partial():
+    geo = geometry(_model(), "x")
+    grid = {"embed": [192, 384], "heads": [6], "qk": [32, 64], "v": [32, 64], "mlp": [768, 1536]}
+    terms, cal, partial = lt.measure_table(geo, grid, lambda term, w: 1.0, lambda: 26.0)
+    assert not partial and cal["sum_ms"] == 2 + 2 * 12 and cal["factor"] == 1.0
+    seen = []
+    terms, cal, partial = lt.measure_table(geo, grid, lambda term, w: seen.append(term) or 1.0, time_budget=0.0)
+    assert partial and cal is None
+    assert np.isnan(np.asarray(terms["attn"]["ms"])).all()
+
+
+def test_bad_tables_are_refused(tmp_path):
+    table = _synthetic(_model(), points=2)
+    path = tmp_path / "t.json"
+    cases = {
+        "not a snp-edge latency table": {**table, "format": "other"},
+        "version 7": {**table, "version": 7},
+        "grid.qk must be increasing": {**table, "grid": {**table["grid"], "qk": [64, 8]}},
+        "has shape": {**table, "terms": {**table["terms"], "mlp": {"axes": ["embed", "mlp"], "ms": [[1.0]]}}},
+        "calibration.factor": {**table, "calibration": {"factor": 40}},
+    }
+    nan = copy.deepcopy(table)
+    nan["terms"]["stem"]["ms"][0] = float("nan")
+    cases["NaN"] = nan
+    for message, doc in cases.items():
+        path.write_text(json.dumps(doc))
+        with pytest.raises(UserError, match=message):
+            lt.read_table(path)
+    path.write_text(json.dumps({**table, "partial": True}))
+    with pytest.raises(UserError, match="partial"):
+        lt.read_table(path)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read"):
+        lt.read_table(path)
+
+
+def test_latency_cost_drives_the_allocation_within_two_percent():
+    """--target-latency: the score allocation lands within 2% under the predicted budget; a latency table where
+    the FFN is expensive per MAC makes the FFN narrower than the MAC cost does at the same budget in ms."""
+    import torch
+
+    from snp_edge.criteria import Scores
+
+    model = _model()
+    base = arch_of(model)
+    macs = MacCost(**macs_constants(model))
+    g = torch.Generator().manual_seed(0)
+    scores = Scores(qk=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                    v=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                    mlp=[torch.rand(1536, generator=g) for _ in range(12)],
+                    heads=[torch.rand(6, generator=g) for _ in range(12)], embed=torch.rand(384, generator=g),
+                    blocks=torch.rand(12, generator=g))
+    table = _synthetic(model)
+    cost = LatencyCost(table, macs)
+    budget = 0.4 * total_cost(cost, base)
+    arch = allocate("score", base, budget, cost, 8, scores)
+    assert 0.98 * budget <= predict_ms(table, arch) <= budget
+    slow_ffn = copy.deepcopy(table)
+    slow_ffn["terms"]["mlp"]["ms"] = (3 * np.asarray(slow_ffn["terms"]["mlp"]["ms"])).tolist()
+    cost2 = LatencyCost(slow_ffn, macs)
+    arch2 = allocate("score", base, 0.4 * total_cost(cost2, base), cost2, 8, scores)
+    assert sum(b.mlp for b in arch2.blocks) < sum(b.mlp for b in arch.blocks)
+
+
+def test_table_for_another_model_is_refused(tmp_path):
+    from snp_edge.models import ModelHandle
+
+    table = _synthetic(_model())
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    tiny = ModelHandle(create_model("deit_tiny_patch16_224", device="meta"), "deit_tiny_patch16_224")
+    with pytest.raises(UserError, match="measured for deit_small_patch16_224"):
+        LatencyCost.from_file(path, tiny)
+
+
+def test_profile_parts_run_on_ort_and_torch():
+    from snp_edge.bench.profile import ort_part_ms, part_onnx, torch_part_ms
+
+    geo = geometry(create_model("deit_tiny_patch16_224", {"img_size": 32}, device="meta"), "deit_tiny_patch16_224")
+    for term, w in (("stem", {"embed": 64}), ("head", {"embed": 64}),
+                    ("attn", {"embed": 64, "heads": 2, "qk": 8, "v": 16}), ("mlp", {"embed": 64, "mlp": 96})):
+        graph = part_onnx(term, w, geo, 2)
+        assert graph.graph.output[0].name == "output"
+        for timer in (ort_part_ms, torch_part_ms):
+            ms = timer(term, w, geo, 2, 1, 1, 2)
+            assert np.isfinite(ms) and ms > 0
+
+
+@pytest.mark.slow
+def test_profile_then_prune_to_a_speedup(tmp_path):
+    """snp-edge profile (ONNX Runtime) on a small DeiT, then prune --target-speedup with the table: the
+    prediction lands within 2% of the target and the summary and model.json carry it."""
+    table = tmp_path / "table.json"
+    small = ["--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32"]
+    res = subprocess.run([sys.executable, "-m", "snp_edge", "profile", *small, "--points", "2", "--warmup", "1",
+                          "--runs", "3", "--out", str(table)], capture_output=True, text=True, timeout=280)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = lt.read_table(table)
+    assert doc["backend"] == "ort" and doc["threads"] == 1 and doc["calibration"]["factor"] > 0
+    out = tmp_path / "pruned"
+    res = subprocess.run([sys.executable, "-m", "snp_edge", "prune", *small, "--weights", "random",
+                          "--target-speedup", "2", "--latency-table", str(table), "--criterion", "l1", "--json",
+                          "--out", str(out)], capture_output=True, text=True, timeout=280)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert 2 <= summary["predicted_speedup"] <= 2 / 0.98
+    saved = json.loads((out / "model.json").read_text())
+    assert saved["summary"]["predicted_ms_after"] == summary["predicted_ms_after"]
+    assert saved["pruning"]["target"]["target_speedup"] == 2
+    res = subprocess.run([sys.executable, "-m", "snp_edge", "prune", *small, "--weights", "random",
+                          "--target-speedup", "2", "--criterion", "l1", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=280)
+    assert res.returncode == 2 and "--latency-table" in res.stderr
