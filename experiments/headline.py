@@ -62,7 +62,7 @@ class Plan:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     base_epochs: int = 30
     kd_epochs: int = 10  # headline distillation; the narrow model trains base_epochs + kd_epochs
-    cmp_kd_epochs: int = 2  # distillation of the allocation comparison
+    cmp_kd_epochs: int = 1  # distillation of the allocation comparison
     steps: int | None = None  # optimizer steps per epoch cap (smoke runs)
     calib_images: int = 64
     train_per_class: int | None = None
@@ -107,7 +107,7 @@ def trained(kind: str, data: Path, out: Path, plan: Plan, seed: int, log) -> Mod
 
 TARGETS = {"50%": 0.5, "30%": 0.3}
 ALLOCATIONS = ("score", "uniform", "paper")
-CRITERIA = {"default": None, "l1": "l1", "random": "random"}  # None: snp-edge's default criteria
+CRITERIA = {"default": None, "l1": "l1"}  # None: snp-edge's default criteria
 TP_IMPORTANCES = ("magnitude", "taylor")
 EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher", "ablation")  # residual-width criterion check (embed pruned alone)
 EMBED_KEPT = (0.75, 0.625)
@@ -215,6 +215,13 @@ def prune_row(kind: str, base: ModelHandle, target_macs: float, data: Path, plan
                  **calib).handle
 
 
+def section_key(plan: Plan, section: str) -> str:
+    """What a cached row of ``section`` depends on: rows measured under another plan are not reused."""
+    fields = {"base_epochs", "steps", "calib_images", "train_per_class", "val_per_class"}
+    fields |= {"headline": {"kd_epochs"}, "allocation": {"cmp_kd_epochs"}}.get(section, set())
+    return json.dumps({k: v for k, v in asdict(plan).items() if k in fields}, sort_keys=True)
+
+
 def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list[dict]:
     """Every row of every section, cached in ``out/rows.jsonl``."""
     from torch.utils.data import Subset  # noqa: F401
@@ -222,12 +229,12 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
     from snp_edge.train.data import eval_loader, eval_transform, load_split
 
     cache = out / "rows.jsonl"
-    key = json.dumps(asdict(plan) | {"seeds": None}, sort_keys=True)
+    keys = {section: section_key(plan, section) for section in ("headline", "allocation", "embed")}
     done = {}
     if cache.is_file():
         for line in cache.read_text().splitlines():
             r = json.loads(line)
-            if r.get("plan_key") == key:
+            if r.get("plan_key") == keys[r["section"]]:
                 done[(r["section"], r["seed"], r["target"], r["method"], r["criterion"])] = r
     rows = []
     (out / "kd").mkdir(parents=True, exist_ok=True)
@@ -254,7 +261,7 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
                 continue
             t = time.perf_counter()
             row = {"section": section, "seed": seed, "target": target, "method": method, "criterion": criterion,
-                   **ref, "plan_key": key}
+                   **ref, "plan_key": keys[section]}
             if section == "embed":
                 from snp_edge.api import prune
 
@@ -309,7 +316,7 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
         lat = (latency or {}).get("median_ms", {})
         r0 = head[0]
         bases = list({r["seed"]: r for r in head}.values())
-        plan = json.loads(r0["plan_key"])
+        plan = json.loads(r0["plan_key"])  # base_epochs, kd_epochs
         lines.append(f"| wide (DeiT-S-like: 96 wide, 6 heads), unpruned | {r0['wide_gmacs'] * 1e3:.2f} | "
                      f"{plan['base_epochs']} | | {_ms([r['wide_top1'] for r in bases])} | {lat.get('wide', 0):.3f} |")
         lines.append(f"| narrow (DeiT-T-like: 48 wide, 3 heads), from scratch | {r0['narrow_gmacs'] * 1e3:.2f} | "
