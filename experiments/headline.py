@@ -111,6 +111,9 @@ CRITERIA = {"default": None, "l1": "l1"}  # None: snp-edge's default criteria
 TP_IMPORTANCES = ("magnitude", "taylor")
 EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher", "ablation")  # residual-width criterion check (embed pruned alone)
 EMBED_KEPT = (0.75, 0.625)
+SECTIONS = ("headline", "latency", "allocation", "embed", "gamma")
+GAMMAS = (1, 2, 4, 8, 16)  # --snp-gamma check: only the query/key pairs pruned, no fine-tuning
+QK_KEPT = (0.5, 0.25)
 PAPER_SHAPE = {"50%": "deit_s_2.0g", "30%": "deit_s_1.3g"}
 
 
@@ -215,10 +218,26 @@ def prune_row(kind: str, base: ModelHandle, target_macs: float, data: Path, plan
                  **calib).handle
 
 
+def latency_table(wide: ModelHandle, out: Path, plan: Plan, log) -> Path:
+    """The wide model's ONNX Runtime latency table (1 thread), measured once per output folder."""
+    path = out / "latency-table.json"
+    if not path.is_file():
+        from snp_edge.bench.profile import profile_host
+
+        t = time.perf_counter()
+        quick = plan.steps is not None
+        table = profile_host(wide, "ort", 1, points=2 if quick else 4, warmup=1 if quick else 5,
+                             runs=3 if quick else 20)
+        atomic_write_text(path, json.dumps(table, indent=1) + "\n")
+        log(f"latency table of the wide model measured in {time.perf_counter() - t:.0f} s "
+            f"(factor {table['calibration']['factor']:.3f})")
+    return path
+
+
 def section_key(plan: Plan, section: str) -> str:
     """What a cached row of ``section`` depends on: rows measured under another plan are not reused."""
     fields = {"base_epochs", "steps", "calib_images", "train_per_class", "val_per_class"}
-    fields |= {"headline": {"kd_epochs"}, "allocation": {"cmp_kd_epochs"}}.get(section, set())
+    fields |= {"headline": {"kd_epochs"}, "latency": {"kd_epochs"}, "allocation": {"cmp_kd_epochs"}}.get(section, set())
     return json.dumps({k: v for k, v in asdict(plan).items() if k in fields}, sort_keys=True)
 
 
@@ -229,7 +248,7 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
     from snp_edge.train.data import eval_loader, eval_transform, load_split
 
     cache = out / "rows.jsonl"
-    keys = {section: section_key(plan, section) for section in ("headline", "allocation", "embed")}
+    keys = {section: section_key(plan, section) for section in SECTIONS}
     done = {}
     if cache.is_file():
         for line in cache.read_text().splitlines():
@@ -242,19 +261,23 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
         wide = trained("wide", data, out, plan, seed, log)
         val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
         ref = {"wide_top1": evaluate_top1(wide.model, val), "wide_gmacs": wide.gmacs}
-        if "headline" in sections:
+        if "headline" in sections or "latency" in sections:
             narrow = trained("narrow", data, out, plan, seed, log)
             ref.update(narrow_top1=evaluate_top1(narrow.model, val), narrow_gmacs=narrow.gmacs)
         specs = []
+        if "latency" in sections:
+            specs.append(("latency", "narrow", "score-latency", "default", None))
         if "headline" in sections:
-            specs += [("headline", "narrow", "score", "default", None), ("headline", "narrow", "score-heads3",
-                                                                          "default", 3)]
+            specs += [("headline", "narrow", "score", "default", None)]
         if "allocation" in sections:
             for target in TARGETS:
                 specs += [("allocation", target, a, c, None) for a in ALLOCATIONS for c in CRITERIA]
                 specs += [("allocation", target, f"tp-{i}", "tp", None) for i in TP_IMPORTANCES]
         if "embed" in sections:
             specs += [("embed", f"{k:g}", "embed-only", e, None) for k in EMBED_KEPT for e in EMBED_SCORES]
+        if "gamma" in sections:
+            specs += [("gamma", f"{k:g}", "qk-only", c, None) for k in QK_KEPT
+                      for c in (*(f"snp-g{g}" for g in GAMMAS), "l1", "random")]
         for section, target, method, criterion, heads in specs:
             if (section, seed, target, method, criterion) in done:
                 rows.append(done[(section, seed, target, method, criterion)])
@@ -262,7 +285,32 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
             t = time.perf_counter()
             row = {"section": section, "seed": seed, "target": target, "method": method, "criterion": criterion,
                    **ref, "plan_key": keys[section]}
-            if section == "embed":
+            if section == "latency":
+                from snp_edge.api import prune
+                from snp_edge.arch import Arch
+                from snp_edge.latency import predict_ms
+
+                table_path = latency_table(wide, out, plan, log)
+                table = json.loads(table_path.read_text())
+                calib = dict(calib=data / "train", calib_images=plan.calib_images, seed=seed)
+                by_macs = prune(wide, target_gmacs=narrow.gmacs, **calib).handle
+                goal_ms = predict_ms(table, Arch.from_dict(by_macs.arch))
+                handle = prune(wide, target_latency=goal_ms, latency_table=table_path, **calib).handle
+                row.update(gmacs=handle.gmacs, widths=widths_of(handle), top1_before=evaluate_top1(handle.model, val),
+                           target_ms=goal_ms, predicted_ms=predict_ms(table, Arch.from_dict(handle.arch)),
+                           gmacs_of_macs_targeted=by_macs.gmacs)
+                run = out / "kd" / f"latency-s{seed}-narrow-score-latency-default"
+                finetune(handle, data, run, kd_config(plan, seed, plan.kd_epochs), teacher=wide.model, force=True)
+                row.update(top1_after=evaluate_top1(handle.model, val), kd_epochs=plan.kd_epochs, kd_dir=str(run))
+            elif section == "gamma":
+                from snp_edge.api import prune
+
+                cfg = {"qk": max(1, round(wide.model.blocks[0].attn.head_dim * float(target)))}
+                crit, gamma = (criterion, 8) if not criterion.startswith("snp-g") else ("snp", int(criterion[5:]))
+                handle = prune(wide, config=cfg, criteria=crit, gamma=gamma, calib=data / "train",
+                               calib_images=plan.calib_images, seed=seed).handle
+                row.update(gmacs=handle.gmacs, top1_before=evaluate_top1(handle.model, val), widths=cfg)
+            elif section == "embed":
                 from snp_edge.api import prune
 
                 cfg = {"embed": round(wide.model.embed_dim * float(target))}
@@ -322,8 +370,10 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
         lines.append(f"| narrow (DeiT-T-like: 48 wide, 3 heads), from scratch | {r0['narrow_gmacs'] * 1e3:.2f} | "
                      f"{plan['base_epochs'] + plan['kd_epochs']} | | {_ms([r['narrow_top1'] for r in bases])} | "
                      f"{lat.get('narrow', 0):.3f} |")
-        for method, label in (("score", "wide + SNP (default) + KD"), ("score-heads3", "wide + SNP --heads 3 + KD")):
-            sel = [r for r in head if r["method"] == method]
+        lat_rows = [r for r in rows if r["section"] == "latency"]
+        for method, label in (("score", "wide + SNP (default) + KD"), ("score-heads3", "wide + SNP --heads 3 + KD"),
+                              ("score-latency", "wide + SNP --target-latency (the row above's predicted ms) + KD")):
+            sel = [r for r in head + lat_rows if r["method"] == method]
             if sel:
                 lines.append(f"| {label} | {_ms([r['gmacs'] * 1e3 for r in sel], 2)} | {plan['base_epochs']} + "
                              f"{plan['kd_epochs']} KD | {_ms([r['top1_before'] for r in sel])} | "
@@ -358,6 +408,18 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
                 cells.append(_ms(sel) if sel else "")
             lines.append(f"| {round(96 * kept)}/96 | " + " | ".join(cells) + " |")
         out["embed"] = "\n".join(lines) + "\n"
+    gam = [r for r in rows if r["section"] == "gamma"]
+    if gam:
+        names = (*(f"snp-g{g}" for g in GAMMAS), "l1", "random")
+        lines = ["Only the query/key pairs are pruned (everything else whole), no fine-tuning; val top-1 (%), mean ± "
+                 f"std over {len(seeds)} seeds (independent base models). snp-gG: the paper's criterion with "
+                 "--snp-gamma G.", "", "| Q/K kept per head | " + " | ".join(names) + " |",
+                 "|---|" + "---:|" * len(names)]
+        for kept in QK_KEPT:
+            cells = [_ms([r["top1_before"] for r in gam if r["target"] == f"{kept:g}" and r["criterion"] == n])
+                     if any(r["target"] == f"{kept:g}" and r["criterion"] == n for r in gam) else "" for n in names]
+            lines.append(f"| {round(16 * kept)}/16 | " + " | ".join(cells) + " |")
+        out["gamma"] = "\n".join(lines) + "\n"
     return out
 
 
@@ -396,19 +458,22 @@ def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
         bases = list({r["seed"]: r for r in head}.values())
         lat = (latency or {}).get("median_ms", {})
         items = [("wide", [r["wide_top1"] for r in bases]), ("narrow\nfrom scratch", [r["narrow_top1"] for r in bases])]
-        items += [(f"wide + SNP{' heads 3' if m == 'score-heads3' else ''}\n+ KD",
-                   [r["top1_after"] for r in head if r["method"] == m]) for m in ("score", "score-heads3")]
-        keys = ["wide", "narrow", "score", "score-heads3"]
+        lat_rows = [r for r in rows if r["section"] == "latency"]
+        names = {"score": "wide + SNP\n+ KD", "score-heads3": "wide + SNP\nheads 3 + KD",
+                 "score-latency": "wide + SNP\nlatency target + KD"}
+        keys = ["wide", "narrow"] + [m for m in names if any(r["method"] == m for r in head + lat_rows)]
+        items += [(names[m], [r["top1_after"] for r in head + lat_rows if r["method"] == m]) for m in keys[2:]]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
         a1.bar(range(len(items)), [stats(v)["mean"] for _, v in items], yerr=[stats(v)["std"] for _, v in items],
-               capsize=3, color=["grey", "tab:orange", "tab:blue", "tab:cyan"])
+               capsize=3, color=["grey", "tab:orange", "tab:blue", "tab:cyan", "tab:green"][:len(items)])
         a1.set_xticks(range(len(items)), [n for n, _ in items], fontsize=8)
         lo = min(stats(v)["mean"] for _, v in items)
         a1.set_ylim(max(0, lo - 5), 100)
         a1.set_ylabel("val top-1 (%)")
         a1.set_title("accuracy (mean ± std, 3 independent trainings)")
         if lat:
-            a2.bar(range(len(keys)), [lat.get(k, 0) for k in keys], color=["grey", "tab:orange", "tab:blue", "tab:cyan"])
+            a2.bar(range(len(keys)), [lat.get(k, 0) for k in keys],
+                   color=["grey", "tab:orange", "tab:blue", "tab:cyan", "tab:green"][:len(keys)])
             a2.set_xticks(range(len(keys)), [n for n, _ in items], fontsize=8)
             a2.set_ylabel("ONNX Runtime, 1 thread, median ms")
             a2.set_title("latency (interleaved)")
@@ -431,8 +496,9 @@ def latency(out: Path, plan: Plan, seed: int) -> dict:
                          label="wide"),
              from_handle(load_model(name_n, str(out / f"narrow-s{seed}/last/model.safetensors"), args_n), "narrow",
                          label="narrow")]
-    for method in ("score", "score-heads3"):
-        folder = out / "kd" / f"headline-s{seed}-narrow-{method}-default" / "last"
+    for method in ("score", "score-heads3", "score-latency"):
+        section = "latency" if method == "score-latency" else "headline"
+        folder = out / "kd" / f"{section}-s{seed}-narrow-{method}-default" / "last"
         if folder.is_dir():
             cands.append(from_handle(load_pruned_handle(folder), method, label=method))
     doc = run_bench(cands, BenchConfig(backend="ort", threads=1, warmup=max(10, plan.latency_runs // 10),
@@ -450,8 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
     p.add_argument("--stage", choices=("bases", "all"), default="all",
                    help="bases: only train the wide and narrow models (cached for the full run)")
-    p.add_argument("--sections", nargs="+", choices=("headline", "allocation", "embed"),
-                   default=["headline", "allocation", "embed"], help="which parts to run")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="which parts to run")
     p.add_argument("--no-latency", action="store_true", help="skip the ONNX Runtime latency measurement")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -477,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rows = measure(data, out, plan, args.sections, log)
         lat = None
-        if "headline" in args.sections and not args.no_latency:
+        if ("headline" in args.sections or "latency" in args.sections) and not args.no_latency:
             load = os.getloadavg()
             lat = latency(out, plan, plan.seeds[0])
             lat["load_before"], lat["load_after"] = load, os.getloadavg()

@@ -87,3 +87,32 @@ def test_snp_qk_accurate_when_column_norms_spread(spread):
     k = torch.randn(1, 1, tokens, width, generator=gen, dtype=torch.float64) * scale.flip(0)
     fast = snp_qk_scores(q, k, 4)[0, 0]
     torch.testing.assert_close(fast, _brute_qk(q[0, 0], k[0, 0], 4), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("embed_score", ["ln", "fisher", "ablation", "act"])
+def test_data_driven_residual_scores_rank_a_dead_channel_last(tiny_handle, tiny_inputs, embed_score):
+    """A residual channel that carries nothing (zero embedding, zero LayerNorm gains and biases, zero
+    writes) scores lowest under every data-driven residual criterion."""
+    import copy
+
+    model = copy.deepcopy(tiny_handle.model).eval()
+    dead = 5
+    with torch.no_grad():
+        model.patch_embed.proj.weight[dead] = 0
+        model.patch_embed.proj.bias[dead] = 0
+        model.cls_token[..., dead] = 0
+        model.pos_embed[..., dead] = 0
+        for blk in model.blocks:
+            for norm in (blk.norm1, blk.norm2):
+                norm.weight[dead] = 0
+                norm.bias[dead] = 0
+            blk.attn.proj.weight[dead] = 0
+            blk.attn.proj.bias[dead] = 0
+            blk.mlp.fc2.weight[dead] = 0
+            blk.mlp.fc2.bias[dead] = 0
+        model.norm.weight[dead] = 0
+        model.norm.bias[dead] = 0
+    opts = ScoreOptions(dict.fromkeys(COMPONENTS, "snp"), embed_score=embed_score)
+    embed = compute_scores(model, tiny_inputs, opts, frozenset({"embed"})).embed
+    assert embed.shape == (192,) and torch.isfinite(embed).all()
+    assert embed.argmin().item() == dead
