@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from snp_edge import prune
 from snp_edge.engines import latency_table as lt
+
+from snp_edge import prune
 from snp_edge.latency import geometry
 from snp_edge.models import load_model
 from snp_edge.saved import write_pruned
