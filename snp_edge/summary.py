@@ -51,6 +51,11 @@ def format_summary(summary: dict) -> str:
         pa = summary.get("params", summary.get("params_after"))
         lines.append(f"GMACs      {gm:.3f}")
         lines.append(f"params     {pa / 1e6:.2f}M")
+    if summary.get("predicted_ms_after") is not None:
+        t = summary.get("latency_table") or {}
+        lines.append(f"latency    {summary['predicted_ms_before']:.2f} -> {summary['predicted_ms_after']:.2f} ms "
+                     f"predicted ({summary['predicted_speedup']:.2f}x; table: {t.get('backend')}, {t.get('precision')}, "
+                     f"batch {t.get('batch')}, threads {t.get('threads')})")
     w = summary["widths"]
     lines.append(f"embed      {w['embed']}")
     lines.append("block  heads  qk/head  v/head  mlp")

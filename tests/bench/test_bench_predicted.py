@@ -31,6 +31,9 @@ def test_bench_shows_predicted_vs_measured(tmp_path):
     table = _table(base, tmp_path / "table.json")
     result = prune(base, target_speedup=1.5, latency_table=table, criteria="l1")
     assert 1.5 <= result.summary["predicted_speedup"] <= 1.5 / 0.98
+    from snp_edge.summary import format_summary
+
+    assert "ms predicted (" in format_summary(result.summary)
     folder = tmp_path / "pruned"
     folder.mkdir()
     write_pruned(result.handle, folder, extra={"summary": result.summary, "pruning": result.recipe})
