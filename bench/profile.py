@@ -2,7 +2,8 @@
 (the part built as a small ONNX graph shaped as the project's export: token-major Gemms, LayerNormalization,
 Erf GELU, explicit MatMul/Softmax/MatMul attention) or with PyTorch (the same operations, eager).
 
-Each grid point: a fresh session, ``warmup`` untimed runs, then ``runs`` timed ones; the median is kept. A
+Each grid point: a fresh session, ``warmup`` untimed runs, then ``runs`` timed ones; the least is kept,
+over ``passes`` passes of the whole grid (the whole model's median sets the calibration factor). A
 block part is timed as a chain of ``depth`` copies with their own weights (divided by ``depth``): the model's
 weights do not stay in cache from one run to the next, and a lone part's would.
 The whole unpruned model (exported by :func:`snp_edge.export.export_onnx`, or the timm model for torch) gives
@@ -116,7 +117,9 @@ def part_onnx(term: str, widths: dict, model: dict, batch: int):
     return m
 
 
-def _median_ms(run: Callable[[], object], warmup: int, runs: int) -> float:
+def _min_ms(run: Callable[[], object], warmup: int, runs: int) -> float:
+    """The least of ``runs`` timed runs (ms) after ``warmup``: on a shared machine the minimum is what a
+    burst of load cannot inflate; the calibration factor brings the sum of parts to the whole model's median."""
     for _ in range(warmup):
         run()
     times = []
@@ -124,12 +127,12 @@ def _median_ms(run: Callable[[], object], warmup: int, runs: int) -> float:
         t0 = time.perf_counter()
         run()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return min(times)
 
 
 def ort_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int | None, warmup: int,
                 runs: int) -> float:
-    """Median ms of one part on ONNX Runtime (CPU, IO binding, ``threads`` intra-op threads)."""
+    """Least ms of one part on ONNX Runtime (CPU, IO binding, ``threads`` intra-op threads)."""
     import onnx
     import onnxruntime as ort
     from snp_edge.engines.ort import ort_session
@@ -143,12 +146,12 @@ def ort_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int |
         binding = session.io_binding()
         binding.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0))
         binding.bind_output("output", "cpu")
-        return _median_ms(lambda: session.run_with_iobinding(binding), warmup, runs) / chain(term, model)
+        return _min_ms(lambda: session.run_with_iobinding(binding), warmup, runs) / chain(term, model)
 
 
 def torch_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int | None, warmup: int,
                   runs: int) -> float:
-    """Median ms of one part in PyTorch eager (CPU, no grad), the same operations as :func:`part_onnx`."""
+    """Least ms of one part in PyTorch eager (CPU, no grad), the same operations as :func:`part_onnx`."""
     import torch
     import torch.nn.functional as F
 
@@ -201,7 +204,7 @@ def torch_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int
         def fn():
             return F.linear(F.layer_norm(x.reshape(batch, N, E)[:, 0], (E,)), wh)
     with torch.no_grad():
-        return _median_ms(fn, warmup, runs) / chain(term, model)
+        return _min_ms(fn, warmup, runs) / chain(term, model)
 
 
 PART_TIMERS = {"ort": ort_part_ms, "torch": torch_part_ms}
@@ -230,7 +233,7 @@ def plan(handle: ModelHandle, points: int = 5, all_heads: bool = True, batch: in
 
 def profile_host(handle: ModelHandle, backend: str = "ort", threads: int | None = 1, batch: int = 1,
                  points: int = 5, all_heads: bool = True, warmup: int = 5, runs: int = 20,
-                 time_budget: float | None = None, progress=None) -> dict:
+                 time_budget: float | None = None, progress=None, passes: int = 2) -> dict:
     """Measure a latency table of ``handle``'s (unpruned) model on ``backend`` (ort | torch)."""
     p = plan(handle, points, all_heads, batch)
     timer = PART_TIMERS[backend]
@@ -241,7 +244,9 @@ def profile_host(handle: ModelHandle, backend: str = "ort", threads: int | None 
     def whole():
         return whole_model_ms(handle, backend, batch, threads, max(warmup, 10), max(runs, 30))
 
-    terms, calibration, partial = lt.measure_table(p["model"], p["grid"], measure, whole, time_budget, progress)
+    terms, calibration, partial = lt.measure_table(p["model"], p["grid"], measure, whole, time_budget, progress,
+                                                   passes)
     return lt.make_table(p["model"], p["grid"], terms, calibration, backend, "fp32", batch, threads, "cpu",
-                         {"warmup": warmup, "runs": runs, "statistic": "median"}, capture_env(),
-                         "snp-edge profile", partial)
+                         {"warmup": warmup, "runs": runs, "passes": passes,
+                          "statistic": "parts: least of the runs and passes; whole model: median"},
+                         capture_env(), "snp-edge profile", partial)

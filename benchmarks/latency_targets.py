@@ -6,8 +6,10 @@
 1. The DeiT-S latency table (``snp-edge profile --backend ort --threads 1``; measured here when --table is
    not given) predicts every model below.
 2. DeiT-S and DeiT-Tiny are measured (interleaved) for DeiT-Tiny's latency on this machine.
-3. DeiT-S is pruned with ``--target-speedup 3.0`` and with ``--target-latency`` = DeiT-Tiny's measured median
-   (score allocation, the table as the cost), and the presets are predicted by the table.
+3. DeiT-S is pruned with ``--target-speedup 3.0`` and with ``--target-latency`` = DeiT-Tiny's measured latency
+   (its median ratio to DeiT-S in the interleaved run of step 2, times DeiT-S's median when the table was
+   measured: the load of a shared machine moves between runs, the ratio does not), with the score
+   allocation and the table as the cost; the presets are predicted by the table.
 4. One interleaved benchmark of all of them (random weights: speed only) prints the ratios the issue asks for
    side by side: speed-up of the 3.0x model over DeiT-S (want 2.85-3.3), latency-target model / DeiT-Tiny
    (want within 5%), and predicted / measured for the presets and the pruned models (want within 10%),
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 DEIT_S, DEIT_T = "deit_small_patch16_224", "deit_tiny_patch16_224"
-PRESETS = ("deit_s_2.0g", "deit_s_1.3g", "deit_s_1.3g_heads", "deit_s_1.3g_ort")
+PRESETS = ("deit_s_2.0g", "deit_s_1.3g", "deit_s_1.3g_heads", "deit_s_tiny_ort")
 
 
 def bench(cands, runs: int, seed: int) -> dict:
@@ -73,8 +75,11 @@ def main() -> int:
     # DeiT-Tiny's latency here, measured against DeiT-S in one interleaved run
     ref = bench([from_handle(deit_s, DEIT_S, label="DeiT-S"), from_handle(deit_t, DEIT_T, label="DeiT-Tiny")],
                 max(100, args.runs // 3), args.seed)
-    tiny_ms = ref["candidates"][1]["latency_ms"]["median"]
-    print(f"DeiT-Tiny measured {tiny_ms:.2f} ms (DeiT-S {ref['candidates'][0]['latency_ms']['median']:.2f} ms)",
+    # the load of a shared machine moves between runs: DeiT-Tiny's latency is taken as its ratio to DeiT-S,
+    # measured side by side, times DeiT-S's latency when the table was measured (its calibration run)
+    ratio = ref["candidates"][1]["latency_ms"]["median"] / ref["candidates"][0]["latency_ms"]["median"]
+    tiny_ms = ratio * table["calibration"]["measured_ms"]
+    print(f"DeiT-Tiny / DeiT-S measured {ratio:.4f} -> DeiT-Tiny at the table's conditions {tiny_ms:.2f} ms",
           file=sys.stderr)
 
     common = {"criteria": args.criterion, "latency_table": table_path, "seed": args.seed}
@@ -109,6 +114,7 @@ def main() -> int:
         "speedup_target": args.speedup,
         "latency_target_over_deit_tiny": med[l_label] / med["DeiT-Tiny"],
         "deit_tiny_ms_used_as_target": tiny_ms,
+        "deit_tiny_over_deit_s_reference_run": ratio,
         "predicted_over_measured": {k: c["predicted_ms"] / c["latency_ms"]["median"] for k, c in rows.items()
                                     if c.get("predicted_ms")},
     }
@@ -124,7 +130,7 @@ def main() -> int:
     summary = [
         f"--target-speedup {args.speedup:g}: measured {checks['speedup_vs_deit_s']:.2f}x faster than DeiT-S "
         f"(issue 13 wants 2.85-3.3x)",
-        f"--target-latency {tiny_ms:.2f} ms (DeiT-Tiny's measured median): measured "
+        f"--target-latency {tiny_ms:.2f} ms (DeiT-Tiny's measured latency): measured "
         f"{checks['latency_target_over_deit_tiny']:.3f} x DeiT-Tiny's latency (wants within 5%)",
         "predicted / measured: " + ", ".join(f"{k} {v:.3f}" for k, v in checks["predicted_over_measured"].items()),
         f"load average (1/5/15 min): start {load['start']}, before the benchmark {load['before_bench']}, end "

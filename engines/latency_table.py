@@ -72,13 +72,13 @@ def default_grid(model, points=5, all_heads=True):
     """The grid measured by default for ``model`` (the ``model`` dict of a table): residual widths from a
     quarter to all of it, head counts 1, H/2 and H (``all_heads``; attention cost is close to linear in the
     heads) or only H, Q/K and V widths from an eighth, FFN widths from a sixteenth, ``points`` values each
-    (twice that for the FFN), multiples of 8."""
+    (twice that for the FFN), multiples of 8 (of 1 for head widths under 32)."""
     E, H, d, M = model["embed"], model["heads"], model["head_dim"], model["mlp"]
     return {
         "embed": _spaced(max(8, E // 4), E, points, 8),
         "heads": sorted(set([1, max(1, H // 2), H])) if all_heads else [H],
-        "qk": _spaced(max(1, d // 8), d, points, 8 if d >= 16 else 1),
-        "v": _spaced(max(1, d // 8), d, points, 8 if d >= 16 else 1),
+        "qk": _spaced(max(1, d // 8), d, points, 8 if d >= 32 else 1),
+        "v": _spaced(max(1, d // 8), d, points, 8 if d >= 32 else 1),
         "mlp": _spaced(max(8, M // 16), M, 2 * points, 8 if M >= 64 else 1),
     }
 
@@ -92,13 +92,15 @@ def grid_points(grid):
     return out
 
 
-def measure_table(model, grid, measure, whole_model=None, time_budget=None, progress=None):
+def measure_table(model, grid, measure, whole_model=None, time_budget=None, progress=None, passes=1):
     """Measure every grid point with ``measure(term, widths) -> ms`` (a median) and return the ``terms``
     and ``calibration`` parts of a table, and whether the time budget cut it short.
 
     ``whole_model()`` -> ms of the unpruned model (for the calibration factor; None skips it).
     ``time_budget`` (s): when it runs out, the remaining points stay NaN and the table is marked partial
     (:func:`read_table` refuses it). ``progress(done, total, term, widths, ms)`` is called after each point.
+    ``passes`` > 1 measures the whole grid that many times, one pass after the other, and keeps each point's
+    least time: a burst of load on a shared machine then spoils a point only if it hits it in every pass.
     """
     import numpy as np
 
@@ -106,15 +108,17 @@ def measure_table(model, grid, measure, whole_model=None, time_budget=None, prog
     start = time.time()
     values = dict((term, np.full([len(grid[a]) for a in axes], np.nan)) for term, axes in TERMS)
     partial = False
-    for n, (term, widths) in enumerate(points):
+    total = len(points) * passes
+    for n, (term, widths) in enumerate(points * passes):
         if time_budget is not None and time.time() - start > time_budget:
-            partial = True
+            partial = n < len(points)  # a later pass cut short leaves every point measured
             break
         axes = dict(TERMS)[term]
         index = tuple(grid[a].index(widths[a]) for a in axes)
-        values[term][index] = ms = float(measure(term, widths))
+        ms = float(measure(term, widths))
+        values[term][index] = ms if np.isnan(values[term][index]) else min(ms, values[term][index])
         if progress is not None:
-            progress(n + 1, len(points), term, widths, ms)
+            progress(n + 1, total, term, widths, ms)
     terms = dict((term, {"axes": list(axes), "ms": values[term].tolist()}) for term, axes in TERMS)
     calibration = None
     if whole_model is not None and not partial:

@@ -374,7 +374,7 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
         for method, label in (("score", "wide + SNP (default) + KD"), ("score-heads3", "wide + SNP --heads 3 + KD"),
                               ("score-latency", "wide + SNP --target-latency (the row above's predicted ms) + KD")):
             sel = [r for r in head + lat_rows if r["method"] == method]
-            if sel:
+            if len(sel) == len(bases):  # rows measured for every seed only
                 lines.append(f"| {label} | {_ms([r['gmacs'] * 1e3 for r in sel], 2)} | {plan['base_epochs']} + "
                              f"{plan['kd_epochs']} KD | {_ms([r['top1_before'] for r in sel])} | "
                              f"{_ms([r['top1_after'] for r in sel])} | {lat.get(method, 0):.3f} |")
@@ -461,7 +461,8 @@ def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
         lat_rows = [r for r in rows if r["section"] == "latency"]
         names = {"score": "wide + SNP\n+ KD", "score-heads3": "wide + SNP\nheads 3 + KD",
                  "score-latency": "wide + SNP\nlatency target + KD"}
-        keys = ["wide", "narrow"] + [m for m in names if any(r["method"] == m for r in head + lat_rows)]
+        keys = ["wide", "narrow"] + [m for m in names
+                                     if len([r for r in head + lat_rows if r["method"] == m]) == len(bases)]
         items += [(names[m], [r["top1_after"] for r in head + lat_rows if r["method"] == m]) for m in keys[2:]]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
         a1.bar(range(len(items)), [stats(v)["mean"] for _, v in items], yerr=[stats(v)["std"] for _, v in items],

@@ -38,7 +38,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                       f"{' '.join(f'{k}={v}' for k, v in widths.items())}: {ms:.3f} ms", file=sys.stderr, flush=True)
 
         table = profile_host(handle, args.backend, args.threads, args.batch, args.points, not args.model_heads_only,
-                             args.warmup, args.runs, args.time_budget, progress)
+                             args.warmup, args.runs, args.time_budget, progress, args.passes)
         write_json_atomic(out.stage(), table)
         out.publish()
     cal = table["calibration"] or {}
@@ -66,7 +66,9 @@ def register(sub) -> None:
                    help="measure only the model's head count (no --heads pruning with this table; a smaller grid)")
     g.add_argument("--warmup", type=groups.NONNEGATIVE_INT, default=5, metavar="N", help="untimed runs per point")
     g.add_argument("--runs", type=groups.int_range(1, 100000), default=20, metavar="N",
-                   help="timed runs per point (the median is kept)")
+                   help="timed runs per point (the least is kept: robust to bursts of load)")
+    g.add_argument("--passes", type=groups.int_range(1, 100), default=2, metavar="K",
+                   help="measure the whole grid K times and keep each point's least time")
     g.add_argument("--time-budget", type=groups.POSITIVE_FLOAT, metavar="S",
                    help="stop after S seconds (the table is then marked partial and exit status is 1)")
     g.add_argument("--plan-only", action="store_true",

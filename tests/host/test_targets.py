@@ -121,10 +121,26 @@ def test_round_to_larger_than_small_widths_stays_under():
 
 def test_list_presets():
     assert set(list_presets()) == {"deit_t_0.6g", "deit_s_2.0g", "deit_s_1.3g", "deit_b_6.4g", "deit_b_3.5g_heads",
-                                   "deit_s_1.3g_heads"}
+                                   "deit_s_1.3g_heads", "deit_s_tiny_ort"}
 
 
 def test_own_deit_s_head_preset():
     cfg = load_preset("deit_s_1.3g_heads")
     assert abs(_gmacs(cfg) - 1.27) <= 0.01
     assert all(w % 8 == 0 for w in (cfg["embed"], cfg["qk"], cfg["v"], cfg["mlp"]))
+
+
+def test_device_preset_derived_from_the_ort_table():
+    """deit_s_tiny_ort (benchmarks/derive_preset.py from docs/results/latency/deit_s_ort_1t.json): 3 heads,
+    8-aligned widths, and the table predicts it at DeiT-Tiny's latency (within 2% under)."""
+    from snp_edge.engines import latency_table as lt
+    from snp_edge.latency import predict_ms
+
+    cfg = load_preset("deit_s_tiny_ort")
+    base, consts = _base(cfg["model"])
+    arch = arch_from_config(cfg, base)
+    assert all(b.heads == 3 and b.qk % 8 == 0 and b.v % 8 == 0 and b.mlp % 8 == 0 for b in arch.blocks)
+    assert arch.embed % 8 == 0
+    table = lt.read_table(Path(__file__).resolve().parents[2] / "docs" / "results" / "latency" / "deit_s_ort_1t.json")
+    tiny = predict_ms(table, _base("deit_tiny_patch16_224")[0])
+    assert 0.98 * tiny <= predict_ms(table, arch) <= tiny
