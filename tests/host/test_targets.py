@@ -134,6 +134,7 @@ def test_device_preset_derived_from_the_ort_table():
     """deit_s_tiny_ort (benchmarks/derive_preset.py from docs/results/latency/deit_s_ort_1t.json): 3 heads,
     8-aligned widths, and the table predicts it at DeiT-Tiny's latency (within 2% under)."""
     from snp_edge.engines import latency_table as lt
+
     from snp_edge.latency import predict_ms
 
     cfg = load_preset("deit_s_tiny_ort")
