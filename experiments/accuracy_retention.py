@@ -237,6 +237,20 @@ def plot(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def elapsed_log(start: float):
+    """``log(msg)``: print ``msg`` after the seconds elapsed since ``start`` (perf_counter)."""
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - start:6.0f} s] {msg}", flush=True)
+
+    return log
+
+
+def experiment_data(out: Path, plan, quick: bool) -> Path:
+    """MNIST-5k written under ``out`` (``data-quick`` for smoke runs), split as ``plan`` says."""
+    return materialize(out / ("data-quick" if quick else "data"), plan.val_per_class,
+                       train_per_class=plan.train_per_class)
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -275,13 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:6.0f} s] {msg}", flush=True)
-
+    log = elapsed_log(start)
     try:
-        data = materialize(out / ("data-quick" if args.quick else "data"), plan.val_per_class,
-                           train_per_class=plan.train_per_class)
+        data = experiment_data(out, plan, args.quick)
         rows = measure(data, out, plan, args.criteria, log)
     except SnpEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

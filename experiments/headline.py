@@ -46,8 +46,7 @@ from snp_edge.models import ModelHandle, create_model, load_model
 from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
-from .accuracy_retention import DIGIT_AUG, machine
-from .mnist5k import materialize
+from .accuracy_retention import DIGIT_AUG, elapsed_log, experiment_data, machine
 
 WIDE = ("deit_small_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 96, "depth": 6, "num_heads": 6,
                                    "num_classes": 10})
@@ -528,13 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"[{time.perf_counter() - start:6.0f} s] {msg}", flush=True)
-
+    log = elapsed_log(start)
     try:
-        data = materialize(out / ("data-quick" if args.quick else "data"), plan.val_per_class,
-                           train_per_class=plan.train_per_class)
+        data = experiment_data(out, plan, args.quick)
         if args.stage == "bases":
             for seed in plan.seeds:
                 trained("wide", data, out, plan, seed, log)

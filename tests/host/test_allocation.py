@@ -9,20 +9,10 @@ import torch
 
 from snp_edge import prune
 from snp_edge.allocation import ALLOCATORS, MacCost, allocate, ladder, structure, total_cost
-from snp_edge.arch import arch_of
 from snp_edge.criteria import Scores
 from snp_edge.errors import SnpEdgeError
-from snp_edge.macs import macs_constants, predict_macs
-from snp_edge.vit import create_model
-
-MODELS = {}
-
-
-def _base(name: str):
-    if name not in MODELS:
-        model = create_model(name, device="meta")
-        MODELS[name] = (arch_of(model), macs_constants(model))
-    return MODELS[name]
+from snp_edge.macs import predict_macs
+from tests.host.test_targets import _base
 
 
 def _scores(base, seed: int = 0) -> Scores:
