@@ -48,6 +48,7 @@ def test_plan_errors_are_one_line_with_status_2(tmp_path):
     assert not (tmp_path / "t.json").exists()
 
 
+@pytest.mark.slow
 def test_plan_is_found_in_a_folder_and_an_existing_table_is_kept(tmp_path):
     plan = _plan(tmp_path)
     folder = tmp_path / "bundle"
@@ -63,6 +64,7 @@ def test_plan_is_found_in_a_folder_and_an_existing_table_is_kept(tmp_path):
     assert res.returncode == 2 and "--force" in res.stderr and existing.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_without_tensorrt_profile_says_so(tmp_path):
     try:
         import tensorrt  # noqa: F401

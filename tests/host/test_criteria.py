@@ -89,6 +89,7 @@ def test_snp_qk_accurate_when_column_norms_spread(spread):
     torch.testing.assert_close(fast, _brute_qk(q[0, 0], k[0, 0], 4), atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("embed_score", ["ln", "fisher", "ablation", "act"])
 def test_data_driven_residual_scores_rank_a_dead_channel_last(tiny_handle, tiny_inputs, embed_score):
     """A residual channel that carries nothing (zero embedding, zero LayerNorm gains and biases, zero
