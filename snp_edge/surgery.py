@@ -30,7 +30,8 @@ def choose_blocks(scores: Scores, arch: Arch, drop: int) -> Arch:
     if drop >= len(kept):
         raise SnpEdgeError(f"--drop-blocks {drop} would remove every one of the {len(kept)} blocks")
     keep = set(top_indices(scores.blocks[kept], len(kept) - drop).tolist())
-    return replace(arch, blocks=[b for j, b in enumerate(arch.blocks) if j in keep])
+    return replace(arch, blocks=[b for j, b in enumerate(arch.blocks) if j in keep],
+                   heads_kept=[h for j, h in enumerate(arch.heads_kept) if j in keep])
 
 
 def kept_indices(scores: Scores, arch: Arch) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
