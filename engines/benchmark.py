@@ -25,13 +25,15 @@ from .stats import summarize, throughput
 BENCH_SCHEMA = "snp-edge-device-bench/3"  # /3: sections per batch size, gpu_ms and e2e_ms, telemetry
 
 
-def default_batches(max_batch):
-    """1, 2, 4, ... below ``max_batch``, then ``max_batch``."""
-    out, b = [], 1
+def default_batches(max_batch, min_batch=1):
+    """``min_batch``, then the powers of two between it and ``max_batch``, then ``max_batch`` (a static
+    profile, as a DLA engine has: that one batch size)."""
+    out, b = [min_batch], 1
     while b < max_batch:
-        out.append(b)
+        if b > min_batch:
+            out.append(b)
         b *= 2
-    return out + [max_batch]
+    return out + ([max_batch] if max_batch > min_batch else [])
 
 
 def _reference_frames(bundle_dir, manifest):
@@ -132,7 +134,7 @@ def _time_trtexec(backend, manifest, batch, runs, warmup_ms, cuda_graph):
         times = os.path.join(tmp, "times.json")
         cmd = timing_command(setup.api, setup.trtexec, setup.engine, backend.options.profile.input_name,
                              batch_shape(manifest["onnx"]["input"]["shape"], batch), warmup_ms, runs, times,
-                             data_transfers=True, cuda_graph=cuda_graph)
+                             data_transfers=True, cuda_graph=cuda_graph, dla_core=backend.sidecar.get("dla_core"))
         _run(cmd, what="trtexec timing")
         with open(times) as f:
             records = json.load(f)
@@ -199,7 +201,7 @@ def run_bench_command(args, manifest, backend_name, options):
                            threads=getattr(args, "threads", None))
     try:
         limit = backend.max_batch or options.profile.max_shape[0]
-        batches = sorted(set(args.batch)) if args.batch else default_batches(limit)
+        batches = sorted(set(args.batch)) if args.batch else default_batches(limit, options.profile.min_shape[0])
         too_big = [b for b in batches if backend.max_batch and b > backend.max_batch]
         if too_big:
             raise EnginesError("--batch {} exceeds the engine profile's maximum of {}".format(too_big[0],

@@ -3,6 +3,8 @@
 One profile (min/opt/max NCHW shapes), FP16 (or FP32 with TF32 off), a workspace limit, and a timing cache
 file that is loaded when present and saved after every build. ``fp32_norms`` pins the LayerNorm layers to
 FP32 (FP16 LayerNorm can overflow after attention); ``fp32_softmax`` does the same for softmax layers.
+``dla_core`` builds for a DLA core of a Jetson Orin NX / AGX Orin with GPU fallback: the layers the DLA cannot
+run stay on the GPU and their names go into the sidecar (``build_flags.dla.gpu_fallback_layers``).
 
 Engines go to ``CACHE_DIR/<cache key>.engine``; a second build with the same key reuses the file.
 """
@@ -108,10 +110,11 @@ def _load_timing_cache(config, path):
                            "another --timing-cache")
 
 
-def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, verbose=False):
+def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, verbose=False, dla_core=None):
     """Build ``onnx_path`` with ``profile`` in ``mode`` (see :func:`build_mode`), pinning the layers of the ONNX
-    nodes ``fp32_nodes`` to FP32; returns ``(engine bytes, info)`` where info has ``build_time_s`` (wall s)
-    and ``pinned_fp32_layers`` (names)."""
+    nodes ``fp32_nodes`` to FP32, on DLA core ``dla_core`` (None: GPU only); returns ``(engine bytes, info)``
+    where info has ``build_time_s`` (wall s), ``pinned_fp32_layers`` (names) and ``gpu_fallback_layers`` (names
+    of the layers the DLA cannot run; None without ``dla_core``)."""
     trt, api = trt_compat.installed_api()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -138,6 +141,13 @@ def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, ver
     if pinned:
         _pin_fp32(trt, network, pinned)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    fallback = None
+    if dla_core is not None:
+        from .envinfo import read_text
+        from .power_modes import DEVICE_TREE_MODEL
+
+        trt_compat.configure_dla(trt, builder, config, dla_core, read_text(DEVICE_TREE_MODEL))
+        fallback = trt_compat.gpu_fallback_layers(config, network)
     _load_timing_cache(config, timing_cache)
 
     start = time.perf_counter()
@@ -149,7 +159,8 @@ def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, ver
         write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     del parser  # now the weights may go
     return bytes(memoryview(serialized)), {"build_time_s": round(build_time_s, 3),
-                                           "pinned_fp32_layers": [table[i][0] for i in pinned]}
+                                           "pinned_fp32_layers": [table[i][0] for i in pinned],
+                                           "gpu_fallback_layers": fallback}
 
 
 def default_timing_cache(cache_dir, identity):
@@ -158,10 +169,10 @@ def default_timing_cache(cache_dir, identity):
         slug(identity["gpu_name"]), slug(identity["trt_version"])))
 
 
-def engine_path_for(manifest, profile, label, cache_dir, identity):
-    """Where the engine for this bundle, profile, precision label and machine lives in ``cache_dir``."""
+def engine_path_for(manifest, profile, label, cache_dir, identity, dla_core=None):
+    """Where the engine for this bundle, profile, precision label, DLA core and machine lives in ``cache_dir``."""
     onnx_sha = manifest["files"][manifest["onnx"]["file"]]
-    key = cache_key(onnx_sha, identity["trt_version"], identity["gpu_name"], label, profile)
+    key = cache_key(onnx_sha, identity["trt_version"], identity["gpu_name"], label, profile, dla_core)
     return os.path.join(cache_dir, key + ".engine")
 
 
@@ -177,16 +188,24 @@ def reusable(engine_path, identity):
     return sidecar if sha256_file(engine_path) == sidecar["engine_sha256"] else None
 
 
+def dla_flags(dla_core, fallback_layers):
+    """``build_flags.dla`` of a sidecar: None for a GPU engine."""
+    if dla_core is None:
+        return None
+    return {"core": dla_core, "gpu_fallback": True, "gpu_fallback_layers": fallback_layers}
+
+
 def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=False, fp32_softmax=False,
-                 cache_dir=None, timing_cache=None, force=False, verbose=False):
+                 cache_dir=None, timing_cache=None, force=False, verbose=False, dla_core=None):
     """Build (or reuse, unless ``force``) the engine for a bundle; returns a :class:`BuildResult`. The caller
-    checks the bundle first (:func:`engines.manifest.open_bundle`, as every entry point does)."""
+    checks the bundle first (:func:`engines.manifest.open_bundle`, as every entry point does) and the DLA
+    request against the target (:func:`engines.targets.check_dla_request`)."""
     label = precision_label(precision, fp32_norms, fp32_softmax)
     _, api = trt_compat.installed_api()
     mode = build_mode(api, precision, manifest["onnx"]["input"]["dtype"], fp32_norms, fp32_softmax)
     identity = device_identity()
     cache_dir = cache_dir or os.path.join(bundle_dir, DEFAULT_CACHE_DIR)
-    engine_path = engine_path_for(manifest, profile, label, cache_dir, identity)
+    engine_path = engine_path_for(manifest, profile, label, cache_dir, identity, dla_core)
     sidecar = None if force else reusable(engine_path, identity)
     if sidecar is not None:
         return BuildResult(engine_path, sidecar, True)
@@ -194,19 +213,20 @@ def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=Fal
     timing_cache = timing_cache or default_timing_cache(cache_dir, identity)
     onnx_path = os.path.join(bundle_dir, manifest["onnx"]["file"])
     data, info = build_engine(onnx_path, profile, mode, fp32_node_names(manifest, fp32_norms, fp32_softmax),
-                              timing_cache, verbose)
+                              timing_cache, verbose, dla_core)
     flags = {"mode": mode, "fp32_norms": fp32_norms, "fp32_softmax": fp32_softmax,
              "workspace_mib": profile.workspace_bytes // MIB, "timing_cache": timing_cache,
-             "pinned_fp32_layers": info["pinned_fp32_layers"]}
+             "pinned_fp32_layers": info["pinned_fp32_layers"],
+             "dla": dla_flags(dla_core, info["gpu_fallback_layers"])}
     sidecar = make_sidecar(engine_path, hashlib.sha256(data).hexdigest(), identity, manifest, label, profile,
-                           flags, info["build_time_s"], "tensorrt")
+                           flags, info["build_time_s"], "tensorrt", dla_core)
     write_bytes_atomic(engine_path, data)
     write_sidecar(engine_path, sidecar)
     return BuildResult(engine_path, sidecar, False)
 
 
 def make_sidecar(engine_path, engine_sha256, identity, manifest, label, profile, build_flags, build_time_s,
-                 builder):
+                 builder, dla_core=None):
     """The sidecar dict of a freshly built engine (see :mod:`engines.sidecar`), for either builder."""
     return {
         "sidecar_version": 1,
@@ -218,6 +238,7 @@ def make_sidecar(engine_path, engine_sha256, identity, manifest, label, profile,
         "onnx_sha256": manifest["files"][manifest["onnx"]["file"]],
         "precision": label,
         "profile": profile_to_dict(profile),
+        "dla_core": dla_core,
         "build_flags": build_flags,
         "build_time_s": build_time_s,
         "builder": builder,

@@ -58,6 +58,8 @@ def _shared_flags():
     g.add_argument("--max-batch", type=POSITIVE_INT, help="profile max batch, images (default: the target's)")
     g.add_argument("--workspace-mib", type=POSITIVE_INT, help="builder workspace limit, MiB (default: the target's)")
     g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
+    g.add_argument("--dla-core", type=NONNEGATIVE_INT, metavar="N",
+                   help="run on DLA core N with GPU fallback (Jetson Orin NX / AGX Orin; one batch size; default: GPU)")
     g.add_argument("--fp32-norms", action="store_true",
                    help="pin the LayerNorm layers the manifest lists to FP32 (fp16 builds)")
     g.add_argument("--fp32-softmax", action="store_true",
@@ -165,10 +167,10 @@ def build_parser():
     p.add_argument("--export-times", metavar="PATH", help="--exportTimes file (bench)")
 
     p = command("power-mode", "print the Jetson power mode (nvpmodel -q or $SNP_EDGE_NVPMODEL), or run a "
-                              "command in MAXN and restore the mode after it")
+                              "command in the fastest mode and restore the mode after it")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?", help="ignored; accepted for symmetry")
-    p.epilog = ("-- CMD ...: run CMD in the power session (MAXN with --max-perf, restored after it) and exit with "
-                "its status; docker/run-jetson.sh wraps `docker run` this way")
+    p.epilog = ("-- CMD ...: run CMD in the power session (the fastest mode with --max-perf, restored after it) "
+                "and exit with its status; docker/run-jetson.sh wraps `docker run` this way")
     _power_flags(p)
     add_profile_parser(sub, DefaultsFormatter)
     return parser
@@ -182,7 +184,8 @@ def _backend_flag(p, choices, default):
 def _power_flags(p):
     g = p.add_argument_group("Jetson power mode")
     g.add_argument("--max-perf", action="store_true",
-                   help="set MAXN and jetson_clocks (sudo -n) for this command; restored on exit")
+                   help="set the module's fastest power mode (MAXN, MAXN_SUPER, ...) and jetson_clocks (sudo -n) "
+                        "for this command; restored on exit")
     g.add_argument("--no-prompt", action="store_true", help="never ask (default asks on a terminal)")
 
 
@@ -203,7 +206,7 @@ def _options(args, manifest):
 
     return EngineOptions.for_bundle(args.bundle, manifest, args.target, args.min_batch, args.opt_batch,
                                     args.max_batch, args.workspace_mib, args.precision, args.fp32_norms,
-                                    args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine)
+                                    args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine, args.dla_core)
 
 
 def _profile(args, manifest):
@@ -277,13 +280,20 @@ def cmd_build(args):
             from .build import build_bundle
 
             result = build_bundle(args.bundle, manifest, options.profile, args.precision, args.fp32_norms,
-                                  args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose)
+                                  args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose,
+                                  options.dla_core)
     sc, profile = result.sidecar, options.profile
     lines = ["{} {}".format("reused" if result.reused else "built", result.engine_path),
              "  TensorRT {} on {} (sm {}), {}, batch {}/{}/{}, build {:.1f} s, {}".format(
                  sc["trt_version"], sc["gpu_name"], sc["compute_capability"], sc["precision"],
                  profile.min_shape[0], profile.opt_shape[0], profile.max_shape[0], sc["build_time_s"],
                  sc.get("builder", "tensorrt"))]
+    dla = (sc.get("build_flags") or {}).get("dla")
+    if dla:
+        fallback = dla["gpu_fallback_layers"]
+        lines.append("  DLA core {}, GPU fallback: {}".format(dla["core"], "none" if fallback == [] else (
+            "{} layers (sidecar build_flags.dla.gpu_fallback_layers)".format(len(fallback)) if fallback else
+            "not reported")))
     _emit(args, {"engine": result.engine_path, "reused": result.reused, "sidecar": sc}, lines)
     return 0
 
@@ -420,11 +430,11 @@ def cmd_trtexec_cmd(args):
     if args.stage == "build":
         cmd = build_command(setup.api, setup.trtexec, os.path.join(args.bundle, manifest["onnx"]["file"]),
                             setup.engine, options.profile, args.precision, manifest["onnx"]["input"]["dtype"],
-                            setup.timing_cache, args.fp32_norms, args.fp32_softmax)
+                            setup.timing_cache, args.fp32_norms, args.fp32_softmax, options.dla_core)
     else:
         cmd = timing_command(setup.api, setup.trtexec, setup.engine, options.profile.input_name,
                              batch_shape(manifest["onnx"]["input"]["shape"], args.batch), args.warmup_ms,
-                             args.runs, args.export_times)
+                             args.runs, args.export_times, dla_core=options.dla_core)
     line = " ".join(shlex.quote(c) for c in cmd)
     _emit(args, {"argv": cmd, "engine": setup.engine, "profile": profile_to_dict(options.profile)}, [line])
     return 0
@@ -433,8 +443,16 @@ def cmd_trtexec_cmd(args):
 def cmd_power_mode(args):
     command = args.run
     if not command:
-        power = envinfo.power_mode()
-        _emit(args, {"power_mode": power}, [power["mode"]] if power else [])
+        from .power_modes import power_modes
+
+        power, modes = envinfo.power_mode(), power_modes()
+        listed = ", ".join("{} {}".format(i, name) for i, name in sorted(modes["modes"].items()))
+        lines = [power["mode"] if power else "unknown (nvpmodel not found)"]
+        if listed:
+            lines.append("modes: {} (from {}); fastest: {} (id {})".format(
+                listed, modes["source"], modes["fastest"]["mode"], modes["fastest"]["id"]))
+        _emit(args, {"power_mode": power, "power_modes": {str(i): n for i, n in modes["modes"].items()},
+                     "fastest": modes["fastest"] if listed else None}, lines if power or listed else [])
         return 0
     import subprocess
 

@@ -26,7 +26,6 @@ from .errors import EXIT_OK, MissingPrerequisite, VerificationFailed
 DEPLOY_SCHEMA = "snp-edge-deploy/1"
 STATUS_FILE = "deploy-status.json"
 MIN_FREE_DISK_MIB = 512  # besides twice the ONNX size: engine + timing cache + staging copy
-MIN_MEMORY_MIB = {"jetson-nano": 1536, "rtx3090": 4096}  # MemAvailable + SwapFree the builder wants
 
 
 def meminfo_mib(text=None):
@@ -59,7 +58,9 @@ def check_resources(cache_dir, onnx_bytes, target):
                                   "some disk or pass --cache-dir".format(free_mib, folder, need_disk))
     mem = meminfo_mib()
     available = mem.get("MemAvailable", 0) + mem.get("SwapFree", 0) if mem else None
-    need_mem = MIN_MEMORY_MIB.get(target, 1536)
+    from .targets import get_target
+
+    need_mem = get_target(target).builder_memory_mib  # MemAvailable + SwapFree the builder wants
     if available is not None and available < need_mem:
         raise MissingPrerequisite("only {} MiB of memory + swap available ({} MiB wanted by the TensorRT builder): "
                                   "close programs or add swap (e.g. a 4 GB swap file)".format(available, need_mem))
@@ -151,7 +152,8 @@ def run_deploy(args, deployment):
     manifest = opened[0]
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
-    options = EngineOptions.for_bundle(bundle, manifest, precision=args.precision, cache_dir=args.cache_dir)
+    options = EngineOptions.for_bundle(bundle, manifest, precision=args.precision, cache_dir=args.cache_dir,
+                                       dla_core=args.dla_core)
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
     deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
     record = deployment.start("power")
@@ -167,7 +169,7 @@ def run_deploy(args, deployment):
                 from .build import build_bundle
 
                 result = build_bundle(bundle, manifest, options.profile, options.precision, options.fp32_norms,
-                                      options.fp32_softmax, options.cache_dir)
+                                      options.fp32_softmax, options.cache_dir, dla_core=options.dla_core)
             deployment.engine = result.engine_path
             return {"engine": result.engine_path, "reused": result.reused,
                     "build_time_s": result.sidecar["build_time_s"], "builder": result.sidecar.get("builder")}

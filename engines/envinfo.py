@@ -17,7 +17,10 @@ from .errors import MissingPrerequisite, first_line
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 NVPMODEL_ENV = "SNP_EDGE_NVPMODEL"
-GPU_FREQ_GLOB = "/sys/devices/gpu.0/devfreq/*/{}"  # Jetson Nano GPU (Hz)
+# the GPU's devfreq folder (cur_freq, max_freq in Hz): Jetson Nano (57000000.gpu, also under gpu.0), Orin on
+# L4T R35 (17000000.ga10b) and R36 (17000000.gpu); the first that exists wins
+GPU_DEVFREQ_GLOBS = ("/sys/devices/gpu.0/devfreq/*", "/sys/class/devfreq/17000000.*", "/sys/class/devfreq/57000000.*",
+                     "/sys/devices/platform/gpu.0/devfreq/*")
 CPU_FREQ = "/sys/devices/system/cpu/cpu0/cpufreq/{}"  # kHz
 FAN_PWM = "/sys/devices/pwm-fan/target_pwm"  # 0..255
 
@@ -65,9 +68,18 @@ def _mhz(text, per_mhz):
         return None
 
 
-def _first(pattern):
-    paths = sorted(glob.glob(pattern))
-    return read_text(paths[0]) if paths else None
+def gpu_devfreq_dir():
+    """The Jetson GPU's devfreq folder (see :data:`GPU_DEVFREQ_GLOBS`), or None."""
+    for pattern in GPU_DEVFREQ_GLOBS:
+        paths = sorted(glob.glob(pattern))
+        if paths:
+            return paths[0]
+    return None
+
+
+def _gpu_freq(name):
+    folder = gpu_devfreq_dir()
+    return read_text(os.path.join(folder, name)) if folder else None
 
 
 def is_jetson():
@@ -80,15 +92,22 @@ def power_mode():
 
 
 def jetson_info():
-    """L4T release, board model, power mode, clocks (MHz) and fan PWM on a Jetson; None elsewhere."""
+    """L4T release, board model, power mode (and the module's modes, its fastest), clocks (MHz) and fan PWM
+    on a Jetson; None elsewhere."""
     if not is_jetson():
         return None
+    from .power_modes import power_modes
+
+    modes = power_modes()
     return {
         "l4t": parse_l4t_release(read_text(TEGRA_RELEASE)),
-        "model": read_text("/proc/device-tree/model"),
+        "model": modes["module"],
         "power_mode": power_mode(),
-        "gpu_clock_mhz": _mhz(_first(GPU_FREQ_GLOB.format("cur_freq")), 1e6),
-        "gpu_clock_max_mhz": _mhz(_first(GPU_FREQ_GLOB.format("max_freq")), 1e6),
+        "power_modes": {str(i): name for i, name in sorted(modes["modes"].items())},
+        "power_modes_source": modes["source"],
+        "fastest_power_mode": modes["fastest"],
+        "gpu_clock_mhz": _mhz(_gpu_freq("cur_freq"), 1e6),
+        "gpu_clock_max_mhz": _mhz(_gpu_freq("max_freq"), 1e6),
         "cpu0_clock_mhz": _mhz(read_text(CPU_FREQ.format("scaling_cur_freq")), 1e3),
         "cpu0_clock_max_mhz": _mhz(read_text(CPU_FREQ.format("cpuinfo_max_freq")), 1e3),
         "fan_pwm": read_text(FAN_PWM),

@@ -84,11 +84,12 @@ class TensorRTBackend(object):
             self.engine_path, self.reused = options.engine, True
         elif build:
             result = build_bundle(bundle_dir, manifest, options.profile, options.precision, options.fp32_norms,
-                                  options.fp32_softmax, options.cache_dir, options.timing_cache)
+                                  options.fp32_softmax, options.cache_dir, options.timing_cache,
+                                  dla_core=options.dla_core)
             self.engine_path, self.reused = result.engine_path, result.reused
         else:
             self.engine_path = engine_path_for(manifest, options.profile, options.label, options.cache_dir,
-                                               device_identity())
+                                               device_identity(), options.dla_core)
             if not os.path.isfile(self.engine_path):
                 raise EnginesError("no engine for these flags in {} (looked for {}): run `python3 -m engines build "
                                    "{}` with the same flags first".format(options.cache_dir,
@@ -120,30 +121,37 @@ class TensorRTBackend(object):
 
 class EngineOptions(object):
     """Which engine: profile (:class:`engines.profiles.Profile`), precision and FP32 pins, cache folder,
-    timing cache, or an explicit engine file. :meth:`for_bundle` gives the CLI's defaults."""
+    timing cache, DLA core (None: GPU only), or an explicit engine file. :meth:`for_bundle` gives the CLI's
+    defaults."""
 
     def __init__(self, profile, precision="fp16", fp32_norms=False, fp32_softmax=False, cache_dir=None,
-                 timing_cache=None, engine=None):
+                 timing_cache=None, engine=None, dla_core=None):
         from .sidecar import precision_label
 
         self.profile, self.precision = profile, precision
         self.fp32_norms, self.fp32_softmax = fp32_norms, fp32_softmax
         self.cache_dir, self.timing_cache, self.engine = cache_dir, timing_cache, engine
+        self.dla_core = dla_core
         self.label = precision_label(precision, fp32_norms, fp32_softmax)
 
     @classmethod
     def for_bundle(cls, bundle_dir, manifest, target=None, min_batch=None, opt_batch=None, max_batch=None,
                    workspace_mib=None, precision="fp16", fp32_norms=None, fp32_softmax=None, cache_dir=None,
-                   timing_cache=None, engine=None):
-        """The options ``python3 -m engines build`` uses for these flags: the target's profile, and for a bundle
-        made with ``--fp16-safe`` the FP32 pins by default in FP16."""
+                   timing_cache=None, engine=None, dla_core=None):
+        """The options ``python3 -m engines build`` uses for these flags: the target's profile (one batch size
+        with ``dla_core``, refused where the target has no DLA), and for a bundle made with ``--fp16-safe`` the
+        FP32 pins by default in FP16."""
         from .build import DEFAULT_CACHE_DIR
         from .profiles import resolve_profile
+        from .targets import check_dla_request
 
+        check_dla_request(target or manifest["target"], dla_core, precision)
         safe = manifest["onnx"]["fp16_safe"] and precision == "fp16"
-        return cls(resolve_profile(manifest, target, min_batch, opt_batch, max_batch, workspace_mib), precision,
-                   safe if fp32_norms is None else fp32_norms, safe if fp32_softmax is None else fp32_softmax,
-                   cache_dir or os.path.join(bundle_dir, DEFAULT_CACHE_DIR), timing_cache, engine)
+        profile = resolve_profile(manifest, target, min_batch, opt_batch, max_batch, workspace_mib,
+                                  static=dla_core is not None)
+        return cls(profile, precision, safe if fp32_norms is None else fp32_norms,
+                   safe if fp32_softmax is None else fp32_softmax,
+                   cache_dir or os.path.join(bundle_dir, DEFAULT_CACHE_DIR), timing_cache, engine, dla_core)
 
 
 def make_backend(name, bundle_dir, manifest, options=None, build=True, threads=None, device="cpu"):

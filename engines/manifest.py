@@ -8,11 +8,13 @@ The host side (``snp-edge bundle``) writes it with :func:`hash_files` and checks
 Fields (all required unless marked optional)::
 
     schema_version  2 (1 is still read: its preprocess block holds only mean, std, resize, crop, interpolation)
-    target          "jetson-nano" | "rtx3090"
+    target          a name from the device-target table (engines/targets.py): "jetson-nano", "jetson-orin",
+                    "jetson-orin-nano", "jetson-orin-jp5", "rtx3090"
     created         ISO-8601 UTC time, e.g. "2025-01-31T12:00:00Z"
     model           {base_model: str, pruned: bool, gmacs: number > 0 (GMACs per image), params: int > 0,
                      widths: object (free-form per-layer widths), accuracy_meaningful: bool,
-                     notice: str (optional)}
+                     notice: str (optional), width_alignment: int >= 1 (optional: the largest integer
+                     dividing every width, e.g. 8 after --round-to 8; tensor cores want 8 in FP16)}
     onnx            {file: relative path, opset: int >= 7,
                      input: {name: str, shape: [batch, C, H, W] (batch -1 = dynamic), layout: "NCHW",
                              dtype: "float32" | "float16"},
@@ -168,6 +170,8 @@ def _validate_model(m):
     _bool(model, "accuracy_meaningful", "model.accuracy_meaningful")
     if "notice" in model and not isinstance(model["notice"], str):
         _fail("model.notice", "a string", model["notice"])
+    if "width_alignment" in model:
+        _int(model, "width_alignment", "model.width_alignment")
 
 
 def _validate_onnx(m):

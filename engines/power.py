@@ -1,10 +1,12 @@
-"""The Jetson power mode around a command: report it, or set MAXN + maximum clocks and restore both after.
+"""The Jetson power mode around a command: report it, or set the module's fastest mode + maximum clocks and
+restore both after.
 
 :func:`power_session` is a context manager. Without ``max_perf`` it only reports (and, on a terminal with
 ``prompt``, asks whether to switch). With ``max_perf``, on a machine with ``nvpmodel``::
 
     sudo -n jetson_clocks --store FILE      the current clocks
-    sudo -n nvpmodel -m 0                   MAXN
+    sudo -n nvpmodel -m <fastest id>        MAXN on a Nano / AGX Orin / Orin NX (0), MAXN_SUPER or 15W on an
+                                            Orin Nano: the module's own table (:mod:`.power_modes`)
     sudo -n jetson_clocks                   maximum clocks
     ... the command ...
     sudo -n nvpmodel -m <previous id>       always, also after a failure, Ctrl-C or SIGTERM
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import envinfo
+from . import envinfo, power_modes
 from .errors import PowerModeError, first_line
 
 
@@ -49,22 +51,25 @@ def _ask(question):
 
 @contextlib.contextmanager
 def power_session(max_perf=False, prompt=True, log=None):
-    """Yield a record ``{mode_before, max_perf, restored}``; see the module docstring."""
+    """Yield a record ``{mode_before, fastest, max_perf, restored}``; see the module docstring."""
     log = log or (lambda text: print(text, file=sys.stderr))
     mode = envinfo.power_mode()
-    record = {"mode_before": mode, "max_perf": False, "restored": None}
+    modes = power_modes.power_modes()
+    best = modes["fastest"]
+    record = {"mode_before": mode, "fastest": best, "max_perf": False, "restored": None}
     if shutil.which("nvpmodel") is None:
         if max_perf:
             raise PowerModeError("--max-perf: nvpmodel not found (not a Jetson, or inside a container: use "
                                  "docker/run-jetson.sh --max-perf on the host)")
         yield record
         return
-    if not max_perf and mode and mode["mode"] != "MAXN":
+    if not max_perf and mode and not power_modes.is_fastest(mode, modes):
         if prompt and sys.stdin.isatty():
-            max_perf = _ask("Jetson power mode {}: timings will be slower and noisier. Set MAXN + jetson_clocks "
-                            "for this command (sudo)? [y/N] ".format(mode["mode"]))
+            max_perf = _ask("Jetson power mode {}: timings will be slower and noisier. Set {} + jetson_clocks "
+                            "for this command (sudo)? [y/N] ".format(mode["mode"], best["mode"]))
         else:
-            log("Jetson power mode {} (not MAXN): pass --max-perf to set MAXN + jetson_clocks".format(mode["mode"]))
+            log("Jetson power mode {} (this module's fastest: {}, id {}): pass --max-perf to set it + "
+                "jetson_clocks".format(mode["mode"], best["mode"], best["id"]))
     if not max_perf:
         yield record
         return
@@ -72,10 +77,11 @@ def power_session(max_perf=False, prompt=True, log=None):
     store = os.path.join(folder, "clocks.conf")
     try:
         _sudo(["jetson_clocks", "--store", store])
-        log("setting MAXN (nvpmodel -m 0) and maximum clocks (jetson_clocks); restored afterwards")
+        log("setting {} (nvpmodel -m {}) and maximum clocks (jetson_clocks); restored afterwards".format(
+            best["mode"], best["id"]))
         record["max_perf"] = True
         try:
-            _sudo(["nvpmodel", "-m", "0"])
+            _sudo(["nvpmodel", "-m", str(best["id"])])
             _sudo(["jetson_clocks"])
             yield record
         finally:

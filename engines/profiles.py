@@ -32,19 +32,28 @@ def _positive_int(name, value):
 
 
 def resolve_profile(manifest, target=None, min_batch=None, opt_batch=None, max_batch=None,
-                    workspace_mib=None):
+                    workspace_mib=None, static=False):
     """The :class:`Profile` for ``target`` (default: the manifest's), with any given value overriding the
-    target's default. Raises :class:`EnginesError` unless 1 <= min <= opt <= max and the workspace fits."""
+    target's default. Raises :class:`EnginesError` unless 1 <= min <= opt <= max and the workspace fits.
+
+    ``static`` (a DLA build: DLA has no dynamic dimensions): one batch size, min = opt = max; a batch value
+    not given takes the one given (opt, else max, else min), else the target's opt batch."""
     spec = get_target(target or manifest["target"])
     given = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
              "workspace_mib": workspace_mib}
     values = {k: getattr(spec, k) for k in PROFILE_FIELDS}
+    if static:
+        batch = next((b for b in (opt_batch, max_batch, min_batch) if b is not None), spec.opt_batch)
+        values.update(min_batch=batch, opt_batch=batch, max_batch=batch)
     values.update((k, v) for k, v in given.items() if v is not None)
     for name in sorted(values):
         _positive_int(name, values[name])
     lo, opt, hi = values["min_batch"], values["opt_batch"], values["max_batch"]
     if not lo <= opt <= hi:
         raise EnginesError(f"batch profile must satisfy min <= opt <= max, got min={lo} opt={opt} max={hi}")
+    if static and not lo == opt == hi:
+        raise EnginesError(f"--dla-core needs one batch size (DLA has no dynamic shapes), got min={lo} opt={opt} "
+                           f"max={hi}: give one of --opt-batch / --max-batch, or the same value to all three")
     cap = spec.workspace_cap_mib
     if values["workspace_mib"] > cap:
         raise EnginesError(f"--workspace-mib {values['workspace_mib']} exceeds the {spec.name} cap of {cap} MiB")

@@ -34,6 +34,7 @@ class EngineRunner(object):
         self.cuda = open_cuda()
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        trt_compat.set_runtime_dla_core(self._runtime, (self.sidecar or {}).get("dla_core"))
         with open(engine_path, "rb") as f:
             self.engine = self._runtime.deserialize_cuda_engine(f.read())
         if self.engine is None:

@@ -5,7 +5,9 @@ Sidecar fields: ``sidecar_version``, ``engine_file``, ``engine_sha256``, ``trt_v
 ``compute_capability`` ("5.3"), ``onnx_sha256``, ``precision`` (see :func:`precision_label`), ``profile``
 (:func:`engines.profiles.profile_to_dict`), ``build_flags``, ``build_time_s`` (wall seconds of the build),
 ``target``, ``created`` (ISO-8601 UTC), ``cache_key``, ``builder`` ("tensorrt": the Python builder, or
-"trtexec" with its command line in ``build_flags.argv``). Both builders write the same fields and use the
+"trtexec" with its command line in ``build_flags.argv``), ``dla_core`` (the DLA core the engine runs on, None
+for a GPU engine; absent before 0.3) and, for a DLA engine, ``build_flags.dla``: ``{core, gpu_fallback: true,
+gpu_fallback_layers: [layer names that run on the GPU]}``. Both builders write the same fields and use the
 same cache key, so either's engine is found and reused by the other.
 
 An engine runs only with the TensorRT version and GPU model it was built with, so :func:`check_compatible`
@@ -49,17 +51,20 @@ def slug(text):
     return re.sub(r"[^a-z0-9.]+", "-", str(text).lower()).strip("-") or "unknown"
 
 
-def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile):
+def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile, dla_core=None):
     """A deterministic, filename-safe key for an engine: the same ONNX, TensorRT version, GPU, precision
-    label and profile (a :class:`~engines.profiles.Profile`) always give the same key, any change a new one.
-    Readable prefix plus a 12-hex digest of all inputs. The TensorRT version counts as MAJOR.MINOR.PATCH, so
-    the Python builder and trtexec (whose banner has no build number) share keys."""
+    label, profile (a :class:`~engines.profiles.Profile`) and DLA core (None: GPU only) always give the same
+    key, any change a new one. Readable prefix plus a 12-hex digest of all inputs. The TensorRT version counts
+    as MAJOR.MINOR.PATCH, so the Python builder and trtexec (whose banner has no build number) share keys.
+    GPU engines keep the keys they had before DLA existed here."""
     trt_version = version_key(trt_version)
     shapes = [list(profile.min_shape), list(profile.opt_shape), list(profile.max_shape)]
-    blob = json.dumps([onnx_sha256, str(trt_version), gpu_name, precision, profile.input_name, shapes],
-                      sort_keys=True)
-    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
-    return f"{onnx_sha256[:8]}_{slug(gpu_name)}_trt{slug(trt_version)}_{precision}_b{profile.min_shape[0]}-{profile.opt_shape[0]}-{profile.max_shape[0]}_{digest}"
+    fields = [onnx_sha256, str(trt_version), gpu_name, precision, profile.input_name, shapes]
+    if dla_core is not None:
+        fields.append({"dla_core": int(dla_core)})
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    dla = "" if dla_core is None else f"_dla{int(dla_core)}"
+    return f"{onnx_sha256[:8]}_{slug(gpu_name)}_trt{slug(trt_version)}_{precision}{dla}_b{profile.min_shape[0]}-{profile.opt_shape[0]}-{profile.max_shape[0]}_{digest}"
 
 
 def write_sidecar(engine_path, data):

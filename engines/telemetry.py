@@ -9,14 +9,17 @@ Throttling is flagged when the GPU clock in some sample of the window falls belo
 clock seen in the whole run, or a temperature reaches 80 C (Jetson modules start to throttle near 97 C,
 but a board that hot has been slowing its clocks already).
 
-tegrastats formats understood (L4T 32.x / Jetson Nano, and L4T 35+ / Orin)::
+tegrastats formats understood (L4T 32.x / Jetson Nano, L4T 35 / AGX Orin, L4T 36 / Orin Nano and NX)::
 
     RAM 1510/3956MB (lfb 5x4MB) SWAP 0/1978MB (cached 0MB) CPU [20%@1479,5%@1479,off,4%@1479] EMC_FREQ 0%@1600
     GR3D_FREQ 99%@921 APE 25 PLL@34C CPU@36.5C GPU@35C thermal@35.75C POM_5V_IN 4725/4725 POM_5V_GPU 2063/2063 ...
     ... EMC_FREQ 0%@2133 GR3D_FREQ 0%@[305,305] ... tj@44.375C ... VDD_GPU_SOC 2383mW/2383mW VIN_SYS_5V0 2822mW/2822mW
+    ... GR3D_FREQ 0%@[305] NVENC off ... cpu@47.5C ... VDD_IN 4421mW/4421mW VDD_CPU_GPU_CV 483mW/483mW VDD_SOC ...
 
 Rails are "current/average" in mW. The board input rail (``POM_5V_IN``, ``VDD_IN``, ``VIN_SYS_5V0``,
-``VDD_IN`` of the module) gives the energy per image: mean input power (W) x window (s) / images.
+``VDD_IN`` of the module) gives the energy per image: mean input power (W) x window (s) / images. The GPU
+rail is the GPU's own where the module has one (Nano, AGX Orin); Orin Nano and NX report CPU, GPU and CV
+together (``VDD_CPU_GPU_CV``).
 """
 
 import glob
@@ -30,7 +33,7 @@ import time
 THROTTLE_CLOCK_FRAC = 0.9
 THROTTLE_TEMP_C = 80.0
 INPUT_RAILS = ("POM_5V_IN", "VDD_IN", "VIN_SYS_5V0", "VIN")  # the whole board, first found wins
-GPU_RAILS = ("POM_5V_GPU", "VDD_GPU_SOC", "VDD_GPU", "GPU")
+GPU_RAILS = ("POM_5V_GPU", "VDD_GPU_SOC", "VDD_GPU", "GPU", "VDD_CPU_GPU_CV")
 
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
 _SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB")
@@ -84,15 +87,16 @@ def parse_tegrastats(line):
 
 def read_sysfs_sample():
     """A sample from sysfs where tegrastats is missing (containers): GPU clock and thermal zones."""
+    from .envinfo import gpu_devfreq_dir
+
     sample = {}
-    for path in sorted(glob.glob("/sys/devices/gpu.0/devfreq/*/cur_freq")) + \
-            sorted(glob.glob("/sys/devices/platform/gpu.0/devfreq/*/cur_freq")):
+    folder = gpu_devfreq_dir()
+    if folder:
         try:
-            with open(path) as f:
+            with open(os.path.join(folder, "cur_freq")) as f:
                 sample["gpu_mhz"] = int(f.read().strip()) // 1000000
-            break
         except (OSError, ValueError):
-            continue
+            pass
     temps = {}
     for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
         try:

@@ -10,7 +10,17 @@ network flags          EXPLICIT_BATCH (required)     0 (EXPLICIT_BATCH deprecate
 workspace              config.max_workspace_size     config.set_memory_pool_limit (8.4+)
 FP16                   BuilderFlag.FP16              same; removed in 11 (strong typing only)
 engine I/O             bindings, execute_async_v2    tensor names, execute_async_v3 (8.5+)
+DLA builder/runtime    same API (below)              same API
+trtexec DLA fallback   "Default DLA is enabled but   "Layer 'NAME' (TYPE): Unsupported on DLA.
+log (8.2-8.4 / 8.5+)   layer NAME is not supported   Switching this layer's device type to GPU."
+                       on DLA, falling back to GPU."
 =====================  ============================  =========================================
+
+DLA (Jetson Orin NX / AGX Orin): the same calls from 8.2 to 10.x: ``builder.num_DLA_cores``,
+``config.default_device_type = DeviceType.DLA``, ``config.DLA_core``, ``BuilderFlag.GPU_FALLBACK``,
+``config.can_run_on_DLA(layer)`` and, to load such an engine, ``runtime.DLA_core``. DLA runs FP16 or INT8
+only and has no dynamic dimensions, so a DLA build uses a static batch (min = opt = max); layers it cannot
+run fall back to the GPU, and their names are recorded in the engine's sidecar.
 
 TensorRT 11 decision: there is no FP16 builder flag, so an FP16 engine comes only from an ONNX that already
 carries FP16 types, built as a strongly-typed network. ``build`` does that when the manifest's input dtype is
@@ -36,6 +46,7 @@ TrtApi = namedtuple("TrtApi", [
     "trtexec_percentiles",   # "single" (--percentile=99) | "list" (--percentile=90,95,99)
     "trtexec_layer_precisions",  # trtexec has --layerPrecisions / --precisionConstraints
     "export_times_warmups",  # --exportTimes JSON includes the warm-up iterations
+    "trtexec_dla_fallback",  # how trtexec logs a layer falling back from DLA to the GPU: "default-dla" | "switching"
 ])
 
 
@@ -79,6 +90,7 @@ def api_for_version(version):
         trtexec_percentiles="single" if major_minor < (8, 5) else "list",
         trtexec_layer_precisions=major_minor >= (8, 4),
         export_times_warmups=major_minor < (8, 5),
+        trtexec_dla_fallback="default-dla" if major_minor < (8, 5) else "switching",
     )
 
 
@@ -128,6 +140,61 @@ def parser_errors(parser):
         where = "node {}{}".format(err.node(), f" ({node_name})" if node_name else "")
         lines.append("{}: {}".format(where, " ".join(str(err.desc()).split())))
     return lines
+
+
+# ---- DLA ----------------------------------------------------------------------------------------------------
+
+_DLA_FALLBACK = {
+    "default-dla": re.compile(r"Default DLA is enabled but layer (.+?) is not supported on DLA, falling back to GPU"),
+    "switching": re.compile(r"Layer '(.+?)' \([A-Za-z_0-9]+\): Unsupported on DLA\. Switching this layer's device "
+                            r"type to GPU"),
+}
+
+
+def check_dla_core(num_cores, core, module=None):
+    """Refuse DLA core ``core`` where the module has ``num_cores`` (``builder.num_DLA_cores``):
+    :class:`MissingPrerequisite` (exit 3) naming the module, or returns ``core``."""
+    where = module or "this module"
+    if num_cores < 1:
+        raise MissingPrerequisite(f"--dla-core {core}: {where} has no DLA (TensorRT reports 0 DLA cores; the Orin "
+                                  "Nano has none): build without --dla-core")
+    if core >= num_cores:
+        raise MissingPrerequisite("--dla-core {}: {} has {} DLA core{} ({}): pick one of them".format(
+            core, where, num_cores, "" if num_cores == 1 else "s", ", ".join(str(i) for i in range(num_cores))))
+    return core
+
+
+def configure_dla(trt, builder, config, core, module=None):
+    """Build for DLA core ``core`` with GPU fallback (after :func:`check_dla_core`)."""
+    check_dla_core(builder.num_DLA_cores, core, module)
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def gpu_fallback_layers(config, network):
+    """Names of the network's layers that cannot run on the configured DLA core (they run on the GPU)."""
+    names = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if not config.can_run_on_DLA(layer):
+            names.append(layer.name)
+    return names
+
+
+def set_runtime_dla_core(runtime, core):
+    """Load engines on DLA core ``core`` (``None``: a GPU-only engine, nothing to set)."""
+    if core is not None:
+        runtime.DLA_core = int(core)
+
+
+def parse_dla_fallback(api, text):
+    """The layer names trtexec's build log says fell back from DLA to the GPU, in order, each once."""
+    names = []
+    for match in _DLA_FALLBACK[api.trtexec_dla_fallback].finditer(text or ""):
+        if match.group(1) not in names:
+            names.append(match.group(1))
+    return names
 
 
 # ---- engine I/O -----------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ Version differences (see :mod:`engines.trt_compat`): workspace ``--workspace=MiB
 ``--memPoolSize=workspace:<MiB>M`` (8.4+); ``--explicitBatch`` accepted up to 9.x, rejected by 10.x;
 ``--percentile`` one value (8.2) or a list (8.5+); ``--exportTimes`` JSON includes warm-ups (8.2, with
 ``endToEndMs``) or not (8.5+); no ``--fp16`` on 11 (``--stronglyTyped`` with a float16 ONNX).
+
+DLA (``dla_core``): ``--useDLACore=N --allowGPUFallback`` to build, ``--useDLACore=N`` to load; the layers
+that fell back to the GPU are read from the build log (its two formats: :func:`engines.trt_compat.parse_dla_fallback`)
+into the sidecar; trtexec's "Cannot create DLA engine, N not available" is a missing prerequisite (exit 3).
 """
 
 import json
@@ -18,14 +22,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import namedtuple
 
-from .build import build_mode, make_sidecar, reusable
+from .build import build_mode, dla_flags, make_sidecar, reusable
 from .errors import EnginesError, MissingPrerequisite
 from .fileio import atomic_path, scratch_dir
 from .profiles import MIB
-from .trt_compat import api_for_version, parse_version, version_key
+from .trt_compat import api_for_version, parse_dla_fallback, parse_version, version_key
 
 TRTEXEC_PATHS = ("/usr/src/tensorrt/bin/trtexec", "/opt/tensorrt/bin/trtexec")  # Jetson, NGC containers
 PERCENTILES = (90, 95, 99)
@@ -45,6 +50,7 @@ _STAT = re.compile(r"(min|max|mean|median|percentile\(([\d.]+)%\)) = ([-+\d.eE]+
 _THROUGHPUT = re.compile(_PREFIX + r"Throughput: ([-+\d.eE]+) qps", re.MULTILINE)
 _WALLTIME = re.compile(_PREFIX + r"Total Host Walltime: ([-+\d.eE]+) s", re.MULTILINE)
 _BANNER = re.compile(r"\[TensorRT (v\d+)\]")
+_NO_DLA = re.compile(r"Cannot create DLA engine, (\d+) not available")
 
 
 def find_trtexec():
@@ -75,10 +81,17 @@ def shape_spec(name, shape):
     return "{}:{}".format(name, "x".join(str(d) for d in shape))
 
 
+def _dla(dla_core, fallback=False):
+    if dla_core is None:
+        return []
+    return ["--useDLACore={}".format(int(dla_core))] + (["--allowGPUFallback"] if fallback else [])
+
+
 def build_command(api, trtexec, onnx_path, engine_path, profile, precision, onnx_dtype="float32",
-                  timing_cache=None, fp32_norms=False, fp32_softmax=False):
+                  timing_cache=None, fp32_norms=False, fp32_softmax=False, dla_core=None):
     """argv that builds ``engine_path`` from ``onnx_path`` with ``profile`` (:class:`~engines.profiles.Profile`)
-    and ``precision`` ("fp16" | "fp32") using the flags of TensorRT ``api.version``."""
+    and ``precision`` ("fp16" | "fp32") using the flags of TensorRT ``api.version``, on DLA core ``dla_core``
+    with GPU fallback (None: GPU only)."""
     if fp32_norms or fp32_softmax:
         raise EnginesError("--fp32-norms/--fp32-softmax need the Python builder (`python3 -m engines build`): "
                            "trtexec can only pin layers it is given by exact name")
@@ -97,16 +110,17 @@ def build_command(api, trtexec, onnx_path, engine_path, profile, precision, onnx
     cmd.append({"fp16-flag": "--fp16", "strongly-typed": "--stronglyTyped", "fp32": "--noTF32"}[mode])
     if timing_cache:
         cmd.append("--timingCacheFile=" + timing_cache)
-    return cmd
+    return cmd + _dla(dla_core, fallback=True)
 
 
 def timing_command(api, trtexec, engine_path, input_name, shape, warmup_ms=1000, iterations=1000,
-                   export_times=None, data_transfers=False, cuda_graph=False):
+                   export_times=None, data_transfers=False, cuda_graph=False, dla_core=None):
     """argv that times ``engine_path`` for input ``shape``: ``warmup_ms`` of warm-up, then exactly
     ``iterations`` runs, without host<->device copies unless ``data_transfers``, replayed as a CUDA graph
-    with ``cuda_graph``; percentiles 90/95/99 (8.5+) or 99 (8.2)."""
+    with ``cuda_graph``; percentiles 90/95/99 (8.5+) or 99 (8.2); a DLA engine loaded on ``dla_core``."""
     cmd = [trtexec, "--loadEngine=" + engine_path, "--shapes=" + shape_spec(input_name, shape),
            f"--warmUp={int(warmup_ms)}", f"--iterations={int(iterations)}", "--duration=0", "--useSpinWait"]
+    cmd += _dla(dla_core)
     if not data_transfers:
         cmd.insert(-1, "--noDataTransfers")
     if cuda_graph:
@@ -186,20 +200,39 @@ def trtexec_setup(bundle_dir, manifest, options, trt_version=None, must_exist=Tr
         if must_exist:
             raise
         identity = {"trt_version": version, "gpu_name": "unknown-gpu", "compute_capability": "?"}
-    engine = options.engine or engine_path_for(manifest, options.profile, options.label, options.cache_dir, identity)
+    engine = options.engine or engine_path_for(manifest, options.profile, options.label, options.cache_dir, identity,
+                                               options.dla_core)
     timing_cache = options.timing_cache or os.path.join(options.cache_dir, "timing_{}_trt{}.cache".format(
         slug(identity["gpu_name"]), slug(version_key(version))))
     return TrtexecSetup(api, trtexec, engine, timing_cache, identity)
 
 
 def _run(cmd, verbose=False, what="trtexec"):
-    """Run trtexec; its output (stderr-streamed with ``verbose``); one-line error naming its last line."""
-    res = subprocess.run(cmd, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
-    if res.returncode != 0:
-        tail = [ln for ln in (res.stdout or "").splitlines() if ln.strip()][-1:] or ["see its output above"]
-        raise EnginesError("{} failed (exit {}): {}".format(what, res.returncode, tail[0].strip()))
-    return res.stdout or ""
+    """Run trtexec; returns its output (also streamed to stderr with ``verbose``); a failure is one line naming
+    its last line (a missing DLA core: :class:`MissingPrerequisite`)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if verbose:
+                sys.stderr.write(line)
+        proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: trtexec goes too
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+    text = "".join(lines)
+    if proc.returncode != 0:
+        no_dla = _NO_DLA.search(text)
+        if no_dla:
+            raise MissingPrerequisite("--dla-core {}: trtexec finds no such DLA core on this module (the Orin Nano "
+                                      "has none): build without --dla-core".format(no_dla.group(1)))
+        tail = [ln for ln in lines if ln.strip()][-1:] or ["no output"]
+        raise EnginesError("{} failed (exit {}): {}".format(what, proc.returncode, tail[0].strip()))
+    return text
 
 
 def build_with_trtexec(bundle_dir, manifest, options, trt_version=None, force=False, verbose=False):
@@ -221,9 +254,10 @@ def build_with_trtexec(bundle_dir, manifest, options, trt_version=None, force=Fa
         if os.path.isfile(setup.timing_cache):
             shutil.copyfile(setup.timing_cache, cache_tmp)
         cmd = build_command(setup.api, setup.trtexec, onnx_path, engine_tmp, options.profile, options.precision,
-                            manifest["onnx"]["input"]["dtype"], cache_tmp, options.fp32_norms, options.fp32_softmax)
+                            manifest["onnx"]["input"]["dtype"], cache_tmp, options.fp32_norms, options.fp32_softmax,
+                            options.dla_core)
         start = time.time()
-        _run(cmd, verbose, "trtexec build")
+        log = _run(cmd, verbose, "trtexec build")
         seconds = round(time.time() - start, 3)
         if not os.path.getsize(engine_tmp):
             raise EnginesError("trtexec reported success but wrote no engine")
@@ -233,18 +267,20 @@ def build_with_trtexec(bundle_dir, manifest, options, trt_version=None, force=Fa
     flags = {"mode": mode, "fp32_norms": False, "fp32_softmax": False,
              "workspace_mib": options.profile.workspace_bytes // MIB, "timing_cache": setup.timing_cache,
              "pinned_fp32_layers": [], "argv": [setup.trtexec] + [c for c in cmd[1:] if not c.startswith(
-                 ("--saveEngine=", "--timingCacheFile="))]}
+                 ("--saveEngine=", "--timingCacheFile="))],
+             "dla": dla_flags(options.dla_core, parse_dla_fallback(setup.api, log))}
     sidecar = make_sidecar(setup.engine, digest, setup.identity, manifest, options.label, options.profile, flags,
-                           seconds, "trtexec")
+                           seconds, "trtexec", options.dla_core)
     write_sidecar(setup.engine, sidecar)
     return BuildResult(setup.engine, sidecar, False)
 
 
-def inference_command(api, trtexec, engine_path, input_name, shape, inputs_file, output_file):
-    """argv that runs ``engine_path`` once on the raw float32 ``inputs_file`` and writes the outputs as JSON."""
+def inference_command(api, trtexec, engine_path, input_name, shape, inputs_file, output_file, dla_core=None):
+    """argv that runs ``engine_path`` once on the raw float32 ``inputs_file`` and writes the outputs as JSON
+    (a DLA engine loaded on ``dla_core``)."""
     return [trtexec, "--loadEngine=" + engine_path, "--shapes=" + shape_spec(input_name, shape),
             "--loadInputs={}:{}".format(input_name, inputs_file), "--exportOutput=" + output_file,
-            "--iterations=1", "--warmUp=0", "--duration=0"]
+            "--iterations=1", "--warmUp=0", "--duration=0"] + _dla(dla_core)
 
 
 _NONFINITE = re.compile(r"(?<![\w.])(-?)(nan|inf)(?![\w.])", re.IGNORECASE)
@@ -310,8 +346,8 @@ class TrtexecBackend(object):
                 inputs, outputs = os.path.join(tmp, "inputs.bin"), os.path.join(tmp, "outputs.json")
                 chunk.tofile(inputs)
                 _run(inference_command(self.setup.api, self.setup.trtexec, self.setup.engine,
-                                       self.options.profile.input_name, chunk.shape, inputs, outputs),
-                     what="trtexec inference")
+                                       self.options.profile.input_name, chunk.shape, inputs, outputs,
+                                       self.sidecar.get("dla_core")), what="trtexec inference")
                 with open(outputs, "r") as f:
                     dims, values = parse_export_output(f.read(), name)
                 if len(values) != len(chunk) * self.manifest["num_classes"]:

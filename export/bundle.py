@@ -1,4 +1,4 @@
-"""The device bundle: everything a Jetson Nano or an RTX 3090 box needs, and nothing from the repository.
+"""The device bundle: everything a Jetson (Nano, Orin) or an RTX 3090 box needs, and nothing from the repository.
 
 Layout (see ``engines/manifest.py`` for the manifest schema)::
 
@@ -14,7 +14,7 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
       golden/polygraphy_*.json the same in Polygraphy's formats (``polygraphy run --load-inputs/--load-outputs``)
       labels.txt               class labels, one per line (line i = class i)
       <flavor>/                files for another runtime (``--flavor``: jetson-inference, deepstream, triton)
-      engines/                 device-side code (Python 3.6 + TensorRT 8.2 ... 10, numpy, pycuda)
+      engines/                 device-side code (Python 3.6+, TensorRT 8.2 ... 10, numpy; CUDA through ctypes)
       scripts/                 build.sh, verify.sh, bench.sh
       docker/                  the device Dockerfiles and run scripts
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import warnings
 from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
@@ -40,10 +41,10 @@ from snp_edge.engines.manifest import (
     verify_bundle,
 )
 from snp_edge.engines.ort import ort_session, run_logits
-from snp_edge.engines.targets import TARGETS, get_target
+from snp_edge.engines.targets import TARGETS, get_target, width_alignment
 
 from snp_edge import engines
-from snp_edge.errors import SnpEdgeError, VerificationFailed
+from snp_edge.errors import SnpEdgeError, SnpEdgeWarning, VerificationFailed
 from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
@@ -88,6 +89,30 @@ def _copy_device_code(dest: Path) -> None:
             (dest / "docker" / name).chmod(0o755 & ~current_umask())
 
 
+# measured on an H100, FP16, batch 64 (docs/results/gpu-h100/README.md): what misaligned widths cost
+ALIGNMENT_EVIDENCE = ("the paper's odd widths ran 0.68-0.82x the unpruned DeiT's speed in FP16 on an H100, "
+                      "--round-to 8 1.38-1.47x")
+
+
+def model_alignment(handle: ModelHandle) -> int:
+    """The largest integer dividing every width of ``handle`` (embedding, per-head Q/K and V, FFN): the
+    alignment its GEMM dimensions have (1 for the paper's odd widths, 8 or more after ``--round-to 8``)."""
+    w = widths_of(handle)
+    return width_alignment([w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")])
+
+
+def check_alignment(handle: ModelHandle, target: str) -> int:
+    """The model's width alignment; a one-line warning when ``target`` has FP16 tensor cores and the widths
+    are not multiples of its ``width_multiple``."""
+    spec, alignment = get_target(target), model_alignment(handle)
+    if spec.tensor_cores and alignment % spec.width_multiple:
+        warnings.warn(SnpEdgeWarning(
+            f"{handle.name}'s widths are multiples of {alignment}, not of {spec.width_multiple}: {target}'s FP16 tensor "
+            f"cores will run them slowly ({ALIGNMENT_EVIDENCE}); prune with --round-to {spec.width_multiple}"),
+            stacklevel=2)
+    return alignment
+
+
 def _golden_inputs(handle: ModelHandle, images: torch.Tensor | None) -> tuple[torch.Tensor, list[str]]:
     """(golden inputs as the model takes them, bundle paths of the photographs behind their first rows): the
     reference photographs (RGB models), then ``images``; 8 seeded normal images only when there is neither."""
@@ -119,7 +144,8 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
     size = [-1, handle.in_chans, handle.img_size, handle.img_size]
     extra = dict(extra or {})
     model = {"base_model": handle.base_model, "pruned": handle.pruned, "gmacs": round(handle.gmacs, 4),
-             "params": handle.params, "widths": widths_of(handle), "accuracy_meaningful": handle.accuracy_meaningful}
+             "params": handle.params, "widths": widths_of(handle), "width_alignment": model_alignment(handle),
+             "accuracy_meaningful": handle.accuracy_meaningful}
     if handle.notice:
         model["notice"] = handle.notice
     inp = {"name": "input", "shape": size, "layout": "NCHW", "dtype": "float32"}
@@ -168,6 +194,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     """
     spec = get_target(target)
     chosen = check_flavors(list(flavors), target)
+    check_alignment(handle, target)
     names, labels_source = (read_labels(labels, handle.num_classes), str(labels)) if labels else default_labels(handle)
     output = bundle_output(out, archive, force)
     final = Path(output.shown)

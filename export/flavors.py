@@ -37,11 +37,13 @@ class Flavor:
     module: str        # writer module under snp_edge.export, defining write(ctx) -> FlavorResult
 
 
+JETSONS = ("jetson-nano", "jetson-orin", "jetson-orin-nano", "jetson-orin-jp5")  # jetson-inference, DeepStream
+
 FLAVORS = OrderedDict((f.name, f) for f in [
     Flavor("jetson-inference", "jetson-inference imagenet.py/imageNet: static batch 1, softmax output, folded "
-           "for its own ImageNet normalisation", ("jetson-nano",), "jetson_inference"),
+           "for its own ImageNet normalisation", JETSONS, "jetson_inference"),
     Flavor("deepstream", "DeepStream nvinfer primary classifier: config_infer_primary.txt, labels in DeepStream's "
-           "format, 0..255 pixels with the normalisation folded in", ("jetson-nano", "rtx3090"), "deepstream"),
+           "format, 0..255 pixels with the normalisation folded in", JETSONS + ("rtx3090",), "deepstream"),
     Flavor("triton", "Triton Inference Server model repository: config.pbtxt (dynamic batching, instance groups), "
            "1/model.onnx, a TensorRT-plan config", ("rtx3090",), "triton"),
 ])

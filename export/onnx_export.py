@@ -51,7 +51,7 @@ class ExportResult:
 
     path: Path
     opset: int
-    parser: str  # TensorRT ONNX-parser rules the graph satisfies: "trt8.2" | "trt10"
+    parser: str  # TensorRT ONNX-parser rules the graph satisfies: "trt8.2" | "trt8.5" | "trt10"
     ops: dict[str, int]
     attention: list[dict]  # per block: heads, qk, v read back from the graph
     fp32_nodes: dict[str, list[str]]  # {"norms": [...], "softmax": [...]}: node names to keep in FP32 under FP16
@@ -100,8 +100,8 @@ def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, 
     Args:
         opset: 13 (TensorRT 8.2 / Jetson Nano) up to 17 (LayerNormalization; TensorRT >= 8.6); default: the
             device ``target``'s, else 13.
-        parser: TensorRT ONNX-parser rules the graph must satisfy, "trt8.2" or "trt10" (default: the device
-            ``target``'s, else trt8.2 at opset 13 and trt10 above).
+        parser: TensorRT ONNX-parser rules the graph must satisfy, "trt8.2", "trt8.5" or "trt10" (default:
+            the device ``target``'s, else trt8.2 at opset 13 and trt10 above).
         fp16_safe: also record the LayerNorm/Softmax node names in the ONNX metadata (``snp_edge.fp32_nodes``).
         verify: compare with PyTorch at batch 1 and 8; fail (exit 1) if the max abs error exceeds 1e-4.
         images: parity inputs (N, C, H, W) as the model takes them (normalised); default: 8 seeded normal

@@ -1,8 +1,20 @@
 """Which ONNX graphs each TensorRT ONNX parser accepts: opset ceiling, supported ops, constant-input rules.
 
-From onnx-tensorrt's operator support matrix (release 8.2/8.4: opsets up to 13) and TensorRT's release
-notes (LayerNormalization parsed from 8.6, Gelu from 10.0). Checked after every export; the first
-offending node is named in the error.
+From onnx-tensorrt's operator support matrix (``docs/operators.md`` at each release branch) and TensorRT's
+changelog. Checked after every export; the first offending node is named in the error.
+
+=========  =============  ================================================================================
+parser     opset ceiling  source
+=========  =============  ================================================================================
+trt8.2     13             8.2-GA operators.md (Jetson Nano, JetPack 4.6)
+trt8.5     17             8.5-GA operators.md: adds Mod, Reciprocal, HardSwish, ...; LayerNormalization is
+                          parsed only from 8.6 (8.6-GA), so JetPack 5 exports opset 13 with LayerNorm
+                          decomposed
+trt10      20             10.0/10.1-GA operators.md ("opset 9 to opset 20"), also TensorRT 10.3 (JetPack 6:
+                          10.2-10.4 only add ops and accept Slice axes as tensors); LayerNormalization, Gelu
+=========  =============  ================================================================================
+
+The op sets below keep to what is deterministic and useful for vision transformers and CNN stems.
 """
 
 from __future__ import annotations
@@ -25,10 +37,13 @@ Round ScatterElements ScatterND Selu Shape Sigmoid Sign Sin Sinh Size Slice Soft
 SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Unsqueeze Where Xor
 """.split())
 
+TRT85_OPS = TRT82_OPS | {"HardSwish", "Mod", "Reciprocal", "MeanVarianceNormalization", "Trilu", "OneHot"}
+
 PARSERS = {
     # name: (max opset, supported ops); device targets name theirs in snp_edge.engines.targets
     "trt8.2": (13, TRT82_OPS),
-    "trt10": (20, TRT82_OPS | {"LayerNormalization", "Gelu", "HardSwish", "Mod", "Reciprocal", "IsInf"}),
+    "trt8.5": (17, TRT85_OPS),
+    "trt10": (20, TRT85_OPS | {"LayerNormalization", "Gelu", "IsInf", "GroupNormalization", "CastLike"}),
 }
 # inputs that TensorRT 8.2 needs as initializers/constants: op -> input positions
 CONSTANT_INPUTS = {"Slice": (1, 2, 3, 4), "Squeeze": (1,), "Unsqueeze": (1,), "Conv": (1,), "TopK": (1,),

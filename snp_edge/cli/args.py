@@ -23,6 +23,7 @@ group                  flags
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..criteria import COMPONENTS, CRITERIA, DEFAULT_EMBED_SCORE, EMBED_SCORES, FFN_SCORES
@@ -111,11 +112,26 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
     g.add_argument("--heads", type=POSITIVE_INT, metavar="H", help="keep H heads per block (head pruning)")
     g.add_argument("--drop-blocks", type=NONNEGATIVE_INT, default=0, metavar="K",
                    help="also remove the K least important blocks (chosen before the widths of a budget)")
-    g.add_argument("--round-to", type=int_range(1, 4096), default=1, metavar="N",
+    g.add_argument("--round-to", type=int_range(1, 4096), metavar="N",
                    help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
-                        "back under the target's MACs")
+                        "back under the target's MACs (default: what the device --target(s) want: 8 for FP16 "
+                        "tensor cores, 1 for the Jetson Nano and without a target)")
     g.add_argument("--batch-size", type=int_range(1, 4096), default=16, metavar="B",
                    help="calibration images per forward pass")
+
+
+def resolve_round_to(args: argparse.Namespace) -> int:
+    """``args.round_to``, set once from the device targets when not given (:func:`width_multiple_for` of
+    ``--target`` / ``--targets``), with a note on stderr when that rounds the widths."""
+    if args.round_to is None:
+        from ..engines.targets import width_multiple_for
+
+        names = list(getattr(args, "targets", None) or []) or ([args.target] if getattr(args, "target", None) else [])
+        args.round_to = width_multiple_for(names)
+        if args.round_to > 1:
+            print(f"note: widths rounded to multiples of {args.round_to} for {', '.join(names)} (FP16 tensor cores); "
+                  "--round-to 1 keeps the exact widths", file=sys.stderr)
+    return args.round_to
 
 
 def seed(p: argparse.ArgumentParser) -> None:
@@ -160,15 +176,16 @@ def protocol_counts(args: argparse.Namespace, protocol: str = "paper") -> tuple[
 
 
 def device_target(p: argparse.ArgumentParser, required: bool = False, multiple: bool = False,
-                  default: list[str] | None = None) -> None:
+                  default: list[str] | None = None, purpose: str = "device target") -> None:
     """--target: a device from the target table (one, or several with ``multiple``)."""
     lines = "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values())
     if multiple:
         p.add_argument("--targets", nargs="*", choices=list(TARGETS), default=default or [], metavar="TARGET",
-                       help=f"device bundles to make ({lines}); give the flag alone for none")
+                       help=f"device bundles to make, and the widths' alignment ({lines}); give the flag alone "
+                            "for none")
     else:
         p.add_argument("--target", choices=list(TARGETS), required=required, metavar="TARGET",
-                       help=f"device target ({lines})")
+                       help=f"{purpose} ({lines})")
 
 
 def output(p: argparse.ArgumentParser, what: str, required: bool = True, json_flag: bool = True) -> None:

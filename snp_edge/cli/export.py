@@ -11,7 +11,7 @@ from ..engines.argtypes import int_range
 from ..export.flavors import FLAVORS
 from . import args as groups
 
-PARSERS = ("trt8.2", "trt10")
+PARSERS = ("trt8.2", "trt8.5", "trt10")  # export/trt_ops.py PARSERS (not imported: it imports onnx)
 OPSETS = (13, 14, 15, 16, 17)
 
 

@@ -6,7 +6,7 @@ keeps everything a deployment needs::
 
     OUT/pruned/            model.safetensors + model.json
     OUT/onnx/*.onnx        the pruned model, the unpruned model and the reference models (verified)
-    OUT/bundles/TARGET/    device bundles (jetson-nano: opset 13, rtx3090: opset 17)
+    OUT/bundles/TARGET/    device bundles (the target's opset: jetson-nano 13, rtx3090 17, ...)
     OUT/bench/             results.json, results.md, results.png
     OUT/summary.json       what was done, the numbers, and the notice
 
@@ -14,7 +14,10 @@ keeps everything a deployment needs::
 only the benchmark report (results.json/.md/.png) into OUT.
 
 Defaults of ``run``: DeiT-Small with the paper's 1.3 GMACs preset, pretrained weights when they load (else
-random weights, and every output says that accuracy is then meaningless).
+random weights, and every output says that accuracy is then meaningless), bundles for the Jetson Nano and the
+RTX 3090. Widths are rounded to what every target wants (``--round-to``'s default: 8 when a target has FP16
+tensor cores, as the RTX 3090 and Jetson Orin do; 1 for the Nano alone); ``--round-to 1`` keeps the preset's
+exact widths. ``compare --target T`` aligns for T the same way.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ def build_members(args: argparse.Namespace, targets: list[tuple[str, object]]) -
     from ..vit import parse_model_args
 
     model_args = parse_model_args(args.model_arg)
+    groups.resolve_round_to(args)
     check_references(args.references)
     _stage(f"loading {args.model} (weights: {args.weights})")
     base = load_model(args.model, args.weights, model_args)
@@ -213,6 +217,7 @@ def register(sub) -> None:
     groups.prune_target(p, multiple=True)
     groups.scoring(p)
     groups.references(p, DEFAULT_REFERENCES)
+    groups.device_target(p, purpose="the device the widths are aligned for (--round-to's default)")
     groups.measurement(p, backends=groups.BACKENDS[:2])
     groups.seed(p)
     groups.output(p, "output folder (default: runs/compare-<time>)", required=False, json_flag=False)

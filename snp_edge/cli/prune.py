@@ -45,7 +45,7 @@ def prune_from_args(args: argparse.Namespace, model=None, **target):
         latency_table=getattr(args, "latency_table", None), allocation=args.allocation,
         calib=args.calib, calib_images=args.calib_images, seed=args.seed, criteria=criteria_from_args(args),
         gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
-        heads=args.heads, drop_blocks=args.drop_blocks, round_to=args.round_to,
+        heads=args.heads, drop_blocks=args.drop_blocks, round_to=groups.resolve_round_to(args),
         batch_size=args.batch_size, progress=not getattr(args, "json", False))
 
 
@@ -97,6 +97,7 @@ def register(sub) -> None:
     groups.model(p)
     groups.prune_target(p)
     groups.scoring(p)
+    groups.device_target(p, purpose="the device the widths are aligned for (--round-to's default)")
     groups.seed(p)
     groups.output(p, "output folder (model.safetensors + model.json)")
     p.set_defaults(func=cmd_prune)

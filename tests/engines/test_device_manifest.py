@@ -51,7 +51,9 @@ def _set(m, dotted, value):
 
 @pytest.mark.parametrize("field,value,message", [
     ("schema_version", 3, "field schema_version: this engines package reads versions 1 and 2"),
-    ("target", "jetson-orin", "field target: expected one of jetson-nano, rtx3090"),
+    ("target", "jetson-xavier", "field target: expected one of jetson-nano, jetson-orin, jetson-orin-nano, "
+                                "jetson-orin-jp5, rtx3090"),
+    ("model.width_alignment", 0, "field model.width_alignment: expected an integer >= 1"),
     ("created", "31/01/2025", "field created"),
     ("model.pruned", "yes", "field model.pruned: expected true or false"),
     ("model.gmacs", 0, "field model.gmacs"),
