@@ -3,14 +3,22 @@
 (TensorRT 8.2's banner, --exportOutput JSON with 6 significant digits and nan tokens, --exportTimes records
 with warm-ups), computing with ONNX Runtime on the ONNX the "engine" names. Behaviour switches (env):
 FAKE_TRTEXEC_SLEEP=S (sleep after starting the engine file), FAKE_TRTEXEC_NAN=1 (outputs are NaN),
-FAKE_TRTEXEC_FAIL=1 (exit 1 with an error line), FAKE_TRTEXEC_LOG=PATH (append argv)."""
+FAKE_TRTEXEC_FAIL=1 (exit 1 with an error line), FAKE_TRTEXEC_LOG=PATH (append argv),
+FAKE_TRTEXEC_VERSION=v100300 (the banner's version tag), FAKE_TRTEXEC_DLA_CORES=K (DLA cores on the "module":
+--useDLACore=N >= K fails as trtexec does, "Cannot create DLA engine, N not available"; a DLA build warns
+that the layers in FAKE_TRTEXEC_DLA_FALLBACK, comma-separated, fall back to the GPU, in the log format of
+the banner's version)."""
 
 import json
 import os
 import sys
 import time
 
-BANNER = "&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec " + " ".join(sys.argv[1:])
+VERSION = os.environ.get("FAKE_TRTEXEC_VERSION", "v8201")
+BANNER = f"&&&& RUNNING TensorRT.trtexec [TensorRT {VERSION}] # trtexec " + " ".join(sys.argv[1:])
+FALLBACK_LOG = ("[11/26/2026-10:00:01] [W] [TRT] Default DLA is enabled but layer {} is not supported on DLA, "
+                "falling back to GPU.", "[11/26/2026-10:00:01] [W] [TRT] Layer '{}' (MATRIX_MULTIPLY): Unsupported on "
+                "DLA. Switching this layer's device type to GPU.")
 
 
 def opts():
@@ -33,6 +41,15 @@ def main():
     if os.environ.get("FAKE_TRTEXEC_FAIL"):
         print("[11/26/2026-10:00:01] [E] Error[4]: [network.cpp::validate::2789] fake failure")
         return 1
+    if "--useDLACore" in o and int(o["--useDLACore"]) >= int(os.environ.get("FAKE_TRTEXEC_DLA_CORES", "0")):
+        print(f"[11/26/2026-10:00:01] [E] Cannot create DLA engine, {o['--useDLACore']} not available")
+        print(f"&&&& FAILED TensorRT.trtexec [TensorRT {VERSION}]")
+        return 1
+    if "--onnx" in o and "--useDLACore" in o:
+        new_format = int(VERSION[1:]) >= 8500  # v8201 (8.2.1) prints the old format, v8502 and v100300 the new
+        for name in os.environ.get("FAKE_TRTEXEC_DLA_FALLBACK", "").split(","):
+            if name:
+                print(FALLBACK_LOG[new_format].format(name))
     if "--onnx" in o:  # build
         with open(o["--saveEngine"], "w") as f:
             f.write("FAKE-ENGINE\n" + os.path.abspath(o["--onnx"]) + "\n")
@@ -41,7 +58,7 @@ def main():
         if "--timingCacheFile" in o:
             with open(o["--timingCacheFile"], "ab") as f:
                 f.write(b"t")
-        print("&&&& PASSED TensorRT.trtexec [TensorRT v8201]")
+        print(f"&&&& PASSED TensorRT.trtexec [TensorRT {VERSION}]")
         return 0
     with open(o["--loadEngine"]) as f:
         onnx_path = f.read().splitlines()[1]

@@ -157,3 +157,40 @@ def test_power_mode_wraps_a_command_and_keeps_its_status(tmp_path, jetson):
     res = subprocess.run([sys.executable, "-I", str(bundle / "engines" / "__main__.py"), "power-mode"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "5W"
+
+
+ORIN_NANO_CONF = """< PARAM TYPE=FILE NAME=CPU_ONLINE >
+CORE_0 /sys/devices/system/cpu/cpu0/online
+< POWER_MODEL ID=0 NAME=15W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=1 NAME=25W >
+< POWER_MODEL ID=2 NAME=MAXN_SUPER >
+< POWER_MODEL ID=3 NAME=7W >
+< PM_CONFIG DEFAULT=2 >
+"""
+
+
+def test_orin_power_session_uses_the_modules_fastest_mode(tmp_path, jetson):
+    """An Orin Nano on JetPack 6.2 (its nvpmodel.conf): MAXN_SUPER is id 2, not 0, and 15W (id 0) is restored."""
+    env, log = jetson
+    (tmp_path / "bin" / "nvpmodel").write_text(TOOLS["nvpmodel"].replace("5W\\n1", "15W\\n0"))
+    conf = tmp_path / "nvpmodel.conf"
+    conf.write_text(ORIN_NANO_CONF)
+    env = dict(env, SNP_EDGE_NVPMODEL_CONF=str(conf))
+    bundle = make_bundle(tmp_path / "bundle", target="jetson-orin-nano", with_code=True)
+    launcher = [sys.executable, "-I", str(bundle / "engines" / "__main__.py"), "power-mode"]
+    res = subprocess.run(launcher + ["--max-perf", "--", "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "setting MAXN_SUPER (nvpmodel -m 2)" in res.stderr
+    assert _calls(log) == [f"jetson_clocks --store {_stored(log)}", "nvpmodel -m 2", "jetson_clocks", "nvpmodel -m 0",
+                           f"jetson_clocks --restore {_stored(log)}"]
+    res = subprocess.run(launcher + ["--json"], env=env, capture_output=True, text=True, timeout=60)
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert doc["power_mode"] == {"mode": "15W", "id": 0} and doc["fastest"] == {"id": 2, "mode": "MAXN_SUPER"}
+    assert doc["power_modes"] == {"0": "15W", "1": "25W", "2": "MAXN_SUPER", "3": "7W"}
+    assert "modes: 0 15W, 1 25W, 2 MAXN_SUPER, 3 7W (from nvpmodel.conf); fastest: MAXN_SUPER (id 2)" in res.stderr
+    res = subprocess.run(["bash", str(bundle / "scripts" / "bench.sh"), "--no-prompt", "--backend", "onnxruntime",
+                          "--batch", "1", "--runs", "2", "--warmup", "0", "--telemetry-ms", "0"], env=env,
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert "Jetson power mode 15W (this module's fastest: MAXN_SUPER, id 2): pass --max-perf" in res.stderr

@@ -1,4 +1,4 @@
-"""tegrastats lines in the formats of the Jetson Nano (L4T 32.x) and Orin (L4T 35+) documentation, the
+"""tegrastats lines in the formats of the Jetson Nano (L4T 32.x), AGX Orin (L4T 35) and Orin Nano (L4T 36), the
 per-window summary (energy per image, throttling), and the sysfs fallback's reading of thermal zones."""
 
 import pytest
@@ -14,6 +14,12 @@ ORIN = ("02-19-2023 10:12:22 RAM 2442/30536MB (lfb 6717x4MB) SWAP 0/15268MB (cac
         "CV0@-256C CPU@44.375C Tboard@32C SOC2@41.375C Tdiode@33.5C SOC0@41.5C CV1@-256C GPU@-256C tj@44.375C "
         "SOC1@40.375C CV2@-256C VDD_GPU_SOC 2383mW/2383mW VDD_CPU_CV 397mW/397mW VIN_SYS_5V0 2822mW/2822mW "
         "NC 0mW/0mW VDDQ_VDD2_1V8AO 302mW/302mW")
+
+ORIN_NANO_R36 = ("11-26-2026 10:00:00 RAM 2281/7620MB (lfb 1x4MB) SWAP 0/3810MB (cached 0MB) "
+                 "CPU [1%@729,0%@729,0%@729,0%@729,0%@729,0%@729] EMC_FREQ 0%@2133 GR3D_FREQ 87%@[612] NVENC off "
+                 "NVDEC off NVJPG off NVJPG1 off VIC off OFA off APE 200 cpu@47.5C soc2@46.375C soc0@46.656C "
+                 "gpu@47.281C tj@47.5C soc1@46.343C VDD_IN 7421mW/6512mW VDD_CPU_GPU_CV 2483mW/2101mW "
+                 "VDD_SOC 1412mW/1412mW")
 
 
 def test_nano_line():
@@ -32,6 +38,16 @@ def test_orin_line():
     assert "GPU" not in s["temps_c"] and s["temps_c"]["tj"] == 44.375  # -256C: sensor off
     assert s["rails_mw"]["VIN_SYS_5V0"] == 2822 and s["rails_mw"]["VDD_GPU_SOC"] == 2383
     assert parse_tegrastats("not a tegrastats line") is None
+
+
+def test_orin_nano_jetpack6_line():
+    s = parse_tegrastats(ORIN_NANO_R36)
+    assert (s["gpu_load_pct"], s["gpu_mhz"], s["emc_mhz"], len(s["cpu_mhz"])) == (87, 612, 2133, 6)
+    assert s["temps_c"]["gpu"] == 47.281 and s["ram_total_mb"] == 7620
+    assert s["rails_mw"] == {"VDD_IN": 7421, "VDD_CPU_GPU_CV": 2483, "VDD_SOC": 1412}  # "NVENC off" is no rail
+    out = summarize([(0.0, s)], 0.0, 1.0, images=10)
+    assert (out["input_rail"], out["gpu_rail"]) == ("VDD_IN", "VDD_CPU_GPU_CV")
+    assert out["energy_mj_per_image"] == pytest.approx(7421 * 1.0 / 10)
 
 
 def test_energy_per_image_and_no_throttle():

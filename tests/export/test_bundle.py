@@ -8,6 +8,7 @@ import sys
 import tarfile
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from snp_edge.export.bundle import check_bundle, make_bundle
@@ -24,7 +25,8 @@ def pruned_tiny():
                  criteria="l1").handle
 
 
-@pytest.mark.parametrize("target,opset", [("jetson-nano", 13), ("rtx3090", 17)])
+@pytest.mark.parametrize("target,opset", [("jetson-nano", 13), ("rtx3090", 17), ("jetson-orin", 17),
+                                          ("jetson-orin-jp5", 13)])
 def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
     out = make_bundle(pruned_tiny, target, tmp_path / "b")
     manifest = check_bundle(out)
@@ -36,7 +38,8 @@ def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
     assert listed == on_disk
     for needed in ("model.onnx", "golden/inputs.npy", "golden/outputs.npy", "engines/manifest.py",
                    "engines/build.py", "scripts/build.sh", "scripts/verify.sh", "scripts/bench.sh",
-                   "docker/Dockerfile.jetson", "docker/Dockerfile.trt-x86"):
+                   "docker/Dockerfile.jetson", "docker/Dockerfile.trt-x86", "docker/Dockerfile.jetson-orin",
+                   "docker/Dockerfile.jetson-orin-jp5", "docker/run-jetson.sh"):
         assert needed in listed, needed
     inputs, outputs = np.load(out / "golden/inputs.npy"), np.load(out / "golden/outputs.npy")
     # golden inputs: the 4 reference photographs through timm's eval transform, not noise
@@ -50,6 +53,48 @@ def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
     assert top["k"] == 5 and top["class_ids"] == torch.topk(probs, 5).indices.tolist()
     assert np.allclose(top["probs"], torch.topk(probs, 5).values.numpy(), atol=1e-8)
     assert manifest["schema_version"] == 2 and manifest["preprocess"]["resize_mode"] == "shorter_side"
+
+
+@pytest.mark.slow
+def test_alignment_is_recorded_and_misalignment_warned(pruned_tiny, tmp_path, recwarn):
+    """The paper's odd widths on a tensor-core target: one warning citing the measurement; 8-aligned widths
+    (``--round-to 8``) and the Nano (no tensor cores): none. The manifest records the alignment either way."""
+    from snp_edge.export.bundle import model_alignment
+
+    from snp_edge.summary import widths_of
+
+    w = widths_of(pruned_tiny)
+    odd = [w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")]
+    assert model_alignment(pruned_tiny) == np.gcd.reduce(odd) and model_alignment(pruned_tiny) % 8
+    manifest = check_bundle(make_bundle(pruned_tiny, "jetson-orin", tmp_path / "orin"))
+    assert manifest["model"]["width_alignment"] == model_alignment(pruned_tiny)
+    texts = [str(w.message) for w in recwarn.list]
+    assert len(texts) == 1 and "not of 8: jetson-orin's FP16 tensor cores will run them slowly" in texts[0]
+    assert "0.68-0.82x" in texts[0] and "1.38-1.47x" in texts[0] and texts[0].endswith("prune with --round-to 8")
+    recwarn.clear()
+    make_bundle(pruned_tiny, "jetson-nano", tmp_path / "nano")
+    aligned = prune("deit_tiny_patch16_224", weights="random", model_args={"img_size": 64}, preset="deit_t_0.6g",
+                    criteria="l1", round_to=8).handle
+    manifest = check_bundle(make_bundle(aligned, "jetson-orin", tmp_path / "orin8"))
+    assert manifest["model"]["width_alignment"] % 8 == 0 and not recwarn.list
+
+
+@pytest.mark.slow
+def test_orin_bundle_from_the_command_line(tmp_path, capsys):
+    """`snp-edge bundle SRC --target jetson-orin --out DIR`: checks pass; the odd widths warned in one line."""
+    src = tmp_path / "pruned"
+    tiny = ["--model-arg", "img_size=64", "--weights", "random"]
+    assert main(["prune", "--model", "deit_tiny_patch16_224", *tiny, "--preset", "deit_t_0.6g", "--criterion", "l1",
+                 "--out", str(src)]) == 0
+    capsys.readouterr()
+    assert main(["bundle", str(src), "--target", "jetson-orin", "--out", str(tmp_path / "orin")]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert len(warned) == 1 and warned[0].startswith("snp-edge bundle: warning: ")
+    assert warned[0].endswith("prune with --round-to 8")
+    manifest = check_bundle(tmp_path / "orin")
+    assert manifest["target"] == "jetson-orin" and manifest["onnx"]["opset"] == 17
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "orin" / "model.onnx")).graph.node}
+    assert "LayerNormalization" in ops  # TensorRT 10.3 parses it: not decomposed as for the Nano
 
 
 def test_archive_unpacks_and_verifies_without_the_repository(pruned_tiny, tmp_path):
