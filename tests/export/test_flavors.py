@@ -70,7 +70,13 @@ def test_registry_is_the_one_place():
     assert list(FLAVORS) == ["jetson-inference", "deepstream", "triton"]
     for flavor in FLAVORS.values():
         assert set(flavor.targets) <= set(TARGETS) and callable(writer(flavor))
-    assert FLAVORS["triton"].targets == ("rtx3090",) and FLAVORS["jetson-inference"].targets == ("jetson-nano",)
+    jetsons = ("jetson-nano", "jetson-orin", "jetson-orin-nano", "jetson-orin-jp5")
+    assert FLAVORS["triton"].targets == ("rtx3090",) and FLAVORS["jetson-inference"].targets == jetsons
+    assert FLAVORS["deepstream"].targets == (*jetsons, "rtx3090")
+    assert [f.name for f in check_flavors(["jetson-inference", "deepstream"], "jetson-orin")] == ["jetson-inference",
+                                                                                                  "deepstream"]
+    with pytest.raises(SnpEdgeError, match="--flavor triton is for rtx3090, not --target jetson-orin"):
+        check_flavors(["triton"], "jetson-orin")
     assert [f.name for f in check_flavors(["triton", "deepstream", "triton"], "rtx3090")] == ["triton", "deepstream"]
     with pytest.raises(SnpEdgeError, match="--flavor triton is for rtx3090, not --target jetson-nano"):
         check_flavors(["triton"], "jetson-nano")
@@ -200,7 +206,15 @@ def nvinfer_config(bundle: Path) -> dict[str, str]:
     return dict(parser["property"])
 
 
-@pytest.mark.parametrize("which,target", [("nano", "jetson-nano"), ("rtx", "rtx3090")])
+@pytest.fixture(scope="module")
+def orin(deit, tmp_path_factory):
+    """A Jetson Orin (JetPack 6, opset 17) bundle with the Jetson flavours, model.onnx taking 0..1 pixels."""
+    return make_bundle(deit, "jetson-orin", tmp_path_factory.mktemp("orin") / "b", input_form=InputForm.raw(1),
+                       flavors=["jetson-inference", "deepstream"])
+
+
+@pytest.mark.parametrize("which,target", [("nano", "jetson-nano"), ("rtx", "rtx3090"),
+                                          pytest.param("orin", "jetson-orin", marks=pytest.mark.slow)])
 def test_deepstream_config_is_derived_from_the_manifest(which, target, request):
     bundle = request.getfixturevalue(which)
     manifest = json.loads((bundle / "manifest.json").read_text())

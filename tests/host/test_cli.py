@@ -40,6 +40,31 @@ def test_prune_target_gmacs_round_to(capsys, tmp_path):
     assert summary["widths"]["embed"] % 8 == 0
 
 
+def _widths(summary: dict) -> list[int]:
+    w = summary["widths"]
+    return [w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")]
+
+
+def test_prune_aligns_widths_for_the_target(capsys, tmp_path):
+    """--round-to defaults to the --target's alignment: 8 for FP16 tensor cores (jetson-orin, rtx3090), 1 for
+    the Nano; the preset itself stays the paper's (an explicit --round-to 1 gives its exact widths)."""
+    runs = {}
+    for name, extra in (("orin", ["--target", "jetson-orin"]), ("nano", ["--target", "jetson-nano"]),
+                        ("exact", ["--target", "rtx3090", "--round-to", "1"])):
+        code, stdout, stderr = _run(capsys, "prune", *TINY, "--preset", "deit_t_0.6g", "--criterion", "l1", *extra,
+                                    "--out", str(tmp_path / name), "--json")
+        assert code == 0, stderr
+        runs[name] = (json.loads(stdout.strip().splitlines()[-1]), stderr)
+    orin, stderr = runs["orin"]
+    assert all(w % 8 == 0 for w in _widths(orin)) and orin["gmacs_after"] <= runs["exact"][0]["gmacs_after"]
+    assert "note: widths rounded to multiples of 8 for jetson-orin (FP16 tensor cores); --round-to 1 keeps the exact " \
+           "widths" in stderr
+    recipe = json.loads((tmp_path / "orin" / "model.json").read_text())["pruning"]["target"]
+    assert recipe["round_to"] == 8 and recipe["preset"] == "deit_t_0.6g"
+    assert _widths(runs["nano"][0]) == _widths(runs["exact"][0]) and "note:" not in runs["nano"][1]
+    assert any(w % 8 for w in _widths(runs["exact"][0]))  # the paper's odd widths
+
+
 def test_prune_heads_and_blocks(capsys, tmp_path):
     code, stdout, _ = _run(capsys, "prune", *TINY, "--config", str(_config(tmp_path, "qk: 32\n")), "--heads", "2",
                            "--drop-blocks", "2", "--criterion-heads", "l1", "--out", str(tmp_path / "p"), "--json")

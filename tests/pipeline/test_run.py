@@ -19,11 +19,14 @@ def test_run_end_to_end(capsys, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prune"]["gmacs_after"] <= 0.05 < summary["prune"]["gmacs_before"]
     assert "meaningless" in summary["notice"] and "NOTICE" in stdout
-    assert set(summary["onnx"]) == {"deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP (0.05 GMACs)"}
+    # the RTX 3090's tensor cores: widths rounded to multiples of 8 by default (--round-to's target default)
+    pruned = "deit_tiny_patch16_224 + SNP (0.05 GMACs, round-to 8)"
+    assert set(summary["onnx"]) == {"deit_tiny_patch16_224", pruned} and summary["pruning"]["target"]["round_to"] == 8
+    assert summary["prune"]["widths"]["embed"] % 8 == 0
     assert all(p["max_abs"] <= 1e-4 for v in summary["onnx"].values() for p in v["parity"])
     assert (out / "bundles" / "rtx3090" / "manifest.json").is_file()
     results = json.loads((out / "bench" / "results.json").read_text())
-    assert [c["label"] for c in results["candidates"]] == ["deit_tiny_patch16_224", "deit_tiny_patch16_224 + SNP (0.05 GMACs)"]
+    assert [c["label"] for c in results["candidates"]] == ["deit_tiny_patch16_224", pruned]
     assert "meaningless" in (out / "bench" / "results.md").read_text()
     assert (out / "bench" / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
