@@ -143,17 +143,17 @@ def run_deploy(args, deployment):
     bundle = args.bundle
     opened = []
 
-    def check_bundle():
-        opened.append(open_bundle(bundle))
-        m = opened[0]
-        return {"target": m["target"], "model": m["model"]["base_model"], "files": len(m["files"])}
+    def check_bundle():  # the bundle, and the engine flags for it (a --dla-core its target cannot take: exit 2)
+        m = open_bundle(bundle)
+        opened.extend([m, EngineOptions.for_bundle(bundle, m, precision=args.precision, cache_dir=args.cache_dir,
+                                                   dla_core=args.dla_core)])
+        return {"target": m["target"], "model": m["model"]["base_model"], "files": len(m["files"]),
+                "dla_core": args.dla_core}
 
     deployment.step("bundle", check_bundle)
-    manifest = opened[0]
+    manifest, options = opened
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
-    options = EngineOptions.for_bundle(bundle, manifest, precision=args.precision, cache_dir=args.cache_dir,
-                                       dla_core=args.dla_core)
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
     deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
     record = deployment.start("power")

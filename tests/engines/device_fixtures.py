@@ -122,6 +122,7 @@ def make_bundle(root, target="jetson-nano", with_code=False, with_images=False):
 
 NANO_IDENTITY = {"trt_version": "8.2.1", "gpu_name": "NVIDIA Tegra X1", "compute_capability": "5.3",
                  "cuda_backend": "test"}
+ORIN_IDENTITY = {"trt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "cuda_backend": "test"}
 FAKE_TRTEXEC = Path(__file__).resolve().parent / "fake_trtexec.py"
 
 
@@ -135,11 +136,12 @@ def fake_trtexec(folder, python=None):
     return path
 
 
-def gpu_python(folder, python=None):
+def gpu_python(folder, python=None, identity=None):
     """A ``python3`` for the bundle scripts ($PYTHON) that runs the isolated launcher with the GPU identity
-    of a Jetson Nano (this machine has no GPU for engines.envinfo.device_identity to find)."""
+    of a Jetson Nano, or ``identity`` (this machine has no GPU for engines.envinfo.device_identity to find)."""
     import sys
 
+    identity = identity or NANO_IDENTITY
     path = Path(folder) / "python3"
     path.write_text(f"""#!{python or sys.executable}
 import importlib, importlib.util, os, sys
@@ -151,7 +153,7 @@ pkg = importlib.util.module_from_spec(spec)
 sys.modules["engines"] = pkg
 spec.loader.exec_module(pkg)
 envinfo = importlib.import_module("engines.envinfo")
-envinfo.device_identity = lambda trt_version=None: dict({NANO_IDENTITY!r}, trt_version=trt_version or "8.2.1")
+envinfo.device_identity = lambda trt_version=None: dict({identity!r}, trt_version=trt_version or {identity["trt_version"]!r})
 sys.argv = args
 sys.exit(importlib.import_module("engines.cli").main(args[1:]))
 """)

@@ -16,9 +16,8 @@ from snp_edge.engines.profiles import resolve_profile
 from snp_edge.engines.sidecar import cache_key, slug
 from snp_edge.engines.trt_compat import api_for_version, check_dla_core, parse_dla_fallback, version_key
 
-from tests.engines.device_fixtures import make_bundle
+from tests.engines.device_fixtures import ORIN_IDENTITY, make_bundle
 
-ORIN_IDENTITY = {"trt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "cuda_backend": "test"}
 FALLBACK = ("/fc1/MatMul", "/norm/ReduceMean", "/head/MatMul")
 
 

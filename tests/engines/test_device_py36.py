@@ -12,98 +12,37 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from tests.engines.device_fixtures import REPO
+from tests.engines.device_python import device_venv, host_top5, launch, pinned_versions, versions_line
+from tests.engines.device_python import host_bundle as make_host_bundle
 
 pytestmark = pytest.mark.slow
-
-PY36_CANDIDATES = (os.path.expanduser("~/.pyenv/versions/3.6.15/bin/python3.6"), "python3.6")
-PINS = ("numpy==1.19.5", "onnxruntime==1.10.0", "Pillow==8.4.0")
-VENV = REPO / ".cache" / "py36"
-READY = VENV / "snp-edge-ready.txt"
-
-
-def _python36():
-    for candidate in PY36_CANDIDATES:
-        path = shutil.which(candidate) if os.sep not in candidate else (candidate if os.path.isfile(candidate) else None)
-        if path:
-            return path
-    return None
 
 
 @pytest.fixture(scope="session")
 def py36():
-    """The venv's python3.6, built once (pip 21.3.1 first, then the pinned cp36 wheels) and reused."""
-    base = _python36()
-    if base is None:
-        pytest.skip("no CPython 3.6 here (looked for {})".format(", ".join(PY36_CANDIDATES)))
-    python = VENV / "bin" / "python"
-    if READY.is_file() and READY.read_text() == "\n".join(PINS) and python.is_file():
-        return python
-    shutil.rmtree(VENV, ignore_errors=True)
-    steps = [[base, "-m", "venv", str(VENV)],
-             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "pip==21.3.1"],
-             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PINS]]
-    for step in steps:
-        res = subprocess.run(step, capture_output=True, text=True, timeout=900)
-        if res.returncode != 0:
-            lines = [ln for ln in (res.stderr or res.stdout).splitlines() if ln.strip() and "Location" not in ln]
-            pytest.fail(f"building the Python 3.6 venv failed at {step[2:]}: {lines[-1:] or res.returncode}")
-    READY.write_text("\n".join(PINS))
-    return python
+    """The venv's python3.6 (tests/engines/device_python.py), built once and reused."""
+    return device_venv("3.6")
 
 
-@pytest.fixture(scope="module")
-def host_bundle(tmp_path_factory):
-    """A bundle made by the host pipeline (snp-edge bundle: DeiT-Tiny at 64 px, random weights) and the
-    host's timm/PyTorch model and transform for the same model, plus a JPEG camera-like photo."""
-    from PIL import Image
-    from snp_edge.export.bundle import make_bundle
-
-    from snp_edge.models import load_model
-
-    root = tmp_path_factory.mktemp("py36")
-    handle = load_model("deit_tiny_patch16_224", "random", {"img_size": 64})
-    bundle = make_bundle(handle, "jetson-nano", root / "bundle")
-    photo = root / "photo.jpg"
-    Image.open(REPO / "export" / "reference" / "chelsea.png").convert("RGB").resize((640, 427)).save(photo, quality=90)
-    return bundle, handle, photo
-
-
-def _host_top5(handle, path):
-    from PIL import Image
-    from timm.data import create_transform
-
-    x = create_transform(**handle.data_config, is_training=False)(Image.open(path).convert("RGB"))
-    with torch.no_grad():
-        probs = torch.softmax(handle.model.eval()(x[None]).double(), 1)[0]
-    values, ids = torch.topk(probs, 5)
-    return ids.tolist(), values.tolist()
-
-
-def _launch(py36, bundle, *args, cwd=None, env=None):
-    return subprocess.run([str(py36), "-I", str(bundle / "engines" / "__main__.py"), *map(str, args)],
-                          cwd=str(cwd or bundle), capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, **(env or {})))
+@pytest.fixture(scope="module", name="host_bundle")
+def _host_bundle(tmp_path_factory):
+    return make_host_bundle(tmp_path_factory.mktemp("py36"), "jetson-nano")
 
 
 def test_py36_versions(py36):
-    res = subprocess.run([str(py36), "-c", "import sys, numpy, onnxruntime, PIL; print(sys.version_info[:2], "
-                          "numpy.__version__, onnxruntime.__version__, PIL.__version__)"],
-                         capture_output=True, text=True, timeout=60)
-    assert res.stdout.strip() == "(3, 6) 1.19.5 1.10.0 8.4.0", res.stderr
+    assert versions_line(py36) == pinned_versions("3.6") == "(3, 6) 1.19.5 1.10.0 8.4.0"
 
 
 def test_classify_matches_the_host_pipeline(py36, host_bundle):
     bundle, handle, photo = host_bundle
     images = [photo] + [bundle / "reference" / "images" / n for n in ("astronaut.png", "rocket.png")]
-    res = _launch(py36, bundle, "classify", bundle, *images, "--backend", "onnxruntime", "--json")
+    res = launch(py36, bundle, "classify", bundle, *images, "--backend", "onnxruntime", "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     labels = (bundle / "labels.txt").read_text().splitlines()
     for path, result in zip(images, doc["results"], strict=True):
-        ids, probs = _host_top5(handle, path)
+        ids, probs = host_top5(handle, path)
         assert result["image"] == str(path)
         assert [t["class_id"] for t in result["top_k"]] == ids
         assert np.allclose([t["prob"] for t in result["top_k"]], probs, atol=1e-4)
@@ -142,7 +81,7 @@ print("ok" if not bad else "mismatch")
 
 def test_verify_with_onnxruntime(py36, host_bundle, tmp_path):
     bundle = host_bundle[0]
-    res = _launch(py36, bundle, "verify", bundle, "--backend", "onnxruntime", "--json-file", tmp_path / "v.json")
+    res = launch(py36, bundle, "verify", bundle, "--backend", "onnxruntime", "--json-file", tmp_path / "v.json")
     assert res.returncode == 0, res.stderr + res.stdout
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["passed"] and report["preprocessing"]["max_abs_err"] == 0.0  # Pillow 8.4 == the host's Pillow
@@ -154,7 +93,7 @@ def test_deploy_stops_at_tensorrt_with_status(py36, host_bundle, tmp_path):
     bundle = host_bundle[0]
     status = tmp_path / "status.json"
     env = {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if "tensorrt" not in p)}
-    res = _launch(py36, bundle, "deploy", bundle, "--no-prompt", "--status-file", status, env=env)
+    res = launch(py36, bundle, "deploy", bundle, "--no-prompt", "--status-file", status, env=env)
     assert res.returncode == 3, res.stderr
     assert res.stderr.splitlines()[-1].startswith("error: TensorRT is missing")
     doc = json.loads(status.read_text())
@@ -165,7 +104,7 @@ def test_deploy_stops_at_tensorrt_with_status(py36, host_bundle, tmp_path):
 def test_bench_with_onnxruntime(py36, host_bundle, tmp_path):
     bundle = host_bundle[0]
     out = tmp_path / "bench.json"
-    res = _launch(py36, bundle, "bench", bundle, "--backend", "onnxruntime", "--batch", "1", "--batch", "4",
+    res = launch(py36, bundle, "bench", bundle, "--backend", "onnxruntime", "--batch", "1", "--batch", "4",
                   "--warmup", "2", "--runs", "10", "--preprocess", "--json-file", out)
     assert res.returncode == 0, res.stderr
     doc = json.loads(out.read_text())
