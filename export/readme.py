@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from snp_edge.engines.targets import get_target
+
 README_FILE = "README.md"
 
 
@@ -11,6 +13,9 @@ def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str
     onnx, pre, model = manifest["onnx"], manifest["preprocess"], manifest["model"]
     inp, out = onnx["input"], onnx["output"]
     norm = inp.get("normalization")
+    target = get_target(manifest["target"])
+    dla = ["scripts/build.sh --dla-core 0 && scripts/verify.sh --dla-core 0   # on DLA core 0, GPU fallback "
+           "(Orin NX / AGX Orin)"] if target.dla_cores else []
     if norm and norm["in_graph"]:
         scale = "[0, 1]" if norm["pixel_scale"] == 1 else f"0..{norm['pixel_scale']:g}"
         holds = (f"RGB pixels in {scale}, NCHW float32: the normalisation (mean {pre['mean']}, std {pre['std']}) is "
@@ -21,7 +26,8 @@ def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str
         f"# {model['base_model']} ({'pruned' if model['pruned'] else 'unpruned'}) for {manifest['target']}",
         "",
         *([f"**NOTICE: {notice}**", ""] if notice else []),
-        f"{model['gmacs']} GMACs, {model['params']:,} parameters, ONNX opset {onnx['opset']}.",
+        f"{model['gmacs']} GMACs, {model['params']:,} parameters, ONNX opset {onnx['opset']}, widths in multiples "
+        f"of {model.get('width_alignment', 1)}. Target: {target.description}.",
         "",
         "## Input and output",
         "",
@@ -35,6 +41,8 @@ def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str
         "",
         "```bash",
         "scripts/build.sh && scripts/verify.sh     # TensorRT FP16 engine against the golden outputs",
+        *dla,
+        "scripts/deploy.sh --no-prompt --max-perf  # unattended: preflight, build, verify, status JSON",
         "```",
         "",
         "## Polygraphy",

@@ -126,3 +126,22 @@ def test_mismatched_sidecar_is_refused(built, tmp_path):
     (tmp_path / "copy.engine.json").write_text(json.dumps(sidecar))
     with pytest.raises(IncompatibleEngine, match="was built with TensorRT 8.2.1.8 on NVIDIA Tegra X1"):
         EngineRunner(str(engine))
+
+
+def test_dla_build_where_tensorrt_runs(identity, tmp_path):
+    """``--dla-core 0`` with TensorRT's Python builder: on a module with DLA (Orin NX / AGX Orin) an engine with
+    the GPU-fallback layers in its sidecar that verifies; anywhere else (an x86 GPU, an Orin Nano) exit 3."""
+    import tensorrt as trt
+    from snp_edge.engines.cli import main
+
+    bundle = make_bundle(tmp_path / "bundle", target="jetson-orin")
+    out = tmp_path / "build.json"
+    status = main(["build", str(bundle), "--dla-core", "0", "--builder", "tensorrt", "--json-file", str(out)])
+    if trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores == 0:
+        assert status == 3 and not out.exists()
+        return
+    assert status == 0
+    sc = json.loads(out.read_text())["sidecar"]
+    assert sc["dla_core"] == 0 and sc["profile"]["min"] == sc["profile"]["max"]
+    assert isinstance(sc["build_flags"]["dla"]["gpu_fallback_layers"], list)
+    assert main(["verify", str(bundle), "--dla-core", "0", "--backend", "tensorrt"]) == 0
