@@ -9,3 +9,35 @@ from tests.engines.device_fixtures import make_bundle
 def bundle(tmp_path):
     """A complete tiny bundle (jetson-nano target) in tmp_path."""
     return make_bundle(tmp_path / "bundle")
+
+
+# real device Pythons and bundles made by the host pipeline, built once per session (tests/engines/device_python.py)
+
+
+@pytest.fixture(scope="session")
+def py36():
+    from tests.engines.device_python import device_venv
+
+    return device_venv("3.6")
+
+
+@pytest.fixture(scope="session")
+def py310():
+    from tests.engines.device_python import device_venv
+
+    return device_venv("3.10")
+
+
+@pytest.fixture(scope="session")
+def host_bundles(tmp_path_factory):
+    """``{target: (bundle, host handle, JPEG photo)}``, each made on first use."""
+    from tests.engines.device_python import host_bundle
+
+    cache = {}
+
+    def get(target):
+        if target not in cache:
+            cache[target] = host_bundle(tmp_path_factory.mktemp(target), target)
+        return cache[target]
+
+    return get

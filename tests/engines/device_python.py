@@ -29,6 +29,8 @@ DEVICE_PYTHONS = {
                          ("numpy==1.21.6", "onnxruntime==1.18.0", "Pillow==9.0.1")),
 }
 
+DEVICE_TARGETS = {"3.6": "jetson-nano", "3.10": "jetson-orin"}  # each device Python with the target it runs
+
 
 def _find(candidates):
     for candidate in candidates:
