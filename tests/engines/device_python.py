@@ -22,6 +22,10 @@ DEVICE_PYTHONS = {
     # last pip for 3.6
     "3.6": DevicePython("3.6", (str(PYENV / "3.6.15/bin/python3.6"), "python3.6"), "pip==21.3.1",
                         ("numpy==1.19.5", "onnxruntime==1.10.0", "Pillow==8.4.0")),
+    # JetPack 5.1 (Jetson Orin): Python 3.8; numpy 1.24.4 and Pillow 10.4.0, the last for 3.8 (as in
+    # docker/Dockerfile.jetson-orin-jp5), onnxruntime 1.16.3 (the Jetson Zoo's JetPack 5 wheels are 1.16/1.17)
+    "3.8": DevicePython("3.8", (str(PYENV / "3.8.18/bin/python3.8"), "python3.8"), None,
+                        ("numpy==1.24.4", "onnxruntime==1.16.3", "Pillow==10.4.0")),
     # JetPack 6.1 (Jetson Orin): Python 3.10; Ubuntu 22.04's Pillow 9.0.1, numpy 1.21.6 (22.04 has 1.21.5, ONNX
     # Runtime wants >= 1.21.6; TensorRT 10.3's bindings want numpy < 2), onnxruntime 1.18.0 (the Jetson Zoo's
     # JetPack 6 wheel); docker/Dockerfile.jetson-orin installs the same numpy and Pillow
@@ -29,7 +33,7 @@ DEVICE_PYTHONS = {
                          ("numpy==1.21.6", "onnxruntime==1.18.0", "Pillow==9.0.1")),
 }
 
-DEVICE_TARGETS = {"3.6": "jetson-nano", "3.10": "jetson-orin"}  # each device Python with the target it runs
+DEVICE_TARGETS = {"3.6": "jetson-nano", "3.8": "jetson-orin-jp5", "3.10": "jetson-orin"}  # Python -> its target
 
 
 def _find(candidates):
@@ -41,7 +45,7 @@ def _find(candidates):
 
 
 def device_venv(version):
-    """The venv python of ``DEVICE_PYTHONS[version]`` (``.cache/py36``, ``.cache/py310``), built on first use:
+    """The venv python of ``DEVICE_PYTHONS[version]`` (``.cache/py36``, ``py38``, ``py310``), built on first use:
     pip pinned first where the device's Python needs an old one, then the pinned wheels."""
     spec = DEVICE_PYTHONS[version]
     base = _find(spec.candidates)

@@ -1,7 +1,7 @@
 """The device code of a jetson-orin bundle under a real CPython 3.10 (JetPack 6's Python) with the library
 versions a JetPack 6 user has (numpy 1.21.6, onnxruntime 1.18.0, Pillow 9.0.1, in a venv cached in
 .cache/py310), beyond what test_device_pythons.py runs under every device Python (classify against the host,
-verify, deploy up to TensorRT, bench): the container installs what was tested, the Classifier API with no
+verify, deploy up to TensorRT, bench): the Classifier API with no
 pycuda (nor TensorRT, torch) imported, a DLA request refused before TensorRT is looked for, and the trtexec
 path of TensorRT 10.3 on a DLA core (stand-in trtexec, an Orin's GPU identity). Skipped with the reason where
 no Python 3.10 is found."""
@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from tests.engines.device_fixtures import ORIN_IDENTITY, REPO, fake_trtexec, gpu_python
-from tests.engines.device_python import DEVICE_PYTHONS, launch
+from tests.engines.device_fixtures import ORIN_IDENTITY, fake_trtexec, gpu_python
+from tests.engines.device_python import launch
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(name="orin_bundle")
 def _orin_bundle(host_bundles):
     return host_bundles("jetson-orin")
-
-
-def test_the_container_has_the_tested_versions():
-    pins = [p for p in DEVICE_PYTHONS["3.10"].pins if not p.startswith("onnxruntime")]
-    dockerfile = (REPO / "docker" / "Dockerfile.jetson-orin").read_text()
-    assert 'python3 -m pip install "{}" "{}"'.format(*pins) in dockerfile
 
 
 def test_classifier_imports_no_pycuda(py310, orin_bundle):

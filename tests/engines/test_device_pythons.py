@@ -1,5 +1,5 @@
 """The device code under the real CPython of each device (JetPack 4.6's 3.6 for a jetson-nano bundle, JetPack
-6's 3.10 for a jetson-orin bundle) with that device's library versions (tests/engines/device_python.py), on a
+5's 3.8 for jetson-orin-jp5, JetPack 6's 3.10 for jetson-orin) with that device's library versions (tests/engines/device_python.py), on a
 bundle made by the host pipeline: classify with the ONNX Runtime backend (same top-5 as timm/PyTorch on the
 host, probabilities within 1e-4), verify, deploy up to the TensorRT step (exit 3, status written), bench.
 Skipped with the reason where that Python is not found. Per-version checks: test_device_py36.py, _py310.py."""

@@ -45,6 +45,17 @@ def test_the_jetson_run_script_picks_each_targets_image():
     assert mapping == jetsons and {"jetson-nano", "jetson-orin", "jetson-orin-nano", "jetson-orin-jp5"} <= set(jetsons)
 
 
+@pytest.mark.parametrize("version", ["3.8", "3.10"])
+def test_orin_containers_install_the_tested_versions(version):
+    """The Orin images pip-install the numpy and Pillow the device code is tested with under that Python."""
+    from tests.engines.device_python import DEVICE_PYTHONS, DEVICE_TARGETS
+
+    target = TARGETS[DEVICE_TARGETS[version]]
+    assert target.python == version
+    pins = [p for p in DEVICE_PYTHONS[version].pins if p.split("==")[0] in ("numpy", "Pillow")]
+    assert 'python3 -m pip install "{}" "{}"'.format(*pins) in (DOCKER / target.dockerfile).read_text()
+
+
 def test_orin_is_jetpack_6():
     orin = get_target("jetson-orin")
     assert (orin.tensorrt, orin.python, orin.opset, orin.trt_parser) == ("10.3", "3.10", 17, "trt10")
