@@ -9,13 +9,15 @@ Where things are (one concept per module)::
     manifest.py   bundle manifest schema: load, validate, integrity (sha256, unlisted files, links)
     profiles.py   per-target batch profiles (min/opt/max) and workspace limits
     trt_compat.py every TensorRT 8.2 / 8.6 / 10.x / 11 API difference, chosen by version
-    build.py      ONNX -> serialized engine with the TensorRT builder (FP16, FP32 LayerNorm pinning)
+    build.py      ONNX -> serialized engine with the TensorRT builder (FP16, FP32 LayerNorm pinning, DLA)
     sidecar.py    the JSON written beside each engine, compatibility checks, cache keys
     gpu.py        CUDA memory, streams, events and graphs through ctypes on libcudart, pycuda or cuda-python
     runtime.py    load an engine, run numpy batches, time runs (``time_engine``)
     verify.py     the gates: logits, preprocessing and top-k against the bundle's golden data
     stats.py      latency statistics (mean, median, p90, p95, p99, throughput)
     envinfo.py    environment probes: TensorRT, GPU, Jetson power mode and clocks
+    power.py      the power session (--max-perf); power_modes.py: nvpmodel modes per Jetson module
+    targets.py    the device-target table (Nano, Orin, RTX 3090): profiles, containers, alignment, DLA
     trtexec.py    trtexec command lines per version, parsers for its output, the trtexec backend
     cli.py        ``python3 -m engines {build,verify,bench,info,classify,deploy,...} BUNDLE``
     errors.py     exception types and exit statuses; fileio.py: atomic writes
