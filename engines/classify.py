@@ -74,13 +74,13 @@ class Classifier(object):
     """Image classification with a bundle (see the module docstring for the contract).
 
     ``backend``: "tensorrt" or "onnxruntime". ``cache_dir``: engine cache (default ``BUNDLE/trt-cache``).
-    ``precision``, ``fp32_norms``, ``fp32_softmax``, ``engine``: the engine, as for ``python3 -m engines
-    build``. ``build``: build a missing engine (default) or refuse. ``threads``/``device``: ONNX Runtime's
+    ``precision``, ``fp32_norms``, ``fp32_softmax``, ``engine``, ``dla_core``: the engine, as for ``python3 -m
+    engines build``. ``build``: build a missing engine (default) or refuse. ``threads``/``device``: ONNX Runtime's
     intra-op threads and "cpu"/"cuda".
     """
 
     def __init__(self, bundle, backend="tensorrt", cache_dir=None, precision="fp16", fp32_norms=None,
-                 fp32_softmax=None, engine=None, build=True, threads=None, device="cpu"):
+                 fp32_softmax=None, engine=None, build=True, threads=None, device="cpu", dla_core=None):
         if backend not in APP_BACKENDS:
             raise UserError("backend must be one of {}, got {!r}".format(", ".join(APP_BACKENDS), backend))
         self.bundle = str(bundle)
@@ -91,7 +91,7 @@ class Classifier(object):
         if backend == "tensorrt":
             options = EngineOptions.for_bundle(self.bundle, self.manifest, precision=precision,
                                                fp32_norms=fp32_norms, fp32_softmax=fp32_softmax,
-                                               cache_dir=cache_dir, engine=engine)
+                                               cache_dir=cache_dir, engine=engine, dla_core=dla_core)
         self.backend = make_backend(backend, self.bundle, self.manifest, options, build, threads, device)
         self._lock = threading.Lock()
 

@@ -352,7 +352,7 @@ def cmd_classify(args):
     options = _options(args, manifest)
     clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
                      fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads)
+                     build=False, threads=args.threads, dla_core=args.dla_core)
     try:
         rows = clf.classify(frames, top_k=args.top_k)
         info = clf.describe()

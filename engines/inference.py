@@ -98,6 +98,7 @@ class TensorRTBackend(object):
             self.reused = True
         self.runner = EngineRunner(self.engine_path)
         self.max_batch = self.runner.sidecar["profile"]["max"][0]
+        self.min_batch = self.runner.sidecar["profile"]["min"][0]
 
     def describe(self):
         sc = self.runner.sidecar
@@ -107,7 +108,7 @@ class TensorRTBackend(object):
     def run(self, batch):
         from .runtime import run_batches
 
-        outputs = run_batches(self.runner, _check_batch(batch, self.manifest), self.max_batch)
+        outputs = run_batches(self.runner, _check_batch(batch, self.manifest), self.max_batch, self.min_batch)
         name = self.manifest["onnx"]["output"]["name"]
         if name not in outputs:
             raise EnginesError("the engine has no output {!r} (it has {})".format(name, sorted(outputs)))

@@ -129,12 +129,26 @@ class EngineRunner(object):
         self.context = self.engine = self._runtime = None
 
 
-def run_batches(runner, inputs, max_batch):
-    """Run ``inputs`` (N, C, H, W) through ``runner`` in chunks of at most ``max_batch``; returns
-    ``{output name: (N, ...) array}``."""
+def padded(chunk, min_batch):
+    """``chunk`` (n, ...) with its last row repeated up to ``min_batch`` rows (a static-batch engine, as DLA
+    builds are, takes no fewer); the caller keeps the first n rows of each output."""
     import numpy as np
 
-    chunks = [runner.infer(inputs[i:i + max_batch]) for i in range(0, len(inputs), max_batch)]
+    if len(chunk) >= min_batch:
+        return chunk
+    return np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - len(chunk), axis=0)])
+
+
+def run_batches(runner, inputs, max_batch, min_batch=1):
+    """Run ``inputs`` (N, C, H, W) through ``runner`` in chunks of at most ``max_batch`` (a short last chunk
+    padded to ``min_batch``); returns ``{output name: (N, ...) array}``."""
+    import numpy as np
+
+    chunks = []
+    for i in range(0, len(inputs), max_batch):
+        chunk = inputs[i:i + max_batch]
+        out = runner.infer(padded(chunk, min_batch))
+        chunks.append(dict((name, value[:len(chunk)]) for name, value in out.items()))
     return dict((name, np.concatenate([c[name] for c in chunks])) for name in chunks[0])
 
 

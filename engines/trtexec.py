@@ -325,6 +325,7 @@ class TrtexecBackend(object):
                                "with the same flags first".format(self.setup.engine, bundle_dir))
         self.sidecar = check_engine(self.setup.engine, self.setup.identity)
         self.max_batch = self.sidecar["profile"]["max"][0]
+        self.min_batch = self.sidecar["profile"]["min"][0]
 
     def describe(self):
         sc = self.sidecar
@@ -336,6 +337,7 @@ class TrtexecBackend(object):
         import numpy as np
 
         from .inference import _check_batch
+        from .runtime import padded
 
         batch = _check_batch(batch, self.manifest)
         name = self.manifest["onnx"]["output"]["name"]
@@ -343,17 +345,18 @@ class TrtexecBackend(object):
         with scratch_dir(self.setup.engine) as tmp:
             for start in range(0, len(batch), self.max_batch):
                 chunk = batch[start:start + self.max_batch]
+                fed = padded(chunk, self.min_batch)  # a static-batch (DLA) engine takes no fewer
                 inputs, outputs = os.path.join(tmp, "inputs.bin"), os.path.join(tmp, "outputs.json")
-                chunk.tofile(inputs)
+                fed.tofile(inputs)
                 _run(inference_command(self.setup.api, self.setup.trtexec, self.setup.engine,
-                                       self.options.profile.input_name, chunk.shape, inputs, outputs,
+                                       self.options.profile.input_name, fed.shape, inputs, outputs,
                                        self.sidecar.get("dla_core")), what="trtexec inference")
                 with open(outputs, "r") as f:
                     dims, values = parse_export_output(f.read(), name)
-                if len(values) != len(chunk) * self.manifest["num_classes"]:
+                if len(values) != len(fed) * self.manifest["num_classes"]:
                     raise EnginesError("trtexec returned {} values for {} images of {} classes".format(
-                        len(values), len(chunk), self.manifest["num_classes"]))
-                chunks.append(np.asarray(values, dtype=np.float32).reshape(len(chunk), -1))
+                        len(values), len(fed), self.manifest["num_classes"]))
+                chunks.append(np.asarray(values, dtype=np.float32).reshape(len(fed), -1)[:len(chunk)])
         return np.concatenate(chunks)
 
     def close(self):

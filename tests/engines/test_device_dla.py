@@ -137,3 +137,18 @@ def test_gpu_engine_keys_are_unchanged_by_dla():
     assert cache_key(sha, "10.3.0.26", "Orin", "fp16", profile) == before
     dla = [cache_key(sha, "10.3.0", "Orin", "fp16", profile, core) for core in (0, 1)]
     assert len({before, *dla}) == 3 and all("_fp16_dla" in k for k in dla)
+
+
+def test_static_batch_engine_takes_any_number_of_images(orin, tmp_path):
+    """A DLA engine of batch 3 verifies the 8 golden images as 3 + 3 + 2 (the last chunk padded to 3 by
+    repeating its last image; the gates see the 8 outputs of the images given)."""
+    import numpy as np
+    from snp_edge.engines.runtime import padded
+
+    x = np.arange(2 * 3, dtype=np.float32).reshape(2, 3)
+    assert padded(x, 3).tolist() == [[0, 1, 2], [3, 4, 5], [3, 4, 5]] and padded(x, 2) is x
+    bundle, log = orin
+    assert main(["build", str(bundle), "--dla-core", "0", "--opt-batch", "3"]) == 0
+    assert main(["verify", str(bundle), "--dla-core", "0", "--opt-batch", "3", "--skip-preprocessing"]) == 0
+    shapes = [[a for a in argv if a.startswith("--shapes=")] for argv in _argvs(log, "--exportOutput")]
+    assert shapes == [["--shapes=input:3x3x4x4"]] * 3
