@@ -91,13 +91,14 @@ def _gcd(a, b):
 
 
 def width_multiple_for(names):
-    """The width alignment that suits every target in ``names`` (the least common multiple of their
-    ``width_multiple``; 1 for none): what ``--round-to`` defaults to when pruning for them."""
-    multiple = 1
+    """The width alignment every target in ``names`` gains from (the greatest common divisor of their
+    ``width_multiple``; 1 for none): what ``--round-to`` defaults to when pruning for them. One target without
+    tensor cores (the Nano: 1) keeps the exact widths, so the main job, which bundles for the Nano and the
+    RTX 3090, prunes to the paper's preset as published."""
+    multiple = 0
     for name in names:
-        m = get_target(name).width_multiple
-        multiple = multiple * m // _gcd(multiple, m)
-    return multiple
+        multiple = _gcd(multiple, get_target(name).width_multiple)
+    return multiple or 1
 
 
 def width_alignment(widths):

@@ -91,8 +91,8 @@ def build_members(args: argparse.Namespace, targets: list[tuple[str, object]]) -
         print(f"NOTICE: {base.notice}", file=sys.stderr)
     members = [Member(base, "unpruned", args.model)]
     for key, value in targets:
-        tag = {"target_gmacs": f"{value:g} GMACs", "target_latency": f"{value:g} ms",
-               "target_speedup": f"{value:g}x"}.get(key, Path(value).name if key == "config" else str(value))
+        unit = {"target_gmacs": " GMACs", "target_latency": " ms", "target_speedup": "x"}.get(key)
+        tag = f"{value:g}{unit}" if unit else (Path(value).name if key == "config" else str(value))
         tag += f", round-to {args.round_to}" if args.round_to > 1 else ""
         _stage(f"pruning to {tag}")
         result = prune_from_args(args, model=base, **{key: value})

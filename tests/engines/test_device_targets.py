@@ -96,7 +96,8 @@ def test_unknown_target_names_the_known_ones():
 
 def test_width_multiple_for_targets():
     assert width_multiple_for([]) == 1 and width_multiple_for(["jetson-nano"]) == 1
-    assert width_multiple_for(["jetson-orin"]) == 8 and width_multiple_for(["rtx3090", "jetson-nano"]) == 8
+    assert width_multiple_for(["jetson-orin"]) == 8 and width_multiple_for(["rtx3090", "jetson-orin"]) == 8
+    assert width_multiple_for(["rtx3090", "jetson-nano"]) == 1  # the main job's targets: the paper's widths
     assert width_alignment([384, 64, 64, 1536]) == 64 and width_alignment([344, 16, 24, 1376]) == 8
     assert width_alignment([345, 13, 25, 1382]) == 1 and width_alignment([]) == 1
     assert width_alignment([0, 24, 16]) == 8  # a width of 0 (nothing kept) says nothing about alignment
