@@ -3,11 +3,12 @@
 Erf GELU, explicit MatMul/Softmax/MatMul attention) or with PyTorch (the same operations, eager).
 
 Each grid point: a fresh session, ``warmup`` untimed runs, then ``runs`` timed ones; the least is kept,
-over ``passes`` passes of the whole grid (the whole model's median sets the calibration factor). A
+over ``passes`` passes of the whole grid (whole models' medians set the calibration). A
 block part is timed as a chain of ``depth`` copies with their own weights (divided by ``depth``): the model's
 weights do not stay in cache from one run to the next, and a lone part's would.
-The whole unpruned model (exported by :func:`snp_edge.export.export_onnx`, or the timm model for torch) gives
-the calibration factor.
+Whole models (the unpruned one and two uniformly narrower ones, random weights, exported by
+:func:`snp_edge.export.export_onnx`, or the timm model for torch) give the calibration
+(:func:`snp_edge.engines.latency_table.fit_calibration`).
 """
 
 from __future__ import annotations
@@ -210,8 +211,28 @@ def torch_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int
 PART_TIMERS = {"ort": ort_part_ms, "torch": torch_part_ms}
 
 
+def at_widths(handle: ModelHandle, widths: dict) -> ModelHandle:
+    """``handle``'s unpruned model at uniform ``widths`` (embed, heads, qk, v, mlp in every block), random
+    weights (N(0, 0.02): finite, no denormals), for timing only; the unpruned model itself when nothing shrinks."""
+    import torch
+
+    from snp_edge.arch import Arch, BlockArch, arch_of, build_skeleton
+
+    base = arch_of(handle.model)
+    blocks = [BlockArch(i, widths["heads"], widths["qk"], widths["v"], widths["mlp"]) for i in range(base.depth)]
+    arch = Arch(widths["embed"], blocks, base.head_dim, base.depth, base.num_heads, base.mlp, base.embed_orig)
+    if (arch.embed, [vars(b) for b in arch.blocks]) == (base.embed, [vars(b) for b in base.blocks]):
+        return handle
+    model = build_skeleton(handle.base_model, handle.model_args, arch, "calibration probe")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0, 0.02)
+    return ModelHandle(model, handle.base_model, handle.model_args, "random", arch=arch.to_dict(),
+                       name=f"{handle.base_model} (calibration probe)")
+
+
 def whole_model_ms(handle: ModelHandle, backend: str, batch: int, threads: int | None, warmup: int, runs: int) -> float:
-    """Median ms of the whole unpruned model (exported to ONNX for ort)."""
+    """Median ms of a whole model (exported to ONNX for ort)."""
     from .backends import OrtRunner, TorchRunner
 
     with tempfile.TemporaryDirectory(prefix="snp-edge-profile-") as tmp:
@@ -241,8 +262,8 @@ def profile_host(handle: ModelHandle, backend: str = "ort", threads: int | None 
     def measure(term, widths):
         return timer(term, widths, p["model"], batch, threads, warmup, runs)
 
-    def whole():
-        return whole_model_ms(handle, backend, batch, threads, max(warmup, 10), max(runs, 30))
+    def whole(widths):
+        return whole_model_ms(at_widths(handle, widths), backend, batch, threads, max(warmup, 10), max(runs, 30))
 
     terms, calibration, partial = lt.measure_table(p["model"], p["grid"], measure, whole, time_budget, progress,
                                                    passes)

@@ -4,8 +4,8 @@ PLAN is a latency plan written on the host (``snp-edge profile --model M --plan-
 model's geometry and the grid, no measurements) or a folder holding ``latency-plan.json`` (a bundle it was
 copied into). Every grid point of every part (see :mod:`.latency_table`) is built as a small TensorRT network
 from the network-definition API (random weights, FP16 by default, the batch of the plan) and timed with
-CUDA events (median of ``--runs`` after ``--warmup``); the whole unpruned model is then built the same way
-for the calibration factor. The table comes back to the host as a file in the same format as the host's.
+CUDA events (median of ``--runs`` after ``--warmup``); whole models (the unpruned one and two uniformly
+narrower ones, :func:`.latency_table.calibration_probes`) are then built the same way for the calibration. The table comes back to the host as a file in the same format as the host's.
 
 Python 3.6-clean: numpy, TensorRT and a CUDA binding only.
 """
@@ -151,7 +151,8 @@ def head(n, x, batch, model, embed):
 
 
 def build_part(trt, api, term, widths, model, batch, precision, workspace_mib=1024):
-    """Serialized engine of one part (``term`` at ``widths``), or of the whole model (``term`` "model")."""
+    """Serialized engine of one part (``term`` at ``widths``), or of a whole model (``term`` "model": the
+    same widths in every block, the unpruned model's where ``widths`` gives none)."""
     from . import trt_compat
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -177,9 +178,10 @@ def build_part(trt, api, term, widths, model, batch, precision, workspace_mib=10
     elif term == "head":
         out = head(n, x, batch, model, E)
     elif term == "model":
+        H, qk, v = widths.get("heads", model["heads"]), widths.get("qk", model["head_dim"]), widths.get("v", model["head_dim"])
         for _ in range(model["depth"]):
-            x = attention(n, x, batch, N, E, model["heads"], model["head_dim"], model["head_dim"])
-            x = mlp(n, x, E, model["mlp"])
+            x = attention(n, x, batch, N, E, H, qk, v)
+            x = mlp(n, x, E, widths.get("mlp", model["mlp"]))
         out = head(n, x, batch, model, E)
     else:
         out = x
@@ -230,8 +232,8 @@ def profile_trt(plan, precision="fp16", warmup=50, runs=200, time_budget=None, p
         return time_part(engine, batch, warmup, runs) / (latency_table.chain_length(term, model) if term != "model"
                                                          else 1)
 
-    def whole():
-        return measure("model", {})
+    def whole(widths):
+        return measure("model", widths)
 
     terms, calibration, partial = latency_table.measure_table(model, grid, measure, whole, time_budget, progress)
     return latency_table.make_table(
@@ -269,7 +271,6 @@ def cmd_profile(args):
 
     table = profile_trt(plan, args.precision, args.warmup, args.runs, args.time_budget, progress)
     write_json_atomic(args.out, table)
-    cal = table.get("calibration") or {}
-    print(f"wrote {args.out} ({'partial, ' if table['partial'] else ''}whole model {cal.get('measured_ms', 0):.3f} "
-          f"ms, parts sum {cal.get('sum_ms', 0):.3f} ms)")
+    print(f"wrote {args.out} ({'partial' if table['partial'] else 'complete'}); "
+          f"{latency_table.describe_calibration(table)}")
     return 0

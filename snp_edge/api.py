@@ -76,6 +76,12 @@ def budget_of(handle: ModelHandle, target_gmacs: float | None = None, target_lat
     return Budget(cost, total_cost(cost, arch_of(handle.model)) / target_speedup, cost.table)
 
 
+def _table_alignment(table: dict) -> int:
+    from .engines.latency_table import alignment
+
+    return alignment(table)
+
+
 def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
     from .latency import LatencyCost
 
@@ -123,9 +129,12 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
           latency_table: str | Path | None = None, allocation: str = DEFAULT_ALLOCATION,
           calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
           criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
-          embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int = 1,
+          embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int | None = None,
           batch_size: int = 16, progress: bool = False) -> PruneResult:
-    """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option."""
+    """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option.
+
+    ``round_to`` None: the latency table's alignment for ``target_latency`` / ``target_speedup``
+    (:func:`~snp_edge.engines.latency_table.alignment`: the table saw aligned widths only), else 1."""
     handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
     if criteria is None:
         criteria = dict(DEFAULT_CRITERIA)
@@ -141,6 +150,8 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
     fixed = [x for x in (preset, config) if x is not None]
     budget = budget_of(handle, target_gmacs, target_latency, target_speedup, latency_table)
     has_budget = budget is not None and budget.limit != float("inf")
+    if round_to is None:
+        round_to = _table_alignment(budget.table) if has_budget and budget.table is not None else 1
     if len(fixed) + has_budget != 1:
         raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
                            "--target-speedup")

@@ -2,7 +2,8 @@
 ``snp-edge profile`` or ``python3 -m engines profile``) read as a :class:`~snp_edge.allocation.Cost`.
 
 The allocator asks for the cost outside the blocks at a residual width (patch embedding + classifier) and
-for one block's cost; both are the table's interpolated parts times its calibration factor, in ms.
+for one block's cost; both are the table's interpolated parts times its calibration factor, in ms, the
+calibration's constant counted once, with the parts outside the blocks.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class LatencyCost:
         return cls(table, macs or MacCost(**macs_constants(handle.model)))
 
     def fixed(self, embed: int) -> float:
-        return lt.factor(self.table) * (lt.term_ms(self.table, "stem", {"embed": embed}) +
-                                         lt.term_ms(self.table, "head", {"embed": embed}))
+        return lt.offset(self.table) + lt.factor(self.table) * (lt.term_ms(self.table, "stem", {"embed": embed}) +
+                                                                 lt.term_ms(self.table, "head", {"embed": embed}))
 
     def block(self, embed: int, block: BlockArch) -> float:
         t = self.table
@@ -76,7 +77,7 @@ def predict_ms(table: dict, arch: Arch) -> float:
 def describe(table: dict) -> dict:
     """What a prediction was made with (stored beside it)."""
     return {k: table.get(k) for k in ("backend", "precision", "batch", "threads", "device", "created", "tool")} | \
-        {"model": table["model"]["name"], "factor": lt.factor(table)}
+        {"model": table["model"]["name"], "factor": lt.factor(table), "offset_ms": lt.offset(table)}
 
 
 def predicted_summary(table: dict, before: ModelHandle, arch: Arch) -> dict:

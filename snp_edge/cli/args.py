@@ -115,20 +115,24 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
     g.add_argument("--round-to", type=int_range(1, 4096), metavar="N",
                    help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
                         "back under the target's MACs (default: what the device --target(s) want: 8 for FP16 "
-                        "tensor cores, 1 for the Jetson Nano and without a target)")
+                        "tensor cores; with --target-latency/--target-speedup the latency table's grid alignment, 8 for DeiT: the "
+                        "table measured aligned widths only; otherwise 1)")
     g.add_argument("--batch-size", type=int_range(1, 4096), default=16, metavar="B",
                    help="calibration images per forward pass")
 
 
-def resolve_round_to(args: argparse.Namespace) -> int:
+def resolve_round_to(args: argparse.Namespace) -> int | None:
     """``args.round_to``, set once from the device targets when not given (:func:`width_multiple_for` of
-    ``--target`` / ``--targets``), with a note on stderr when that rounds the widths."""
+    ``--target`` / ``--targets``), with a note on stderr when that rounds the widths. None when neither
+    gives one: :func:`snp_edge.api.prune` then steps by the latency table's alignment for a latency target
+    and keeps exact widths otherwise."""
     if args.round_to is None:
         from ..engines.targets import width_multiple_for
 
         names = list(getattr(args, "targets", None) or []) or ([args.target] if getattr(args, "target", None) else [])
-        args.round_to = width_multiple_for(names)
-        if args.round_to > 1:
+        multiple = width_multiple_for(names)
+        if multiple > 1:
+            args.round_to = multiple
             print(f"note: widths rounded to multiples of {args.round_to} for {', '.join(names)} (FP16 tensor cores); "
                   "--round-to 1 keeps the exact widths", file=sys.stderr)
     return args.round_to

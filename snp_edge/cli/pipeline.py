@@ -93,7 +93,7 @@ def build_members(args: argparse.Namespace, targets: list[tuple[str, object]]) -
     for key, value in targets:
         unit = {"target_gmacs": " GMACs", "target_latency": " ms", "target_speedup": "x"}.get(key)
         tag = f"{value:g}{unit}" if unit else (Path(value).name if key == "config" else str(value))
-        tag += f", round-to {args.round_to}" if args.round_to > 1 else ""
+        tag += f", round-to {args.round_to}" if (args.round_to or 1) > 1 else ""
         _stage(f"pruning to {tag}")
         result = prune_from_args(args, model=base, **{key: value})
         members.append(Member(result.handle, "pruned", f"{args.model} + SNP ({tag})", tag, result))

@@ -13,6 +13,7 @@ HOST_BACKENDS = ("ort", "torch")
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from ..engines import latency_table as lt
     from ..engines.fileio import Output, write_json_atomic
     from ..models import load_model
     from ..vit import parse_model_args
@@ -41,10 +42,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
                              args.warmup, args.runs, args.time_budget, progress, args.passes)
         write_json_atomic(out.stage(), table)
         out.publish()
-    cal = table["calibration"] or {}
     state = "PARTIAL (the time budget ran out; prune refuses it)" if table["partial"] else "complete"
-    print(f"wrote {args.out}: {state}; whole model measured {cal.get('measured_ms', float('nan')):.3f} ms, parts "
-          f"sum {cal.get('sum_ms', float('nan')):.3f} ms, factor {cal.get('factor', float('nan')):.3f}")
+    print(f"wrote {args.out}: {state}; {lt.describe_calibration(table)}")
     return 1 if table["partial"] else 0
 
 

@@ -51,8 +51,10 @@ def test_signal_during_a_run_leaves_nothing(work, sig, status, word):
     output nor a hidden temporary folder remains."""
     proc = start(*RUN, "--out", work / "X")
     wait_for(lambda: proc.poll() is not None or any((work / n / "pruned").exists() for n in leftovers(work)))
+    proc.send_signal(signal.SIGSTOP)  # held mid-run, so a loaded machine cannot let it finish first
     assert proc.poll() is None, "the run ended before the signal"
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     result = finish(proc)
     assert_one_line_error(result, status, f"snp-edge run: {word}", "run")
     assert os.listdir(work) == []
@@ -73,9 +75,15 @@ def test_ctrl_c_while_importing(work):
 
 def test_two_runs_into_the_same_output(work):
     """Unique temporary names: two runs at once both work, the second to finish is refused in one line (its
-    output appeared meanwhile), the first's output is complete, and nothing else is left."""
-    procs = [start(*RUN, "--out", work / "X") for _ in range(2)]
-    results = sorted((finish(p) for p in procs), key=lambda r: r.status)
+    output appeared meanwhile), the first's output is complete, and nothing else is left. The first run is
+    stopped (SIGSTOP) mid-run while the second runs, so the two overlap on any machine load."""
+    first = start(*RUN, "--out", work / "X")
+    wait_for(lambda: first.poll() is not None or any((work / n / "pruned").exists() for n in leftovers(work)))
+    first.send_signal(signal.SIGSTOP)  # the first is held mid-run while the second runs to the end
+    assert first.poll() is None, "the first run ended before the second started"
+    second = finish(start(*RUN, "--out", work / "X"))
+    first.send_signal(signal.SIGCONT)
+    results = sorted((second, finish(first)), key=lambda r: r.status)
     assert results[0].status == 0, results[0].err
     assert_one_line_error(results[1], 2, "appeared while this command ran", "run")
     assert os.listdir(work) == ["X"]

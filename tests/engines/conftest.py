@@ -5,6 +5,15 @@ import pytest
 from tests.engines.device_fixtures import make_bundle
 
 
+def pytest_collection_finish(session):
+    """Start building the device Pythons' venvs in the background when a collected test runs under them
+    (tests/engines/test_device_py*.py), so the first such test does not wait for all three in turn."""
+    from tests.engines.device_python import DEVICE_PYTHONS, prefetch
+
+    if any("test_device_py" in item.nodeid for item in session.items):
+        prefetch(sorted(DEVICE_PYTHONS))
+
+
 @pytest.fixture
 def bundle(tmp_path):
     """A complete tiny bundle (jetson-nano target) in tmp_path."""

@@ -44,13 +44,14 @@ def _find(candidates):
     return None
 
 
-def device_venv(version):
-    """The venv python of ``DEVICE_PYTHONS[version]`` (``.cache/py36``, ``py38``, ``py310``), built on first use:
-    pip pinned first where the device's Python needs an old one, then the pinned wheels."""
+class _BuildFailed(Exception):
+    pass
+
+
+def _build(version, base):
+    """Build (or reuse) the venv of ``DEVICE_PYTHONS[version]`` from the CPython ``base``; returns its python.
+    Plain exceptions only (it also runs in a prefetch thread): :func:`device_venv` turns them into a failure."""
     spec = DEVICE_PYTHONS[version]
-    base = _find(spec.candidates)
-    if base is None:
-        pytest.skip("no CPython {} here (looked for {})".format(version, ", ".join(spec.candidates)))
     venv = REPO / ".cache" / ("py" + version.replace(".", ""))
     ready, python = venv / "snp-edge-ready.txt", venv / "bin" / "python"
     if ready.is_file() and ready.read_text() == "\n".join(spec.pins) and python.is_file():
@@ -64,9 +65,40 @@ def device_venv(version):
         res = subprocess.run(step, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             lines = [ln for ln in (res.stderr or res.stdout).splitlines() if ln.strip() and "Location" not in ln]
-            pytest.fail(f"building the Python {version} venv failed at {step[2:]}: {lines[-1:] or res.returncode}")
+            raise _BuildFailed(f"building the Python {version} venv failed at {step[2:]}: {lines[-1:] or res.returncode}")
     ready.write_text("\n".join(spec.pins))
     return python
+
+
+_PREFETCH = {}  # version -> Future of _build, started by prefetch()
+
+
+def prefetch(versions):
+    """Start building the venvs of ``versions`` in background threads (CI builds them from scratch: about a
+    minute each, mostly pip's downloads and unpacking), so tests that need them find them ready."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=len(versions) or 1, thread_name_prefix="device-venv")
+    for version in versions:
+        base = _find(DEVICE_PYTHONS[version].candidates)
+        if base is not None and version not in _PREFETCH:
+            _PREFETCH[version] = pool.submit(_build, version, base)
+    pool.shutdown(wait=False)
+
+
+def device_venv(version):
+    """The venv python of ``DEVICE_PYTHONS[version]`` (``.cache/py36``, ``py38``, ``py310``), built on first use
+    (or by :func:`prefetch`): pip pinned first where the device's Python needs an old one, then the pinned
+    wheels. Skips with the reason where that CPython is not found."""
+    spec = DEVICE_PYTHONS[version]
+    base = _find(spec.candidates)
+    if base is None:
+        pytest.skip("no CPython {} here (looked for {})".format(version, ", ".join(spec.candidates)))
+    try:
+        future = _PREFETCH.get(version)
+        return future.result() if future is not None else _build(version, base)
+    except _BuildFailed as exc:
+        pytest.fail(str(exc))
 
 
 def versions_line(python):

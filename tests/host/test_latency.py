@@ -73,15 +73,51 @@ def test_table_predicts_the_sum_of_its_parts_and_calibrates():
     assert predict_ms(table, arch) == pytest.approx(2 * expected, rel=1e-9)
 
 
-def test_measure_table_records_the_calibration_factor_and_a_time_budget_makes_it_partial():
+def test_measure_table_fits_the_calibration_on_whole_models_and_a_time_budget_makes_it_partial():
+    """The calibration is fitted on the probe models: whole = 1.3 x parts + 2 ms is recovered exactly; an
+    offset the data would make negative is clipped to 0 (the factor alone then fits); a cut table has none."""
     geo = geometry(_model(), "x")
-    grid = {"embed": [192, 384], "heads": [6], "qk": [32, 64], "v": [32, 64], "mlp": [768, 1536]}
-    terms, cal, partial = lt.measure_table(geo, grid, lambda term, w: 1.0, lambda: 26.0)
-    assert not partial and cal["sum_ms"] == 2 + 2 * 12 and cal["factor"] == 1.0
+    grid = {"embed": [192, 384], "heads": [3, 6], "qk": [32, 64], "v": [32, 64], "mlp": [768, 1536]}
+
+    def measure(term, w):
+        return 1e-3 * sum(w.values())
+
+    table = {"grid": grid, "model": geo, "terms": lt.measure_table(geo, grid, measure)[0]}
+    probes = lt.calibration_probes(geo)
+    assert [label for label, _ in probes] == ["unpruned", "half", "quarter"]
+    assert probes[0][1] == {"embed": 384, "heads": 6, "qk": 64, "v": 64, "mlp": 1536}
+    assert all(w[k] % 8 == 0 for _, w in probes for k in ("embed", "qk", "v", "mlp"))
+
+    def parts(w):
+        return lt.predict_parts(table, w["embed"], [{k: w[k] for k in ("heads", "qk", "v", "mlp")}] * geo["depth"])
+
+    terms, cal, partial = lt.measure_table(geo, grid, measure, lambda w: 1.3 * parts(w) + 2.0)
+    assert not partial and cal["factor"] == pytest.approx(1.3, rel=1e-9)
+    assert cal["offset_ms"] == pytest.approx(2.0, rel=1e-9)
+    assert cal["sum_ms"] == pytest.approx(parts(probes[0][1]), rel=1e-12) and len(cal["points"]) == 3
+    doc = lt.make_table(geo, grid, terms, cal, "ort", "fp32", 1, 1, "cpu", {}, {}, "test")
+    for _, w in probes:
+        block = {k: w[k] for k in ("heads", "qk", "v", "mlp")}
+        assert lt.predict_ms(doc, w["embed"], [block] * 12) == pytest.approx(1.3 * parts(w) + 2.0, rel=1e-9)
+    assert "+0.0%" in lt.describe_calibration(doc) and "+ 2.000 ms" in lt.describe_calibration(doc)
+    _, cal, _ = lt.measure_table(geo, grid, measure, lambda w: 0.9 * parts(w) - 1.0)
+    assert cal["offset_ms"] == 0.0 and 0.8 < cal["factor"] < 0.9
     seen = []
-    terms, cal, partial = lt.measure_table(geo, grid, lambda term, w: seen.append(term) or 1.0, time_budget=0.0)
+    terms, cal, partial = lt.measure_table(geo, grid, lambda term, w: seen.append(term) or 1.0, lambda w: 1.0,
+                                           time_budget=0.0)
     assert partial and cal is None
     assert np.isnan(np.asarray(terms["attn"]["ms"])).all()
+
+
+def test_version_1_tables_are_read_with_the_factor_alone(tmp_path):
+    table = _synthetic(_model(), points=2)
+    arch = arch_of(_model())
+    parts = predict_ms(table, arch)
+    old = {**table, "version": 1, "calibration": {"measured_ms": 2 * parts, "sum_ms": parts, "factor": 2.0}}
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    assert predict_ms(lt.read_table(path), arch) == pytest.approx(2 * parts, rel=1e-12)
+    assert lt.alignment(table) == 8
 
 
 def test_bad_tables_are_refused(tmp_path):
@@ -93,7 +129,10 @@ def test_bad_tables_are_refused(tmp_path):
         "grid.qk must be increasing": {**table, "grid": {**table["grid"], "qk": [64, 8]}},
         "has shape": {**table, "terms": {**table["terms"], "mlp": {"axes": ["embed", "mlp"], "ms": [[1.0]]}}},
         "calibration.factor": {**table, "calibration": {"factor": 40}},
+        "calibration.offset_ms": {**table, "calibration": {"factor": 1.0, "measured_ms": 5.0, "offset_ms": -1}},
     }
+    nan_offset = {**table, "calibration": {"factor": 1.0, "measured_ms": 5.0, "offset_ms": float("nan")}}
+    cases["calibration.offset_ms must"] = nan_offset
     nan = copy.deepcopy(table)
     nan["terms"]["stem"]["ms"][0] = float("nan")
     cases["NaN"] = nan
@@ -148,6 +187,25 @@ def test_table_for_another_model_is_refused(tmp_path):
         LatencyCost.from_file(path, tiny)
 
 
+def test_calibration_probe_models_have_the_probe_widths_and_run():
+    import torch
+    from snp_edge.bench.profile import at_widths
+
+    from snp_edge.models import ModelHandle
+
+    args = {"img_size": 32}
+    handle = ModelHandle(create_model("deit_tiny_patch16_224", args), "deit_tiny_patch16_224", args)
+    geo = geometry(handle.model, handle.base_model)
+    (_, full), (_, half), (_, quarter) = lt.calibration_probes(geo)
+    assert at_widths(handle, full) is handle
+    probe = at_widths(handle, quarter)
+    arch = arch_of(probe.model)
+    assert arch.embed == quarter["embed"] and {(b.heads, b.qk, b.v, b.mlp) for b in arch.blocks} == \
+        {(quarter["heads"], quarter["qk"], quarter["v"], quarter["mlp"])}
+    with torch.no_grad():
+        assert torch.isfinite(probe.model(torch.randn(1, 3, 32, 32))).all()
+
+
 def test_profile_parts_run_on_ort_and_torch():
     from snp_edge.bench.profile import ort_part_ms, part_onnx, torch_part_ms
 
@@ -180,6 +238,10 @@ def test_profile_then_prune_to_a_speedup(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert 2 <= summary["predicted_speedup"] <= 2 / 0.98
     saved = json.loads((out / "model.json").read_text())
+    # the table measured multiples of 8 only: the allocation steps by them unless --round-to says otherwise
+    assert saved["pruning"]["target"]["round_to"] == lt.alignment(doc) == 8
+    widths = saved["summary"]["widths"]
+    assert widths["embed"] % 8 == 0 and all(b[k] % 8 == 0 for b in widths["blocks"] for k in ("qk", "v", "mlp"))
     assert saved["summary"]["predicted_ms_after"] == summary["predicted_ms_after"]
     assert saved["pruning"]["target"]["target_speedup"] == 2
     res = subprocess.run([sys.executable, "-m", "snp_edge", "prune", *small, "--weights", "random",
