@@ -21,10 +21,17 @@ RUN = ["run", *TINY, "--target-gmacs", "0.004", "--criterion", "l1", "--targets"
        "--backend", "none"]
 
 
+def _as_in_a_terminal() -> None:
+    # a job started with `&` by a non-interactive shell (CI runners, nohup) inherits SIGINT ignored, and Python
+    # keeps it ignored: give the child a terminal's default so Ctrl-C is what it would be for a user
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*argv: object) -> subprocess.Popen:
-    """``python -m snp_edge ARGV`` (the console script's code) as a process of its own."""
+    """``python -m snp_edge ARGV`` (the console script's code) as a process of its own, with SIGINT as a
+    terminal's foreground process has it."""
     return subprocess.Popen([sys.executable, "-m", "snp_edge", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_as_in_a_terminal)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> Result:
