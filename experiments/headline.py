@@ -257,12 +257,6 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
     rows = []
     (out / "kd").mkdir(parents=True, exist_ok=True)
     for seed in plan.seeds:
-        wide = trained("wide", data, out, plan, seed, log)
-        val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
-        ref = {"wide_top1": evaluate_top1(wide.model, val), "wide_gmacs": wide.gmacs}
-        if "headline" in sections or "latency" in sections:
-            narrow = trained("narrow", data, out, plan, seed, log)
-            ref.update(narrow_top1=evaluate_top1(narrow.model, val), narrow_gmacs=narrow.gmacs)
         specs = []
         if "latency" in sections:
             specs.append(("latency", "narrow", "score-latency", "default", None))
@@ -277,6 +271,15 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
         if "gamma" in sections:
             specs += [("gamma", f"{k:g}", "qk-only", c, None) for k in QK_KEPT
                       for c in (*(f"snp-g{g}" for g in GAMMAS), "l1", "random")]
+        if all((section, seed, target, method, criterion) in done for section, target, method, criterion, _ in specs):
+            rows += [done[(section, seed, target, method, criterion)] for section, target, method, criterion, _ in specs]
+            continue  # every row of this seed is cached: its models are not needed (nor retrained)
+        wide = trained("wide", data, out, plan, seed, log)
+        val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
+        ref = {"wide_top1": evaluate_top1(wide.model, val), "wide_gmacs": wide.gmacs}
+        if "headline" in sections or "latency" in sections:
+            narrow = trained("narrow", data, out, plan, seed, log)
+            ref.update(narrow_top1=evaluate_top1(narrow.model, val), narrow_gmacs=narrow.gmacs)
         for section, target, method, criterion, heads in specs:
             if (section, seed, target, method, criterion) in done:
                 rows.append(done[(section, seed, target, method, criterion)])

@@ -9,13 +9,13 @@ that then choose which neurons stay.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .allocation import ALLOCATORS, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
 from .calib import load_calibration
-from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, compute_scores
+from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
 from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
@@ -24,6 +24,8 @@ from .surgery import apply_widths, choose_blocks, pruned_components
 from .targets import arch_from_config, fit_under, load_preset, read_config, round_arch
 
 DEFAULT_ALLOCATION = "score"
+DEFAULT_RESCORE = False
+RESCORED = ("qk", "v", "mlp")  # components re-scored after the residual cut (heads and blocks set the structure)
 BUDGETS = ("target_gmacs", "target_latency", "target_speedup")
 
 
@@ -82,6 +84,21 @@ def _table_alignment(table: dict) -> int:
     return alignment(table)
 
 
+def rescored(handle: ModelHandle, scores: Scores, arch: Arch, images, opts: ScoreOptions, wanted) -> Scores:
+    """``scores`` with the query/key, value and FFN scores measured again after the residual cut: on the model
+    with only ``arch``'s residual width removed (physically, so LayerNorm statistics and the weight norms the
+    scores read are those of the narrower model), the neurons kept are then those that matter in it. The
+    residual cut leaves every other index in place, so the new scores replace the old ones one for one.
+    Unchanged when the residual width is whole or no re-scored component has a data-driven criterion."""
+    base = arch_of(handle.model)
+    comps = frozenset(c for c in RESCORED if c in wanted and opts.data_driven(c))
+    if arch.embed >= base.embed or not comps:
+        return scores
+    narrow = apply_widths(handle, replace(base, embed=arch.embed), scores)
+    again = compute_scores(narrow.model.eval(), images, opts, comps)
+    return replace(scores, **{c: getattr(again, c) for c in comps})
+
+
 def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
     from .latency import LatencyCost
 
@@ -130,7 +147,7 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
           calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
           criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
           embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int | None = None,
-          batch_size: int = 16, progress: bool = False) -> PruneResult:
+          batch_size: int = 16, rescore: bool = DEFAULT_RESCORE, progress: bool = False) -> PruneResult:
     """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option.
 
     ``round_to`` None: the latency table's alignment for ``target_latency`` / ``target_speedup``
@@ -172,6 +189,8 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         arch = allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
     else:
         arch = choose_blocks(scores, arch, drop_blocks)
+    if rescore:
+        scores = rescored(handle, scores, arch, cal.images if cal is not None else None, opts, wanted)
     pruned = apply_widths(handle, arch, scores)
     notices = [n for n in (handle.notice, cal.notice if cal else None) if n]
     pruned.notice = "; ".join(notices) or None
@@ -189,5 +208,6 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
                    "budget": {"limit": budget.limit, "unit": budget.cost.unit} if has_budget else None},
         "criteria": opts.criteria, "snp_gamma": gamma, "ffn_score": ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},
+        "rescore": rescore,
     }
     return PruneResult(pruned, summary, recipe)

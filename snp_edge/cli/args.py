@@ -104,7 +104,11 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
                    help="singular triplets of S^h used by the snp Q/K score")
     g.add_argument("--ffn-score", choices=FFN_SCORES, default="act", help="FFN base score under snp")
     g.add_argument("--embed-score", choices=EMBED_SCORES, default=DEFAULT_EMBED_SCORE,
-                   help="per-layer base score of residual channels under snp")
+                   help="per-layer base score of residual channels under snp (kl: channels removed in chunks "
+                        "on a second-order estimate of the output's KL divergence, re-estimated after each chunk)")
+    g.add_argument("--rescore", action="store_true",
+                   help="score the query/key, value and FFN neurons again after the residual width is cut (on "
+                        "the narrower model) before choosing which stay")
     g.add_argument("--allocation", choices=ALLOCATIONS, default="score",
                    help="how a budget (--target-gmacs/-latency/-speedup) becomes widths: score = neurons ranked "
                         "globally by normalised importance per unit of cost; uniform = one kept fraction per "

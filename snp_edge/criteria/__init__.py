@@ -45,7 +45,7 @@ COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 # measured far worse than every baseline and the data-driven output score best (docs/accuracy.md).
 DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
 FFN_SCORES = ("act", "l1", "l2")
-EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher", "ablation")
+EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher", "ablation", "kl")
 # Residual channels: "ln" (what each channel carries into every layer after its LayerNorm, gains included, and
 # what every sublayer writes into it; data-driven) measured better than the weight-only "l1" (docs/accuracy.md).
 DEFAULT_EMBED_SCORE = "l1"
@@ -80,7 +80,7 @@ class ScoreOptions:
         if comp == "mlp":
             return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
         if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln", "fisher", "ablation")
+            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln", "fisher", "ablation", "kl")
         if comp == "v":
             return crit in ("snp-data", "snp-attn")
         return crit in ("snp", "snp-data", "snp-attn")

@@ -12,7 +12,10 @@ from ..attention import attn_layout, split_qkv
 from ..errors import SnpEdgeError
 from ..progress import bar
 from . import COMPONENTS, ScoreOptions
+from .residual import ablation_scores, fisher_scores, kl_order, order_scores, rank_onto
 from .snp import EPS, attn_qk_scores, snp_qk_scores, snp_v_scores
+
+OUTPUT_EMBED_SCORES = ("kl", "fisher", "ablation")  # see .residual: they order channels, l1 gives the values
 
 
 @dataclass
@@ -161,76 +164,16 @@ def _ln_embed(model: nn.Module, col: _Collector) -> torch.Tensor:
     return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
 
 
-def _stream_mask(model: nn.Module, mask: torch.Tensor) -> list:
-    """Hooks multiplying the residual stream by ``mask`` (E,) wherever a removed channel would vanish: the
-    embedded tokens, what every attention and FFN sublayer writes into the stream, and the output of every
-    LayerNorm (so its gain and bias count). Returns the hook handles."""
-    def hook(_module, _inputs, out):
-        return out * mask
-
-    modules = [model.norm_pre if not isinstance(model.norm_pre, nn.Identity) else model.patch_drop, model.norm]
-    for blk in model.blocks:
-        modules += [blk.norm1, blk.norm2, blk.attn.proj, blk.mlp.fc2]
-    return [m.register_forward_hook(hook) for m in modules]
-
-
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    return out[0] if isinstance(out, tuple) else out
-
-
-def fisher_embed(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Residual-channel scores from the loss (``--embed-score fisher``). (E,)
-
-    With the stream mask m (:func:`_stream_mask`) at 1 the model is unchanged; the score of channel c is
-    the Fisher estimate of the loss increase when m_c goes to 0, the sum over images of (dL/dm_c)^2, with L
-    the cross-entropy against the model's own prediction (calibration images carry no labels), one image at
-    a time (Kwon et al., "A Fast Post-Training Pruning Framework for Transformers", 2022).
-    """
-    mask = torch.ones(model.patch_embed.proj.out_channels, requires_grad=True)
-    handles = _stream_mask(model, mask)
-    fisher = torch.zeros(mask.shape, dtype=torch.float64)
-    try:
-        with torch.enable_grad():
-            for x in images:
-                logits = _logits(model, x[None])
-                loss = torch.nn.functional.cross_entropy(logits, logits.argmax(-1).detach())
-                (grad,) = torch.autograd.grad(loss, mask)
-                fisher += grad.double() ** 2
-    finally:
-        for h in handles:
-            h.remove()
-    return fisher.float()
-
-
-ABLATION_IMAGES = 16  # images per channel for --embed-score ablation (E forward passes of this many)
-
-
-@torch.no_grad()
-def ablation_embed(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Residual-channel scores by removing each channel alone (``--embed-score ablation``). (E,)
-
-    The score of channel c is the KL divergence of the model's class probabilities from the unpruned
-    model's when channel c is masked out of the stream (:func:`_stream_mask`), averaged over the first
-    :data:`ABLATION_IMAGES` calibration images: what the output loses, measured, not estimated.
-    """
-    images = images[:ABLATION_IMAGES]
+def _output_embed(model: nn.Module, images: torch.Tensor, opts: ScoreOptions) -> torch.Tensor:
+    """Residual scores of the output-based criteria (:mod:`.residual`): their order, l1's values. (E,)"""
     E = model.patch_embed.proj.out_channels
-    ref = torch.cat([_logits(model, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    ref = ref.log_softmax(-1)
-    mask = torch.ones(E)
-    handles = _stream_mask(model, mask)
-    scores = torch.zeros(E)
-    try:
-        for c in range(E):
-            mask[c] = 0
-            out = torch.cat([_logits(model, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-            scores[c] = torch.nn.functional.kl_div(out.log_softmax(-1), ref, log_target=True, reduction="batchmean")
-            mask[c] = 1
-    finally:
-        for h in handles:
-            h.remove()
-    return scores
+    if opts.embed_score == "kl":
+        order = order_scores(kl_order(model, images, opts.batch_size, seed=opts.seed), E)
+    elif opts.embed_score == "fisher":
+        order = fisher_scores(model, images, opts.batch_size)
+    else:
+        order = ablation_scores(model, images, opts.batch_size)
+    return rank_onto(order, _tss_embed(model, 1, None))
 
 
 @torch.no_grad()
@@ -320,10 +263,8 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
         embed = torch.rand(E, generator=gen)
     elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "ln":
         embed = _ln_embed(model, col)
-    elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "fisher":
-        embed = fisher_embed(model, images)
-    elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "ablation":
-        embed = ablation_embed(model, images, opts.batch_size)
+    elif crit["embed"] not in ("l1", "l2") and opts.embed_score in OUTPUT_EMBED_SCORES:
+        embed = _output_embed(model, images, opts)
     else:
         base = crit["embed"] if crit["embed"] in ("l1", "l2") else opts.embed_score
         act = [col.mean("embed", i) for i in range(len(model.blocks))] if base == "act" else None

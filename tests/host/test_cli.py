@@ -40,6 +40,18 @@ def test_prune_target_gmacs_round_to(capsys, tmp_path):
     assert summary["widths"]["embed"] % 8 == 0
 
 
+def test_prune_kl_residual_and_rescore(capsys, tmp_path, calib_npy):
+    """--embed-score kl and --rescore reach the recipe; the budget is met as with any other criterion."""
+    out = tmp_path / "p"
+    code, stdout, _ = _run(capsys, "prune", *TINY, "--target-gmacs", "0.05", "--embed-score", "kl", "--rescore",
+                           "--calib", str(calib_npy), "--calib-images", "2", "--out", str(out), "--json")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 0 and 0.98 * 0.05 <= summary["gmacs_after"] <= 0.05
+    code, stdout, _ = _run(capsys, "info", str(out), "--json")
+    pruning = json.loads(stdout.strip().splitlines()[-1])["pruning"]
+    assert pruning["embed_score"] == "kl" and pruning["rescore"] is True
+
+
 def _widths(summary: dict) -> list[int]:
     w = summary["widths"]
     return [w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")]
