@@ -13,7 +13,7 @@ Sections:
 1. ``embed``: only the residual width is pruned (75% and 62.5% of it kept), with every residual criterion;
    val top-1 before and after the experiment's distillation (1 epoch, soft KD from the unpruned model).
 2. ``rescore``: the wide model pruned to 50% and 30% of its MACs with the default criterion and the
-   score-driven allocation, the residual width chosen by ``l1`` or ``kl``, and with ``kl`` plus the
+   score-driven allocation, the residual width chosen by ``l1`` or ``kl``, each with and without the
    query/key, value and FFN neurons re-scored after the residual cut (``rescore``); before and after the
    same distillation.
 
@@ -43,7 +43,7 @@ from .accuracy_retention import elapsed_log, experiment_data, machine
 
 CRITERIA = ("random", "l1", "l2", "fisher", "ablation", "kl")
 KEPT = (0.75, 0.625)
-RESCORE = {"l1": ("l1", False), "kl": ("kl", False), "kl+rescore": ("kl", True)}
+RESCORE = {"l1": ("l1", False), "l1+rescore": ("l1", True), "kl": ("kl", False), "kl+rescore": ("kl", True)}
 TARGETS = {"50%": 0.5, "30%": 0.3}
 MODELS = ("wide", "small")
 
@@ -103,6 +103,7 @@ def measure(data: Path, out: Path, bases: Path, plan: Plan, sections: list[str],
             if r.get("plan_key") == key:
                 done[(r["model"], r["section"], r["seed"], r["target"], r["criterion"])] = r
     rows = []
+    (out / "kd").mkdir(parents=True, exist_ok=True)
     calib_images = 16 if plan.quick else 64
     for kind in plan.models:
         for seed in plan.seeds:

@@ -18,8 +18,12 @@ embed     total-sum-scaled per-layer scores averaged     same                   
           (LayerNorm gains and biases included) and
           E|out_c| of proj and fc2; fisher: sum over
           images of (dL/dm_c)^2 for a mask m on the
-          stream, LayerNorm outputs included; ablation:
-          KL of the output with channel c masked out)
+          stream; ablation: KL of the output with
+          channel c removed; kl: channels removed in
+          chunks, each chosen greedily on a second-order
+          estimate of the output's KL, re-estimated
+          after each chunk; removal simulated exactly,
+          LayerNorm statistics included: .residual)
 heads     E |A_h V_h W_proj^h|: the head's share of      same                        p-norm of the head's
           the attention output                                                       qkv rows + proj cols
 blocks    E |f(x)| / |x|: relative residual update       same                        mean |w| of the block
@@ -46,8 +50,8 @@ COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
 FFN_SCORES = ("act", "l1", "l2")
 EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher", "ablation", "kl")
-# Residual channels: "ln" (what each channel carries into every layer after its LayerNorm, gains included, and
-# what every sublayer writes into it; data-driven) measured better than the weight-only "l1" (docs/accuracy.md).
+# Residual channels: "kl" beat the weight-only "l1" before fine-tuning but not after distillation, and costs more
+# (docs/accuracy.md, "The residual-width criterion"): "l1" stays the default.
 DEFAULT_EMBED_SCORE = "l1"
 
 

@@ -8,7 +8,7 @@ LayerNorm statistics are weighted by the mask, so gradients see the renormalisat
 
 Criteria built on it (``--embed-score``):
 
-``kl`` (the default)
+``kl``
     A second-order estimate of how far the model's class probabilities move from the unpruned model's
     (KL divergence, no labels needed) when a set S of channels is removed:
     ``D(1 - 1_S) ~ D(m) - g.1_S + 1/2 1_S^T F 1_S`` with ``g`` the gradient of the KL divergence in the mask
