@@ -59,6 +59,7 @@ def base_model(kind: str, data: Path, bases: Path, plan: Plan, seed: int, log):
     """The trained unpruned model of ``kind`` and ``seed`` (trained under ``bases`` unless already there)."""
     if kind == "wide":
         return wide.trained("wide", data, bases / "headline", wide.QUICK if plan.quick else wide.Plan(), seed, log)
+    (bases / "accuracy").mkdir(parents=True, exist_ok=True)
     return small.train_base(data, bases / "accuracy" / f"base-s{seed}", small.QUICK if plan.quick else small.Plan(),
                             seed)
 
