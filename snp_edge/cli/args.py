@@ -41,8 +41,9 @@ from ..engines.stats import PROTOCOLS
 from ..engines.targets import TARGETS
 from ..presets import list_presets
 
-BACKENDS = ("ort", "torch", "trt")
-ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)  # checked against snp_edge.bench.backends.BACKENDS in the tests
+BACKENDS = ("ort", "torch", "trt")  # snp_edge.bench.backends.BACKENDS (checked in the tests)
+ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)
+DEFAULT_ALLOCATION = "score"  # snp_edge.api.DEFAULT_ALLOCATION (checked in the tests; no torch here)
 WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
                 "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
 MAX_IMAGES = 1_000_000  # calibration/parity images: far above any use, far below an allocation accident
@@ -109,7 +110,7 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
     g.add_argument("--rescore", action="store_true",
                    help="score the query/key, value and FFN neurons again after the residual width is cut (on "
                         "the narrower model) before choosing which stay")
-    g.add_argument("--allocation", choices=ALLOCATIONS, default="score",
+    g.add_argument("--allocation", choices=ALLOCATIONS, default=DEFAULT_ALLOCATION,
                    help="how a budget (--target-gmacs/-latency/-speedup) becomes widths: score = neurons ranked "
                         "globally by normalised importance per unit of cost; uniform = one kept fraction per "
                         "component (the older search)")

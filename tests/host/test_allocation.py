@@ -32,6 +32,10 @@ def test_cli_names_match_the_registry():
     from snp_edge.cli.args import ALLOCATIONS
 
     assert set(ALLOCATIONS) == set(ALLOCATORS)
+    from snp_edge.api import DEFAULT_ALLOCATION
+    from snp_edge.cli.args import DEFAULT_ALLOCATION as CLI_DEFAULT
+
+    assert CLI_DEFAULT == DEFAULT_ALLOCATION  # the CLI's default is the API's (the CLI cannot import torch)
 
 
 def test_mac_cost_is_predict_macs():
