@@ -216,12 +216,12 @@ def at_widths(handle: ModelHandle, widths: dict) -> ModelHandle:
     weights (N(0, 0.02): finite, no denormals), for timing only; the unpruned model itself when nothing shrinks."""
     import torch
 
-    from snp_edge.arch import Arch, BlockArch, arch_of, build_skeleton
+    from snp_edge.arch import arch_of, build_skeleton
+    from snp_edge.targets import arch_from_config
 
     base = arch_of(handle.model)
-    blocks = [BlockArch(i, widths["heads"], widths["qk"], widths["v"], widths["mlp"]) for i in range(base.depth)]
-    arch = Arch(widths["embed"], blocks, base.head_dim, base.depth, base.num_heads, base.mlp, base.embed_orig)
-    if (arch.embed, [vars(b) for b in arch.blocks]) == (base.embed, [vars(b) for b in base.blocks]):
+    arch = arch_from_config(widths, base, "calibration probe")
+    if (arch.embed, arch.blocks) == (base.embed, base.blocks):
         return handle
     model = build_skeleton(handle.base_model, handle.model_args, arch, "calibration probe")
     with torch.no_grad():

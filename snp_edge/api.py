@@ -16,6 +16,7 @@ from .allocation import ALLOCATORS, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
 from .calib import load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
+from .engines.latency_table import alignment
 from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
@@ -76,12 +77,6 @@ def budget_of(handle: ModelHandle, target_gmacs: float | None = None, target_lat
     if target_speedup < 1:
         raise SnpEdgeError(f"--target-speedup must be >= 1, got {target_speedup}")
     return Budget(cost, total_cost(cost, arch_of(handle.model)) / target_speedup, cost.table)
-
-
-def _table_alignment(table: dict) -> int:
-    from .engines.latency_table import alignment
-
-    return alignment(table)
 
 
 def rescored(handle: ModelHandle, scores: Scores, arch: Arch, images, opts: ScoreOptions, wanted) -> Scores:
@@ -168,7 +163,7 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
     budget = budget_of(handle, target_gmacs, target_latency, target_speedup, latency_table)
     has_budget = budget is not None and budget.limit != float("inf")
     if round_to is None:
-        round_to = _table_alignment(budget.table) if has_budget and budget.table is not None else 1
+        round_to = alignment(budget.table) if has_budget and budget.table is not None else 1
     if len(fixed) + has_budget != 1:
         raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
                            "--target-speedup")
