@@ -15,8 +15,6 @@ from . import COMPONENTS, ScoreOptions
 from .residual import ablation_scores, fisher_scores, kl_order, order_scores, rank_onto
 from .snp import EPS, attn_qk_scores, snp_qk_scores, snp_v_scores
 
-OUTPUT_EMBED_SCORES = ("kl", "fisher", "ablation")  # see .residual: they order channels, l1 gives the values
-
 
 @dataclass
 class Scores:
@@ -164,16 +162,21 @@ def _ln_embed(model: nn.Module, col: _Collector) -> torch.Tensor:
     return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
 
 
+def _kl_embed(model: nn.Module, images: torch.Tensor, opts: ScoreOptions) -> torch.Tensor:
+    return order_scores(kl_order(model, images, opts.batch_size, seed=opts.seed), model.patch_embed.proj.out_channels)
+
+
+# --embed-score name -> (model, images, opts) -> (E,) scores whose order is the criterion's (see .residual)
+OUTPUT_EMBED_SCORES = {
+    "kl": _kl_embed,
+    "fisher": lambda model, images, opts: fisher_scores(model, images, opts.batch_size),
+    "ablation": lambda model, images, opts: ablation_scores(model, images, opts.batch_size),
+}
+
+
 def _output_embed(model: nn.Module, images: torch.Tensor, opts: ScoreOptions) -> torch.Tensor:
     """Residual scores of the output-based criteria (:mod:`.residual`): their order, l1's values. (E,)"""
-    E = model.patch_embed.proj.out_channels
-    if opts.embed_score == "kl":
-        order = order_scores(kl_order(model, images, opts.batch_size, seed=opts.seed), E)
-    elif opts.embed_score == "fisher":
-        order = fisher_scores(model, images, opts.batch_size)
-    else:
-        order = ablation_scores(model, images, opts.batch_size)
-    return rank_onto(order, _tss_embed(model, 1, None))
+    return rank_onto(OUTPUT_EMBED_SCORES[opts.embed_score](model, images, opts), _tss_embed(model, 1, None))
 
 
 @torch.no_grad()
