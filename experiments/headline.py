@@ -19,7 +19,12 @@ base models too):
 2. the narrow model is trained from scratch for ``base_epochs + kd_epochs`` (the same total training budget);
 3. **headline**: the wide model is pruned with SNP (default criterion, score-driven allocation) to the
    narrow model's MACs and distilled from the unpruned wide model for ``kd_epochs``;
-4. **allocation comparison**: the wide model is pruned to 50% and 30% of its MACs with each allocation
+4. **latency** (issue 13: accuracy at equal latency): the wide model is pruned to the latency that the wide
+   model's ONNX Runtime latency table (``latency-table.json`` in the output folder, profiled once if absent)
+   predicts for the headline model, with the default group weights (``loss``) and with ``--group-weight macs``,
+   and to the headline's MACs with ``--group-weight loss``; each distilled like the headline model. All
+   models of all seeds are then timed interleaved in one ONNX Runtime run;
+5. **allocation comparison**: the wide model is pruned to 50% and 30% of its MACs with each allocation
    (score-driven, uniform, paper-shaped) and criterion, and with Torch-Pruning (magnitude and Taylor
    importances, global pruning), each measured before and after ``cmp_kd_epochs`` of the same distillation.
 
@@ -111,6 +116,14 @@ TP_IMPORTANCES = ("magnitude", "taylor")
 EMBED_SCORES = ("random", "l1", "l2", "act", "ln", "fisher", "ablation")  # residual-width criterion check (embed pruned alone)
 EMBED_KEPT = (0.75, 0.625)
 SECTIONS = ("headline", "latency", "allocation", "embed", "gamma")
+# latency section (issue 13's accuracy at equal latency): method -> (budget, --group-weight). The latency budget
+# is the latency table's prediction for the headline (GMACs-targeted) model of the same seed.
+LATENCY_METHODS = {"score-latency": ("ms", "auto"), "score-latency-macs": ("ms", "macs"),
+                   "score-loss": ("gmacs", "loss")}
+HEADLINE_ROWS = {"score": "wide + SNP (default) + KD", "score-heads3": "wide + SNP --heads 3 + KD",
+                 "score-latency": "wide + SNP --target-latency (the default row's predicted ms) + KD",
+                 "score-latency-macs": "wide + SNP --target-latency, --group-weight macs + KD",
+                 "score-loss": "wide + SNP (default target), --group-weight loss + KD"}
 GAMMAS = (1, 2, 4, 8, 16)  # --snp-gamma check: only the query/key pairs pruned, no fine-tuning
 QK_KEPT = (0.5, 0.25)
 PAPER_SHAPE = {"50%": "deit_s_2.0g", "30%": "deit_s_1.3g"}
@@ -259,7 +272,7 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
     for seed in plan.seeds:
         specs = []
         if "latency" in sections:
-            specs.append(("latency", "narrow", "score-latency", "default", None))
+            specs += [("latency", "narrow", method, "default", None) for method in LATENCY_METHODS]
         if "headline" in sections:
             specs += [("headline", "narrow", "score", "default", None)]
         if "allocation" in sections:
@@ -297,11 +310,14 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
                 calib = dict(calib=data / "train", calib_images=plan.calib_images, seed=seed)
                 by_macs = prune(wide, target_gmacs=narrow.gmacs, **calib).handle
                 goal_ms = predict_ms(table, Arch.from_dict(by_macs.arch))
-                handle = prune(wide, target_latency=goal_ms, latency_table=table_path, **calib).handle
+                target_of = {"ms": dict(target_latency=goal_ms, latency_table=table_path),
+                             "gmacs": dict(target_gmacs=narrow.gmacs)}
+                budget, weight = LATENCY_METHODS[method]
+                handle = prune(wide, **target_of[budget], group_weight=weight, **calib).handle
                 row.update(gmacs=handle.gmacs, widths=widths_of(handle), top1_before=evaluate_top1(handle.model, val),
                            target_ms=goal_ms, predicted_ms=predict_ms(table, Arch.from_dict(handle.arch)),
                            gmacs_of_macs_targeted=by_macs.gmacs)
-                run = out / "kd" / f"latency-s{seed}-narrow-score-latency-default"
+                run = out / "kd" / f"latency-s{seed}-narrow-{method}-default"
                 finetune(handle, data, run, kd_config(plan, seed, plan.kd_epochs), teacher=wide.model, force=True)
                 row.update(top1_after=evaluate_top1(handle.model, val), kd_epochs=plan.kd_epochs, kd_dir=str(run))
             elif section == "gamma":
@@ -352,6 +368,31 @@ def _ms(values: list[float], digits: int = 1) -> str:
     return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
 
 
+def _seeds_label(latency: dict | None) -> str:
+    seeds = (latency or {}).get("seeds") or [(latency or {}).get("seed", 0)]
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {', '.join(map(str, seeds))}"
+
+
+def equal_latency_lines(rows: list[dict], latency: dict | None) -> list[str]:
+    """Per seed: each latency-section model against the GMACs-targeted one of the same seed, measured
+    latency ratio (interleaved in one run) and top-1 difference after KD (issue 13's second mark)."""
+    per = (latency or {}).get("per_seed_median_ms", {})
+    by = {(r["method"], r["seed"]): r for r in rows}
+    out = []
+    for method in LATENCY_METHODS:
+        cells = []
+        for (m, seed), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+            ref = by.get(("score", seed))
+            if m != method or ref is None:
+                continue
+            ratio = per.get(f"{method}-s{seed}", 0) / per.get(f"score-s{seed}", 1) if per else None
+            cells.append(f"seed {seed}: top-1 {r['top1_after'] - ref['top1_after']:+.1f} points"
+                         + (f", {ratio:.3f}x the latency" if ratio else ""))
+        if cells:
+            out.append(f"- {method} against the default: " + "; ".join(cells))
+    return ["", *out] if out else []
+
+
 def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
     """Markdown tables: headline, allocation comparison, residual-criterion check."""
     out = {}
@@ -362,7 +403,7 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
         lines = [f"Mean ± std over {len(seeds)} seeds, each with its own independently trained wide and narrow "
                  "models (the ± covers the base models).", "",
                  "| model | MMACs | training epochs | val top-1 before KD (%) | val top-1 (%) | ORT 1-thread median ms "
-                 "(seed 0) |", "|---|---:|---:|---:|---:|---:|"]
+                 f"({_seeds_label(latency)}) |", "|---|---:|---:|---:|---:|---:|"]
         lat = (latency or {}).get("median_ms", {})
         r0 = head[0]
         bases = list({r["seed"]: r for r in head}.values())
@@ -373,13 +414,13 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
                      f"{plan['base_epochs'] + plan['kd_epochs']} | | {_ms([r['narrow_top1'] for r in bases])} | "
                      f"{lat.get('narrow', 0):.3f} |")
         lat_rows = [r for r in rows if r["section"] == "latency"]
-        for method, label in (("score", "wide + SNP (default) + KD"), ("score-heads3", "wide + SNP --heads 3 + KD"),
-                              ("score-latency", "wide + SNP --target-latency (the row above's predicted ms) + KD")):
+        for method, label in HEADLINE_ROWS.items():
             sel = [r for r in head + lat_rows if r["method"] == method]
             if len(sel) == len(bases):  # rows measured for every seed only
                 lines.append(f"| {label} | {_ms([r['gmacs'] * 1e3 for r in sel], 2)} | {plan['base_epochs']} + "
                              f"{plan['kd_epochs']} KD | {_ms([r['top1_before'] for r in sel])} | "
                              f"{_ms([r['top1_after'] for r in sel])} | {lat.get(method, 0):.3f} |")
+        lines += equal_latency_lines(head + lat_rows, latency)
         out["headline"] = "\n".join(lines) + "\n"
     alloc = [r for r in rows if r["section"] == "allocation"]
     if alloc:
@@ -425,6 +466,9 @@ def tables(rows: list[dict], latency: dict | None) -> dict[str, str]:
     return out
 
 
+COLORS = ["grey", "tab:orange", "tab:blue", "tab:cyan", "tab:green", "tab:red", "tab:purple"]
+
+
 def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
     import matplotlib
 
@@ -461,22 +505,22 @@ def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
         lat = (latency or {}).get("median_ms", {})
         items = [("wide", [r["wide_top1"] for r in bases]), ("narrow\nfrom scratch", [r["narrow_top1"] for r in bases])]
         lat_rows = [r for r in rows if r["section"] == "latency"]
-        names = {"score": "wide + SNP\n+ KD", "score-heads3": "wide + SNP\nheads 3 + KD",
-                 "score-latency": "wide + SNP\nlatency target + KD"}
+        names = {"score": "SNP\n+ KD", "score-heads3": "SNP\nheads 3", "score-latency": "SNP\nlatency target",
+                 "score-latency-macs": "SNP latency\nweight macs", "score-loss": "SNP\nweight loss"}
         keys = ["wide", "narrow"] + [m for m in names
                                      if len([r for r in head + lat_rows if r["method"] == m]) == len(bases)]
         items += [(names[m], [r["top1_after"] for r in head + lat_rows if r["method"] == m]) for m in keys[2:]]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(14, 4.5))
         a1.bar(range(len(items)), [stats(v)["mean"] for _, v in items], yerr=[stats(v)["std"] for _, v in items],
-               capsize=3, color=["grey", "tab:orange", "tab:blue", "tab:cyan", "tab:green"][:len(items)])
+               capsize=3, color=COLORS[:len(items)])
         a1.set_xticks(range(len(items)), [n for n, _ in items], fontsize=8)
         lo = min(stats(v)["mean"] for _, v in items)
         a1.set_ylim(max(0, lo - 5), 100)
         a1.set_ylabel("val top-1 (%)")
-        a1.set_title("accuracy (mean ± std, 3 independent trainings)")
+        a1.set_title(f"accuracy (mean ± std, {len(bases)} independent trainings)")
         if lat:
             a2.bar(range(len(keys)), [lat.get(k, 0) for k in keys],
-                   color=["grey", "tab:orange", "tab:blue", "tab:cyan", "tab:green"][:len(keys)])
+                   color=COLORS[:len(keys)])
             a2.set_xticks(range(len(keys)), [n for n, _ in items], fontsize=8)
             a2.set_ylabel("ONNX Runtime, 1 thread, median ms")
             a2.set_title("latency (interleaved)")
@@ -486,30 +530,35 @@ def plot(rows: list[dict], latency: dict | None, out: Path) -> None:
         plt.close(fig)
 
 
-def latency(out: Path, plan: Plan, seed: int) -> dict:
-    """ONNX Runtime latency (1 thread, interleaved, snp_edge.bench) of the wide, narrow and pruned models."""
+def latency(out: Path, plan: Plan, seeds: list[int]) -> dict:
+    """ONNX Runtime latency (1 thread, snp_edge.bench) of every seed's wide, narrow and pruned models,
+    interleaved in one run; per model the median of its seeds' medians."""
     from snp_edge.bench.candidates import from_handle
     from snp_edge.bench.run import BenchConfig, run_bench
 
     from snp_edge.saved import load_pruned_handle
 
-    name_w, args_w = WIDE
-    name_n, args_n = NARROW
-    cands = [from_handle(load_model(name_w, str(out / f"wide-s{seed}/last/model.safetensors"), args_w), "wide",
-                         label="wide"),
-             from_handle(load_model(name_n, str(out / f"narrow-s{seed}/last/model.safetensors"), args_n), "narrow",
-                         label="narrow")]
-    for method in ("score", "score-heads3", "score-latency"):
-        section = "latency" if method == "score-latency" else "headline"
-        folder = out / "kd" / f"{section}-s{seed}-narrow-{method}-default" / "last"
-        if folder.is_dir():
-            cands.append(from_handle(load_pruned_handle(folder), method, label=method))
+    cands = []
+    for seed in seeds:
+        for kind, (name, args) in (("wide", WIDE), ("narrow", NARROW)):
+            weights = out / f"{kind}-s{seed}/last/model.safetensors"
+            if weights.is_file():
+                cands.append(from_handle(load_model(name, str(weights), args), kind, label=f"{kind}-s{seed}"))
+        for method in ("score", "score-heads3", *LATENCY_METHODS):
+            section = "latency" if method in LATENCY_METHODS else "headline"
+            folder = out / "kd" / f"{section}-s{seed}-narrow-{method}-default" / "last"
+            if folder.is_dir():
+                cands.append(from_handle(load_pruned_handle(folder), method, label=f"{method}-s{seed}"))
     doc = run_bench(cands, BenchConfig(backend="ort", threads=1, warmup=max(10, plan.latency_runs // 10),
-                                       runs=plan.latency_runs, seed=seed))
+                                       runs=plan.latency_runs, seed=seeds[0]))
     rows = doc["candidates"]
-    med = {r["label"]: r["latency_ms"]["median"] for r in rows}
+    per = {r["label"]: r["latency_ms"]["median"] for r in rows}
     spread = {r["label"]: [r["latency_ms"]["min"], r["latency_ms"]["median"], r["latency_ms"]["max"]] for r in rows}
-    return {"median_ms": med, "min_median_max_ms": spread, "load_before": None, "seed": seed}
+    med = {}
+    for label, ms in per.items():
+        med.setdefault(label.rsplit("-s", 1)[0], []).append(ms)
+    return {"median_ms": {k: statistics.median(v) for k, v in med.items()}, "per_seed_median_ms": per,
+            "min_median_max_ms": spread, "load_before": None, "seeds": list(seeds)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         lat = None
         if ("headline" in args.sections or "latency" in args.sections) and not args.no_latency:
             load = os.getloadavg()
-            lat = latency(out, plan, plan.seeds[0])
+            lat = latency(out, plan, plan.seeds)
             lat["load_before"], lat["load_after"] = load, os.getloadavg()
             log(f"latency (ORT, 1 thread, median ms): {lat['median_ms']}")
     except SnpEdgeError as exc:

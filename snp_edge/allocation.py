@@ -18,6 +18,16 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     the MAC cost this is exactly a global threshold on the normalised scores; with a latency table
     (:mod:`snp_edge.latency`) steps that save more milliseconds per MAC go first, so widths move to what is
     fast on the profiled device.
+
+    *Group weights* (``--group-weight``) say what a group's units are worth against other groups': ``macs``
+    (above: a unit is worth the compute it does, so under a MAC cost only the ranking inside groups
+    matters), or ``loss``: a sensitivity analysis. Each group is cut alone to the kept fractions
+    :data:`PROBE_KEPT` of its width (its least important units first) and the loss of the cut model is
+    measured (a :data:`Probe`; :class:`snp_edge.sensitivity.KLProbe`: the KL divergence of its predictions
+    from the unpruned model's on the calibration images); a step's importance is that loss curve,
+    interpolated along the group's cumulative normalised score. A cost that is not MACs needs this: at 17
+    tokens a query/key pair costs more milliseconds per MAC than an FFN neuron, and MAC-proportional worth
+    then cuts the pairs to one per head (docs/accuracy.md).
 ``uniform``
     Scores ignored: every component keeps the fraction ``1 - s * weight`` of its width (the residual width
     weighted 0.35), ``s`` found by bisection, then layers are widened one rounding step at a time while the
@@ -47,6 +57,10 @@ from .targets import round_arch
 
 TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
 WIDTHS = ("qk", "v", "mlp")
+GROUP_WEIGHTS = ("macs", "loss")  # what a group's units are worth against other groups' (see the docstring)
+PROBE_KEPT = (0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the ladder's last)
+
+Probe = Callable[["Arch"], float]  # loss of the unpruned model cut to the widths of an Arch (>= 0)
 
 
 class Cost(Protocol):
@@ -99,7 +113,7 @@ def kept_heads(scores: Scores, block: BlockArch) -> list[int]:
 
 # ----------------------------------------------------------------------------------------------- registry
 
-Allocator = Callable[[Arch, float, Cost, int, "Scores | None"], Arch]
+Allocator = Callable[..., Arch]  # (shell, budget, cost, round_to, scores, probe=None) -> Arch
 ALLOCATORS: dict[str, Allocator] = {}
 
 
@@ -112,7 +126,7 @@ def register(name: str) -> Callable[[Allocator], Allocator]:
 
 
 def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 1,
-             scores: Scores | None = None) -> Arch:
+             scores: Scores | None = None, probe: Probe | None = None) -> Arch:
     """Kept widths of ``shell``'s blocks for at most ``budget`` (in ``cost.unit``), within 2%.
 
     Args:
@@ -120,6 +134,7 @@ def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 
         shell: the blocks that stay, with their heads, at full width (:func:`structure`).
         round_to: every pruned width a multiple of this.
         scores: the criterion's scores of the unpruned model (the ``score`` allocator needs them).
+        probe: measured group weights (``loss``) for the ``score`` allocator; None: ``macs``.
     """
     if name not in ALLOCATORS:
         raise SnpEdgeError(f"unknown allocation {name!r}; use one of {', '.join(ALLOCATORS)}")
@@ -127,7 +142,7 @@ def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 
         raise SnpEdgeError(f"--round-to must be >= 1, got {round_to}")
     if total_cost(cost, shell) <= budget:
         return shell
-    arch = ALLOCATORS[name](shell, budget, cost, round_to, scores)
+    arch = ALLOCATORS[name](shell, budget, cost, round_to, scores, probe=probe)
     got = total_cost(cost, arch)
     if not (1 - TOLERANCE) * budget <= got <= budget:
         raise SnpEdgeError(f"{name} allocation reached {_fmt(got, cost)}, not within 2% under the target "
@@ -159,6 +174,7 @@ class _Group:
     widths: list[int]  # the ladder
     removed: torch.Tensor  # (steps,): normalised score removed by each step (units sorted ascending)
     units: int  # units removed per neuron of width (heads for qk/v, else 1)
+    loss: torch.Tensor | None = None  # (steps,): measured loss each step adds (group weight ``loss``)
 
 
 def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], torch.Tensor]:
@@ -184,6 +200,30 @@ def _groups(shell: Arch, scores: Scores, step: int) -> list[_Group]:
                                 for t in range(len(widths) - 1)], dtype=torch.float64)
         groups.append(_Group(comp, pos, widths, removed, s.shape[0]))
     return groups
+
+
+def measure_loss(groups: list[_Group], shell: Arch, probe: Probe) -> None:
+    """Set every group's ``loss``: ``probe`` at the ladder widths nearest under :data:`PROBE_KEPT` of its
+    width (the group alone cut), made non-decreasing, interpolated linearly in the cumulative normalised score
+    removed (the ranking inside the group shapes the curve between probes)."""
+    for g in groups:
+        at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * kept))),
+                          len(g.widths) - 1) for kept in PROBE_KEPT} - {0})
+        measured = torch.tensor([0.0] + [probe(_with_width(shell, g, g.widths[t])) for t in at], dtype=torch.float64)
+        if not torch.isfinite(measured).all():
+            raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
+        measured = torch.cummax(measured.clamp_min(0), 0).values
+        cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
+        curve = _interp(cum, cum[[0, *at]], measured)
+        g.loss = curve.diff()
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``fp(xp)`` at ``x`` (``xp`` non-decreasing, ``x`` within its range)."""
+    i = torch.searchsorted(xp, x, right=True).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[i - 1], xp[i], fp[i - 1], fp[i]
+    span = x1 - x0
+    return torch.where(span > 0, f0 + (f1 - f0) * (x - x0) / span.clamp_min(1e-300), f1)
 
 
 def _with_width(arch: Arch, group: _Group, width: int) -> Arch:
@@ -222,11 +262,18 @@ class _Walk:
 def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> list[torch.Tensor]:
     """Importance per unit of cost of every step of every group, at the widths of ``arch`` for the others.
 
-    Importance: the normalised scores removed x the MACs per neuron; cost: what the step saves. With the MAC
-    cost that is the mean normalised score of the step's units. Keys are made non-decreasing along each
-    ladder (a step can only go after the ones above it)."""
+    Importance: the normalised scores removed x the MACs per neuron (group weight ``macs``), or the measured
+    loss the step adds (``loss``); cost: what the step saves. With the MAC cost and ``macs`` weights that is
+    the mean normalised score of the step's units. Keys are made non-decreasing along each ladder (a step can
+    only go after the ones above it)."""
     keys = []
     for g in groups:
+        if g.loss is not None:
+            k = torch.tensor([float(g.loss[t]) / max(_delta(cost, _with_width(arch, g, g.widths[t]),
+                                                             _with_width(arch, g, g.widths[t + 1]), g), 1e-12)
+                              for t in range(len(g.loss))], dtype=torch.float64)
+            keys.append(torch.cummax(k, 0).values)
+            continue
         neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in range(len(g.removed))], dtype=torch.float64)
         k = g.removed / (neurons * g.units)
         if cost is not macs:
@@ -247,15 +294,18 @@ def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
 
 @register("score")
 def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None,
-                 macs: MacCost | None = None, rounds: int = 3) -> Arch:
-    """See the module docstring. ``macs`` (for the importance weights) defaults to ``cost`` when that is
-    a :class:`MacCost`; ``rounds``: re-rankings at the widths found (step costs depend on the other widths)."""
+                 probe: Probe | None = None, macs: MacCost | None = None, rounds: int = 3) -> Arch:
+    """See the module docstring. ``probe``: group weights ``loss`` measured with it (None: ``macs``);
+    ``macs`` (for the ``macs`` weights) defaults to ``cost`` when that is a :class:`MacCost`; ``rounds``:
+    re-rankings at the widths found (step costs depend on the other widths)."""
     if scores is None:
         raise SnpEdgeError("the score allocation needs the criterion's scores")
     macs = macs or getattr(cost, "macs", None) or cost
     if not isinstance(macs, MacCost):
         raise SnpEdgeError("the score allocation needs a MAC count beside a latency cost")
     groups = _groups(shell, scores, round_to)
+    if probe is not None:
+        measure_loss(groups, shell, probe)
     at, arch = shell, shell
     for _ in range(rounds):
         keys = _step_keys(groups, at, cost, macs)
@@ -273,6 +323,8 @@ def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: 
             raise SnpEdgeError(f"the target {_fmt(budget, cost)} is below the smallest model this allocation can "
                                f"reach ({_fmt(walk.total, cost)})")
         arch = _give_back(walk, groups, depth, keys, budget)
+        if walk.total < (1 - TOLERANCE) * budget:
+            arch = _exchange(walk, groups, depth, keys, budget)
         if arch == at:
             break
         at = arch
@@ -297,6 +349,33 @@ def _give_back(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[t
             return walk.arch
         depth[best] -= 1
         walk.set(groups[best], groups[best].widths[depth[best]])
+
+
+def _exchange(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[torch.Tensor],
+              budget: float) -> Arch:
+    """When every step still removed is larger than the gap left under ``budget`` (a residual step of a
+    ``--round-to`` is), restore one of them (the most important per cost first) and remove other groups'
+    steps (the least important per cost first) until the model fits, then give back; the first exchange that
+    lands within :data:`TOLERANCE` is kept, else the widths stay as they were."""
+    floor = (1 - TOLERANCE) * budget
+    for gi in sorted((g for g in range(len(groups)) if depth[g]), key=lambda g: -float(keys[g][depth[g] - 1])):
+        before = walk.arch, list(walk.terms), walk.fixed, list(depth)
+        depth[gi] -= 1
+        walk.set(groups[gi], groups[gi].widths[depth[gi]])
+        while walk.total > budget:
+            others = [g for g in range(len(groups)) if g != gi and depth[g] < len(groups[g].removed)]
+            if not others:
+                break
+            g = min(others, key=lambda g: float(keys[g][depth[g]]))
+            walk.set(groups[g], groups[g].widths[depth[g] + 1])
+            depth[g] += 1
+        if walk.total <= budget:
+            _give_back(walk, groups, depth, keys, budget)
+            if walk.total >= floor:
+                return walk.arch
+        walk.arch, walk.terms, walk.fixed = before[:3]
+        depth[:] = before[3]
+    return walk.arch
 
 
 # ----------------------------------------------------------------------------------------------- uniform
@@ -327,8 +406,9 @@ def _top_up(arch: Arch, shell: Arch, budget: float, cost: Cost, step: int) -> Ar
 
 @register("uniform")
 def uniform(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None = None,
-            weights: dict | None = None) -> Arch:
-    """See the module docstring (``weights``: the relative pruning strength per component)."""
+            probe: Probe | None = None, weights: dict | None = None) -> Arch:
+    """See the module docstring (``weights``: the relative pruning strength per component; scores and
+    ``probe`` unused)."""
     weights = {**SEARCH_WEIGHTS, **(weights or {})}
 
     def at(s: float) -> Arch:

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .allocation import ALLOCATORS, MacCost, allocate, structure, total_cost
+from .allocation import ALLOCATORS, GROUP_WEIGHTS, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
 from .calib import load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
@@ -26,6 +26,7 @@ from .targets import arch_from_config, fit_under, load_preset, read_config, roun
 
 DEFAULT_ALLOCATION = "score"
 DEFAULT_RESCORE = False
+DEFAULT_GROUP_WEIGHT = "auto"  # loss for latency budgets (docs/accuracy.md), macs for MAC budgets
 RESCORED = ("qk", "v", "mlp")  # components re-scored after the residual cut (heads and blocks set the structure)
 BUDGETS = ("target_gmacs", "target_latency", "target_speedup")
 
@@ -100,6 +101,21 @@ def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
     return LatencyCost.from_file(table, handle, macs)
 
 
+def _allocate(handle: ModelHandle, allocation: str, shell: Arch, budget: Budget, round_to: int, scores: Scores,
+              cal, batch_size: int, progress: bool) -> Arch:
+    """:func:`~snp_edge.allocation.allocate`, with ``loss`` group weights measured on ``cal``'s images when
+    ``cal`` is given."""
+    if cal is None:
+        return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
+    from .sensitivity import KLProbe
+
+    probe = KLProbe(handle, scores, cal.images, batch_size, progress)
+    try:
+        return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores, probe)
+    finally:
+        probe.close()
+
+
 def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Path | dict | None = None,
                 target_gmacs: float | None = None, heads: int | None = None, round_to: int = 1) -> Arch:
     """Kept widths for ``handle``'s model from exactly one of a preset, a config, or a GMACs target.
@@ -142,11 +158,14 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
           calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
           criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
           embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int | None = None,
-          batch_size: int = 16, rescore: bool = DEFAULT_RESCORE, progress: bool = False) -> PruneResult:
+          batch_size: int = 16, rescore: bool = DEFAULT_RESCORE, group_weight: str = DEFAULT_GROUP_WEIGHT,
+          progress: bool = False) -> PruneResult:
     """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option.
 
     ``round_to`` None: the latency table's alignment for ``target_latency`` / ``target_speedup``
-    (:func:`~snp_edge.engines.latency_table.alignment`: the table saw aligned widths only), else 1."""
+    (:func:`~snp_edge.engines.latency_table.alignment`: the table saw aligned widths only), else 1.
+    ``group_weight`` ``auto``: ``loss`` for a latency budget, ``macs`` for a MAC budget
+    (:mod:`snp_edge.allocation`)."""
     handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
     if criteria is None:
         criteria = dict(DEFAULT_CRITERIA)
@@ -157,6 +176,8 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
                         seed=seed, batch_size=batch_size)
     if allocation not in ALLOCATORS:
         raise SnpEdgeError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATORS)}")
+    if group_weight not in ("auto", *GROUP_WEIGHTS):
+        raise SnpEdgeError(f"unknown group weight {group_weight!r}; use one of auto, {', '.join(GROUP_WEIGHTS)}")
     base = arch_of(handle.model)
     _check_heads(heads, base)
     fixed = [x for x in (preset, config) if x is not None]
@@ -164,6 +185,9 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
     has_budget = budget is not None and budget.limit != float("inf")
     if round_to is None:
         round_to = alignment(budget.table) if has_budget and budget.table is not None else 1
+    if group_weight == "auto":
+        group_weight = "loss" if has_budget and budget.table is not None else "macs"
+    measured = has_budget and allocation == "score" and group_weight == "loss"
     if len(fixed) + has_budget != 1:
         raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
                            "--target-speedup")
@@ -175,13 +199,14 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         arch = _fixed_arch(handle, base, preset, config, heads, round_to)
         check_arch(arch, base)
         wanted = pruned_components(arch, base, drop_blocks)
-    needs_data = any(c in wanted and opts.data_driven(c) for c in COMPONENTS)
+    needs_data = measured or any(c in wanted and opts.data_driven(c) for c in COMPONENTS)
     cal = load_calibration(calib, calib_images, handle.data_config, seed) if needs_data or calib else None
     scores = compute_scores(handle.model.eval(), cal.images if cal is not None else None, opts, frozenset(wanted),
                             progress)
     if arch is None:
         shell = structure(base, scores, drop_blocks, heads)
-        arch = allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
+        arch = _allocate(handle, allocation, shell, budget, round_to, scores, cal if measured else None,
+                         batch_size, progress)
     else:
         arch = choose_blocks(scores, arch, drop_blocks)
     if rescore:
@@ -200,6 +225,7 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
                    "target_speedup": target_speedup, "latency_table": str(latency_table) if latency_table else None,
                    "heads": heads, "drop_blocks": drop_blocks, "round_to": round_to,
                    "allocation": allocation if has_budget else None,
+                   "group_weight": group_weight if has_budget and allocation == "score" else None,
                    "budget": {"limit": budget.limit, "unit": budget.cost.unit} if has_budget else None},
         "criteria": opts.criteria, "snp_gamma": gamma, "ffn_score": ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},

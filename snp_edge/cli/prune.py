@@ -46,7 +46,8 @@ def prune_from_args(args: argparse.Namespace, model=None, **target):
         calib=args.calib, calib_images=args.calib_images, seed=args.seed, criteria=criteria_from_args(args),
         gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
         heads=args.heads, drop_blocks=args.drop_blocks, round_to=groups.resolve_round_to(args),
-        batch_size=args.batch_size, rescore=args.rescore, progress=not getattr(args, "json", False))
+        batch_size=args.batch_size, rescore=args.rescore,
+        group_weight=args.group_weight, progress=not getattr(args, "json", False))
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -248,3 +248,44 @@ def test_profile_then_prune_to_a_speedup(tmp_path):
                           "--target-speedup", "2", "--criterion", "l1", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, timeout=280)
     assert res.returncode == 2 and "--latency-table" in res.stderr
+
+
+def test_latency_budgets_measure_group_weights_by_default(tmp_path):
+    """--group-weight auto: a latency budget measures each group's loss (the recipe says ``loss``, and the
+    widths differ from the ``macs`` weights'), a MAC budget keeps ``macs``; an unknown name is refused. The
+    KL probe is 0 at the unpruned widths and positive once the residual width is cut."""
+    import torch
+
+    from snp_edge import prune
+    from snp_edge.arch import Arch
+    from snp_edge.criteria import DEFAULT_CRITERIA, ScoreOptions, compute_scores
+    from snp_edge.errors import SnpEdgeError
+    from snp_edge.models import ModelHandle
+    from snp_edge.sensitivity import KLProbe, probe_images
+
+    args = {"img_size": 32, "depth": 2}
+    torch.manual_seed(0)
+    handle = ModelHandle(create_model("deit_tiny_patch16_224", args), "deit_tiny_patch16_224", args)
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(_synthetic(handle.model, overhead_ms=1e-4)))
+    common = dict(latency_table=path, calib_images=8, criteria="l1", round_to=8)
+    by = {w: prune(handle, target_speedup=1.6, group_weight=w, **common) for w in ("auto", "macs")}
+    assert by["auto"].recipe["target"]["group_weight"] == "loss"
+    assert by["macs"].recipe["target"]["group_weight"] == "macs"
+    assert by["auto"].handle.arch != by["macs"].handle.arch
+    for r in by.values():
+        assert 1.6 <= r.summary["predicted_speedup"] <= 1.6 / 0.98
+    gmacs = prune(handle, target_gmacs=0.6 * handle.gmacs, calib_images=8, criteria="l1")
+    assert gmacs.recipe["target"]["group_weight"] == "macs"
+    with pytest.raises(SnpEdgeError, match="unknown group weight 'kl'"):
+        prune(handle, target_speedup=1.6, group_weight="kl", **common)
+
+    images = torch.randn(6, 3, 32, 32)
+    scores = compute_scores(handle.model.eval(), images, ScoreOptions(criteria=dict(DEFAULT_CRITERIA)))
+    probe = KLProbe(handle, scores, images, batch_size=4)
+    full = arch_of(handle.model)
+    assert probe(full) == pytest.approx(0.0, abs=1e-6)
+    assert probe(Arch.from_dict({**full.to_dict(), "embed": 96})) > 1e-4
+    probe.close()
+    # forward work per probe bounded: DeiT-S 8 images, a 2-GMACs model 20, the MNIST ViTs every one up to 32
+    assert [probe_images(g) for g in (4.6, 17.6, 2.0, 0.0118)] == [8, 8, 20, 32]

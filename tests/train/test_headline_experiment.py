@@ -33,3 +33,29 @@ def test_quick_headline_experiment(tmp_path):
     for name in ("headline.md", "allocation.md", "gamma.md"):
         assert (out / name).read_text().count("|") > 10
     assert (out / "allocation.png").read_bytes()[:4] == b"\x89PNG" and (out / "headline.png").is_file()
+
+
+@pytest.mark.slow
+def test_quick_latency_section(tmp_path):
+    """Issue 13's accuracy-at-equal-latency rows in --quick mode: the wide model's latency table is profiled,
+    the latency-targeted models land within 2% under the headline model's predicted latency, the loss-weighted
+    MAC-targeted one under its MACs, every model of the seed is timed in one run, and the table compares each
+    with the headline model of its seed."""
+    out = tmp_path / "hl"
+    res = subprocess.run([sys.executable, "-m", "experiments.headline", "--out", str(out), "--quick", "--sections",
+                          "headline", "latency"], cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    lat = [r for r in result["rows"] if r["section"] == "latency"]
+    assert {r["method"] for r in lat} == {"score-latency", "score-latency-macs", "score-loss"}
+    for r in lat:
+        if r["method"] == "score-loss":
+            assert 0.98 * r["narrow_gmacs"] <= r["gmacs"] <= r["narrow_gmacs"]
+        else:
+            assert 0.98 * r["target_ms"] <= r["predicted_ms"] <= r["target_ms"]
+    timed = result["latency"]["per_seed_median_ms"]
+    assert set(timed) == {f"{m}-s0" for m in ("wide", "narrow", "score", "score-latency", "score-latency-macs",
+                                              "score-loss")}
+    assert all(ms > 0 for ms in timed.values())
+    text = (out / "headline.md").read_text()
+    assert "- score-latency against the default: seed 0: top-1" in text and "x the latency" in text

@@ -1,0 +1,59 @@
+"""Sensitivity probes: the loss of the unpruned model cut to given widths, for the allocator's ``loss`` group
+weights (:func:`snp_edge.allocation.measure_loss`).
+
+A probe is called up to ``len(PROBE_KEPT)`` times per group (111 times on a 12-block ViT), each time on a
+model cut by :func:`~snp_edge.surgery.apply_widths` with the scores that choose the kept units.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .allocation import PROBE_KEPT
+from .arch import Arch
+from .criteria import Scores
+from .models import ModelHandle
+from .progress import bar
+from .surgery import apply_widths
+
+PROBE_IMAGES = (8, 32)  # fewest, most calibration images a probe runs on (the first ones)
+PROBE_GMACS = 40.0  # forward work per probe, at most above the fewest images: DeiT-S (4.6 GMACs) 8 images, 111
+# probes in 2-4 minutes on a 2-core CPU; the MNIST ViTs of docs/accuracy.md (0.012 GMACs) 32 images
+
+
+def probe_images(gmacs: float) -> int:
+    """Calibration images per probe for a model of ``gmacs`` GMACs per image."""
+    lo, hi = PROBE_IMAGES
+    return max(lo, min(hi, int(PROBE_GMACS / max(gmacs, 1e-9))))
+
+
+class KLProbe:
+    """KL(unpruned || cut) of the class predictions on the first :func:`probe_images` of ``images``
+    (N, C, H, W), mean over images, in nats.
+
+    The unpruned model's log-probabilities are computed once; the probe of the unpruned widths is 0.
+    ``progress``: a bar over the probes (closed by :meth:`close`)."""
+
+    def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
+                 progress: bool = False) -> None:
+        images = images[:probe_images(handle.gmacs)]
+        self.handle, self.scores = handle, scores
+        self.batches = images.split(batch_size)
+        self.images = len(images)
+        with torch.no_grad():
+            model = handle.model.eval()
+            self.reference = [F.log_softmax(model(x).float(), -1) for x in self.batches]
+        groups = 1 + 3 * len(handle.model.blocks)  # residual width + (qk, v, mlp) per block: at most
+        self.bar = bar(total=groups * len(PROBE_KEPT), desc="sensitivity", unit="probe", disable=not progress)
+
+    def __call__(self, arch: Arch) -> float:
+        cut = apply_widths(self.handle, arch, self.scores).model.eval()
+        with torch.no_grad():
+            total = sum(F.kl_div(F.log_softmax(cut(x).float(), -1), ref, log_target=True, reduction="sum")
+                        for x, ref in zip(self.batches, self.reference, strict=True))
+        self.bar.update()
+        return float(total) / self.images
+
+    def close(self) -> None:
+        self.bar.close()
