@@ -370,7 +370,7 @@ def _ms(values: list[float], digits: int = 1) -> str:
 
 def _seeds_label(latency: dict | None) -> str:
     seeds = (latency or {}).get("seeds") or [(latency or {}).get("seed", 0)]
-    return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {', '.join(map(str, seeds))}"
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"median of seeds {', '.join(map(str, seeds))}"
 
 
 def equal_latency_lines(rows: list[dict], latency: dict | None) -> list[str]:

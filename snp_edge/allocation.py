@@ -74,6 +74,10 @@ class Cost(Protocol):
     def block(self, embed: int, block: BlockArch) -> float:
         """Cost of one transformer block of widths ``block`` on residual width ``embed``."""
 
+    def smallest(self, comp: str) -> int:
+        """Narrowest width of ``comp`` ("embed", "qk", "v", "mlp") the cost knows (a latency table does not
+        extrapolate below what it measured)."""
+
 
 def total_cost(cost: Cost, arch: Arch) -> float:
     return cost.fixed(arch.embed) + sum(cost.block(arch.embed, b) for b in arch.blocks)
@@ -93,6 +97,9 @@ class MacCost:
 
     def block(self, embed: int, block: BlockArch) -> float:
         return block_macs(embed, block, self.tokens)
+
+    def smallest(self, comp: str) -> int:
+        return 1
 
 
 def structure(base: Arch, scores: Scores | None, drop_blocks: int = 0, heads: int | None = None) -> Arch:
@@ -188,13 +195,14 @@ def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], to
     return {k: v.double().clamp_min(0) for k, v in out.items()}
 
 
-def _groups(shell: Arch, scores: Scores, step: int) -> list[_Group]:
+def _groups(shell: Arch, scores: Scores, step: int, cost: Cost | None = None) -> list[_Group]:
     groups = []
     for (comp, pos), s in _unit_scores(scores, shell).items():
         mean = s.mean()
         s = s / mean if mean > 0 else torch.ones_like(s)
         ordered = s.sort(dim=1).values.sum(0)  # (width,): the k-th least important neuron of every row, summed
-        widths = ladder(s.shape[1], step)
+        floor = cost.smallest(comp) if cost is not None else 1
+        widths = [w for w in ladder(s.shape[1], step) if w >= floor] or [s.shape[1]]
         cum = torch.cat([torch.zeros(1, dtype=ordered.dtype), ordered.cumsum(0)])
         removed = torch.tensor([cum[s.shape[1] - widths[t + 1]] - cum[s.shape[1] - widths[t]]
                                 for t in range(len(widths) - 1)], dtype=torch.float64)
@@ -303,7 +311,7 @@ def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: 
     macs = macs or getattr(cost, "macs", None) or cost
     if not isinstance(macs, MacCost):
         raise SnpEdgeError("the score allocation needs a MAC count beside a latency cost")
-    groups = _groups(shell, scores, round_to)
+    groups = _groups(shell, scores, round_to, cost)
     if probe is not None:
         measure_loss(groups, shell, probe)
     at, arch = shell, shell
@@ -413,7 +421,7 @@ def uniform(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Score
 
     def at(s: float) -> Arch:
         def keep(orig: int, comp: str) -> int:
-            return max(1, int(orig * (1 - s * weights[comp])))
+            return max(cost.smallest(comp), int(orig * (1 - s * weights[comp])))
 
         blocks = [replace(b, qk=keep(shell.head_dim, "qk"), v=keep(shell.head_dim, "v"), mlp=keep(shell.mlp, "mlp"))
                   for b in shell.blocks]

@@ -69,6 +69,11 @@ class LatencyCost:
                                + lt.term_ms(t, "mlp", {"embed": embed, "mlp": block.mlp}))
 
 
+    def smallest(self, comp: str) -> int:
+        """The table's narrowest measured width (below it a prediction would be an extrapolation)."""
+        return int(min(self.table["grid"][comp]))
+
+
 def predict_ms(table: dict, arch: Arch) -> float:
     """Predicted latency (ms) of a model of widths ``arch``."""
     return lt.predict_ms(table, arch.embed, [vars(b) for b in arch.blocks])

@@ -289,3 +289,37 @@ def test_latency_budgets_measure_group_weights_by_default(tmp_path):
     probe.close()
     # forward work per probe bounded: DeiT-S 8 images, a 2-GMACs model 20, the MNIST ViTs every one up to 32
     assert [probe_images(g) for g in (4.6, 17.6, 2.0, 0.0118)] == [8, 8, 20, 32]
+
+
+def test_latency_allocation_stays_inside_the_table():
+    """A latency table does not extrapolate below its narrowest measured widths (an FFN of 8 neurons was
+    predicted 15% fast on DeiT-S): with a latency cost no width goes under the grid's smallest, whatever the
+    group weights say; the budget still lands within 2%."""
+    import torch
+
+    from snp_edge.criteria import Scores
+
+    model = _model()
+    base = arch_of(model)
+    macs = MacCost(**macs_constants(model))
+    g = torch.Generator().manual_seed(1)
+    scores = Scores(qk=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                    v=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                    mlp=[torch.rand(1536, generator=g) for _ in range(12)],
+                    heads=[torch.rand(6, generator=g) for _ in range(12)], embed=torch.rand(384, generator=g),
+                    blocks=torch.rand(12, generator=g))
+    table = _synthetic(model)
+    cost = LatencyCost(table, macs)
+    floor = {c: min(table["grid"][c]) for c in ("embed", "qk", "v", "mlp")}
+    assert floor["mlp"] > 8 and cost.smallest("mlp") == floor["mlp"]
+
+    def probe(arch):  # FFNs free to cut: MAC-free worth would take them to the ladder's last step
+        return (1 - arch.embed / 384) * 100 + sum(2 - (b.qk + b.v) / 64 for b in arch.blocks)
+
+    for name, extra in (("score", {"probe": probe}), ("score", {}), ("uniform", {})):
+        budget = 0.3 * total_cost(cost, base)
+        arch = allocate(name, base, budget, cost, 8, scores, **extra)
+        assert 0.98 * budget <= total_cost(cost, arch) <= budget
+        assert arch.embed >= floor["embed"]
+        assert all(b.qk >= floor["qk"] and b.v >= floor["v"] and b.mlp >= floor["mlp"] for b in arch.blocks)
+    assert min(b.mlp for b in allocate("score", base, budget, cost, 8, scores, probe).blocks) == floor["mlp"]
