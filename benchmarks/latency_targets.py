@@ -78,7 +78,7 @@ def main() -> int:
 
     # DeiT-Tiny's latency here, measured against DeiT-S in one interleaved run
     ref = bench([from_handle(deit_s, DEIT_S, label="DeiT-S"), from_handle(deit_t, DEIT_T, label="DeiT-Tiny")],
-                max(100, args.runs // 3), args.seed)
+                args.runs, args.seed)
     # the load of a shared machine moves between runs: DeiT-Tiny's latency is taken as its ratio to DeiT-S,
     # measured side by side, times DeiT-S's latency when the table was measured (its calibration run)
     ratio = ref["candidates"][1]["latency_ms"]["median"] / ref["candidates"][0]["latency_ms"]["median"]

@@ -19,7 +19,7 @@ from .surgery import apply_widths
 
 PROBE_IMAGES = (8, 32)  # fewest, most calibration images a probe runs on (the first ones)
 PROBE_GMACS = 40.0  # forward work per probe, at most above the fewest images: DeiT-S (4.6 GMACs) 8 images, 111
-# probes in 2-4 minutes on a 2-core CPU; the MNIST ViTs of docs/accuracy.md (0.012 GMACs) 32 images
+# probes in about a minute on 2 quiet CPU cores; the MNIST ViTs of docs/accuracy.md (0.012 GMACs) 32 images
 
 
 def probe_images(gmacs: float) -> int:

@@ -292,8 +292,8 @@ def test_latency_budgets_measure_group_weights_by_default(tmp_path):
 
 
 def test_latency_allocation_stays_inside_the_table():
-    """A latency table does not extrapolate below its narrowest measured widths (an FFN of 8 neurons was
-    predicted 15% fast on DeiT-S): with a latency cost no width goes under the grid's smallest, whatever the
+    """A latency table does not extrapolate below its narrowest measured widths (a DeiT-S with six FFNs of 8
+    neurons was predicted 15% fast): with a latency cost no width goes under the grid's smallest, whatever the
     group weights say; the budget still lands within 2%."""
     import torch
 
