@@ -68,7 +68,6 @@ class LatencyCost:
                                                       "v": block.v})
                                + lt.term_ms(t, "mlp", {"embed": embed, "mlp": block.mlp}))
 
-
     def smallest(self, comp: str) -> int:
         """The table's narrowest measured width (below it a prediction would be an extrapolation)."""
         return int(min(self.table["grid"][comp]))
