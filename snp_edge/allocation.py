@@ -276,19 +276,15 @@ def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> l
     only go after the ones above it)."""
     keys = []
     for g in groups:
-        if g.loss is not None:
-            k = torch.tensor([float(g.loss[t]) / max(_delta(cost, _with_width(arch, g, g.widths[t]),
-                                                             _with_width(arch, g, g.widths[t + 1]), g), 1e-12)
-                              for t in range(len(g.loss))], dtype=torch.float64)
-            keys.append(torch.cummax(k, 0).values)
-            continue
-        neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in range(len(g.removed))], dtype=torch.float64)
-        k = g.removed / (neurons * g.units)
-        if cost is not macs:
-            for t in range(len(g.removed)):
-                hi, lo = _with_width(arch, g, g.widths[t]), _with_width(arch, g, g.widths[t + 1])
-                saved_macs = _delta(macs, hi, lo, g)
-                k[t] *= saved_macs / max(_delta(cost, hi, lo, g), 1e-12)  # a step that saves nothing stays
+        steps = range(len(g.removed))
+        neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in steps], dtype=torch.float64)
+        k = g.removed / (neurons * g.units)  # the mean normalised score of the step's units
+        if g.loss is not None or cost is not macs:
+            pairs = [(_with_width(arch, g, g.widths[t]), _with_width(arch, g, g.widths[t + 1])) for t in steps]
+            saved = torch.tensor([max(_delta(cost, hi, lo, g), 1e-12) for hi, lo in pairs], dtype=torch.float64)
+            worth = g.loss if g.loss is not None else \
+                k * torch.tensor([_delta(macs, hi, lo, g) for hi, lo in pairs], dtype=torch.float64)
+            k = worth / saved  # a step that saves nothing stays
         keys.append(torch.cummax(k, 0).values)
     return keys
 

@@ -8,11 +8,11 @@ model cut by :func:`~snp_edge.surgery.apply_widths` with the scores that choose 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .allocation import PROBE_KEPT
 from .arch import Arch
 from .criteria import Scores
+from .criteria.residual import output_kl, reference_log_probs
 from .models import ModelHandle
 from .progress import bar
 from .surgery import apply_widths
@@ -37,23 +37,17 @@ class KLProbe:
 
     def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
                  progress: bool = False) -> None:
-        images = images[:probe_images(handle.gmacs)]
-        self.handle, self.scores = handle, scores
-        self.batches = images.split(batch_size)
-        self.images = len(images)
-        with torch.no_grad():
-            model = handle.model.eval()
-            self.reference = [F.log_softmax(model(x).float(), -1) for x in self.batches]
+        self.images = images[:probe_images(handle.gmacs)]
+        self.handle, self.scores, self.batch_size = handle, scores, batch_size
+        self.reference = reference_log_probs(handle.model.eval(), self.images, batch_size)
         groups = 1 + 3 * len(handle.model.blocks)  # residual width + (qk, v, mlp) per block: at most
         self.bar = bar(total=groups * len(PROBE_KEPT), desc="sensitivity", unit="probe", disable=not progress)
 
     def __call__(self, arch: Arch) -> float:
         cut = apply_widths(self.handle, arch, self.scores).model.eval()
-        with torch.no_grad():
-            total = sum(F.kl_div(F.log_softmax(cut(x).float(), -1), ref, log_target=True, reduction="sum")
-                        for x, ref in zip(self.batches, self.reference, strict=True))
+        loss = output_kl(cut, self.images, self.reference, self.batch_size)
         self.bar.update()
-        return float(total) / self.images
+        return loss
 
     def close(self) -> None:
         self.bar.close()

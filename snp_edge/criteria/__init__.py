@@ -50,6 +50,7 @@ COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 DEFAULT_CRITERIA = {**dict.fromkeys(COMPONENTS, "snp"), "v": "snp-data"}
 FFN_SCORES = ("act", "l1", "l2")
 EMBED_SCORES = ("l1", "l2", "act", "ln", "fisher", "ablation", "kl")
+DATA_DRIVEN_EMBED_SCORES = ("act", "ln", "fisher", "ablation", "kl")  # read calibration images
 # Residual channels: "kl" beat the weight-only "l1" before fine-tuning but not after distillation, and costs more
 # (docs/accuracy.md, "The residual-width criterion"): "l1" stays the default.
 DEFAULT_EMBED_SCORE = "l1"
@@ -84,7 +85,7 @@ class ScoreOptions:
         if comp == "mlp":
             return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
         if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in ("act", "ln", "fisher", "ablation", "kl")
+            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in DATA_DRIVEN_EMBED_SCORES
         if comp == "v":
             return crit in ("snp-data", "snp-attn")
         return crit in ("snp", "snp-data", "snp-attn")

@@ -115,8 +115,18 @@ def _batches(images: torch.Tensor, batch_size: int):
 
 
 @torch.no_grad()
-def _reference(model: nn.Module, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+def reference_log_probs(model: nn.Module, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``model``'s class log-probabilities on ``images``, one (B, classes) tensor per batch."""
     return [logits(model, x).log_softmax(-1) for x in _batches(images, batch_size)]
+
+
+@torch.no_grad()
+def output_kl(model: nn.Module, images: torch.Tensor, reference: list[torch.Tensor], batch_size: int) -> float:
+    """KL(reference || model) of the class probabilities on ``images``, mean over images, in nats
+    (``reference`` from :func:`reference_log_probs` with the same ``batch_size``)."""
+    total = sum(torch.nn.functional.kl_div(logits(model, x).log_softmax(-1), ref, log_target=True, reduction="sum")
+                for x, ref in zip(_batches(images, batch_size), reference, strict=True))
+    return float(total) / len(images)
 
 
 def kl_curvature(model: nn.Module, images: torch.Tensor, reference: list[torch.Tensor], mask: torch.Tensor,
@@ -184,7 +194,7 @@ def kl_order(model: nn.Module, images: torch.Tensor, batch_size: int = 16, chunk
         raise SnpEdgeError(f"kl_order: chunk must be >= 1 and floor in 1..{E}, got chunk {chunk}, floor {floor}")
     if images is None or len(images) == 0:
         raise SnpEdgeError("--embed-score kl needs calibration images")
-    ref = _reference(model, images, batch_size)
+    ref = reference_log_probs(model, images, batch_size)
     gen = torch.Generator().manual_seed(seed)
     mask = torch.ones(E)
     order: list[int] = []
@@ -219,14 +229,13 @@ def ablation_scores(model: nn.Module, images: torch.Tensor, batch_size: int = 16
     channel c alone removed (exactly), over the first :data:`ABLATION_IMAGES` images. (E,)"""
     images = images[:ABLATION_IMAGES]
     E = model.patch_embed.proj.out_channels
-    ref = torch.cat(_reference(model, images, batch_size))
+    ref = reference_log_probs(model, images, batch_size)
     mask = torch.ones(E)
     scores = torch.zeros(E)
     with ResidualMask(model, mask):
         for c in range(E):
             mask[c] = 0
-            out = torch.cat([logits(model, x) for x in _batches(images, batch_size)])
-            scores[c] = torch.nn.functional.kl_div(out.log_softmax(-1), ref, log_target=True, reduction="batchmean")
+            scores[c] = output_kl(model, images, ref, batch_size)
             mask[c] = 1
     return scores
 

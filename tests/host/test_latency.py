@@ -23,6 +23,20 @@ def _model(name="deit_small_patch16_224"):
     return create_model(name, device="meta")
 
 
+def _deit_s_scores(seed: int):
+    """Uniform random scores of DeiT-S's shapes."""
+    import torch
+
+    from snp_edge.criteria import Scores
+
+    g = torch.Generator().manual_seed(seed)
+    return Scores(qk=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                  v=[torch.rand(6, 64, generator=g) for _ in range(12)],
+                  mlp=[torch.rand(1536, generator=g) for _ in range(12)],
+                  heads=[torch.rand(6, generator=g) for _ in range(12)], embed=torch.rand(384, generator=g),
+                  blocks=torch.rand(12, generator=g))
+
+
 def _synthetic(model, per_mac_ms=1e-8, overhead_ms=0.05, points=4):
     """A table whose parts cost ``per_mac_ms`` per MAC plus a fixed overhead per part (multilinear in each
     width except attention, which is bilinear in heads x width: interpolation is exact on it)."""
@@ -151,19 +165,12 @@ def test_bad_tables_are_refused(tmp_path):
 def test_latency_cost_drives_the_allocation_within_two_percent():
     """--target-latency: the score allocation lands within 2% under the predicted budget; a latency table where
     the FFN is expensive per MAC makes the FFN narrower than the MAC cost does at the same budget in ms."""
-    import torch
 
-    from snp_edge.criteria import Scores
 
     model = _model()
     base = arch_of(model)
     macs = MacCost(**macs_constants(model))
-    g = torch.Generator().manual_seed(0)
-    scores = Scores(qk=[torch.rand(6, 64, generator=g) for _ in range(12)],
-                    v=[torch.rand(6, 64, generator=g) for _ in range(12)],
-                    mlp=[torch.rand(1536, generator=g) for _ in range(12)],
-                    heads=[torch.rand(6, generator=g) for _ in range(12)], embed=torch.rand(384, generator=g),
-                    blocks=torch.rand(12, generator=g))
+    scores = _deit_s_scores(0)
     table = _synthetic(model)
     cost = LatencyCost(table, macs)
     budget = 0.4 * total_cost(cost, base)
@@ -295,19 +302,12 @@ def test_latency_allocation_stays_inside_the_table():
     """A latency table does not extrapolate below its narrowest measured widths (a DeiT-S with six FFNs of 8
     neurons was predicted 15% fast): with a latency cost no width goes under the grid's smallest, whatever the
     group weights say; the budget still lands within 2%."""
-    import torch
 
-    from snp_edge.criteria import Scores
 
     model = _model()
     base = arch_of(model)
     macs = MacCost(**macs_constants(model))
-    g = torch.Generator().manual_seed(1)
-    scores = Scores(qk=[torch.rand(6, 64, generator=g) for _ in range(12)],
-                    v=[torch.rand(6, 64, generator=g) for _ in range(12)],
-                    mlp=[torch.rand(1536, generator=g) for _ in range(12)],
-                    heads=[torch.rand(6, generator=g) for _ in range(12)], embed=torch.rand(384, generator=g),
-                    blocks=torch.rand(12, generator=g))
+    scores = _deit_s_scores(1)
     table = _synthetic(model)
     cost = LatencyCost(table, macs)
     floor = {c: min(table["grid"][c]) for c in ("embed", "qk", "v", "mlp")}
