@@ -43,7 +43,7 @@ run=(docker run --rm --runtime nvidia --user "$(id -u):$(id -g)" ${groups[@]+"${
      -e SNP_EDGE_NVPMODEL="$nvp" -v "$bundle":/bundle -w /bundle "$IMAGE"
      bash scripts/"$stage".sh --no-prompt ${args[@]+"${args[@]}"})
 if [ ${#power[@]} -gt 0 ]; then
-    exec python3 -I "$bundle/engines/__main__.py" power-mode "$bundle" --max-perf --no-prompt -- "${run[@]}"
+    exec python3 -I -B "$bundle/engines/__main__.py" power-mode "$bundle" --max-perf --no-prompt -- "${run[@]}"
 fi
-echo "host power mode: $(python3 -I "$bundle/engines/__main__.py" power-mode "$bundle" 2>/dev/null)" >&2
+echo "host power mode: $(python3 -I -B "$bundle/engines/__main__.py" power-mode "$bundle" 2>/dev/null)" >&2
 exec "${run[@]}"

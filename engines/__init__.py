@@ -26,15 +26,44 @@ Where things are (one concept per module)::
 TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module
 imports (and the pure logic is tested) on a machine without them.
 
-Imported from a bundle (as the top-level package ``engines``), the bundle root leaves ``sys.path`` before
-anything else is imported: nothing beside this package (a ``numpy.py``, a ``json.py``) can shadow a module.
+Imported from a bundle (as the top-level package ``engines``: ``python3 -m engines``, ``from engines import
+Classifier``), the first thing this package does is the bundle's integrity check (``_bootstrap.py``, loaded
+from its source, standard library only: see that module): no byte code is read or written, the bundle root
+leaves ``sys.path`` (nothing beside this package, a ``numpy.py``, a ``json.py``, can shadow a module), and the
+bundle is checked before anything else of it is imported.
 """
 
 import os as _os
 import sys as _sys
 
 if __name__ == "engines":
-    _ROOT = _os.path.realpath(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+    _sys.dont_write_bytecode = True
+    _HERE = _os.path.dirname(_os.path.abspath(__file__))
+    _ROOT = _os.path.realpath(_os.path.dirname(_HERE))
     _sys.path[:] = [p for p in _sys.path if _os.path.realpath(p or _os.curdir) != _ROOT]
+    _pyc = globals().get("__cached__")  # Python wrote this file's byte code before this line could stop it
+    if _pyc and _os.path.dirname(_os.path.abspath(_pyc)) == _os.path.join(_HERE, "__pycache__") \
+            and _os.path.basename(_pyc).startswith("__init__.") and _os.path.isfile(_pyc):
+        try:  # (python3 -m engines without -B): remove it, and its folder when empty; nothing else is touched
+            _os.unlink(_pyc)
+            _os.rmdir(_os.path.dirname(_pyc))
+        except OSError:
+            pass
+    _boot = _sys.modules.get("engines._bootstrap")
+    if _boot is None:  # not started by the launcher: load the bootstrap from its source, as the launcher does
+        import types as _types
+
+        _boot = _types.ModuleType("engines._bootstrap")
+        _boot.__file__ = _os.path.join(_HERE, "_bootstrap.py")
+        with open(_boot.__file__, "rb") as _f:
+            exec(compile(_f.read(), _boot.__file__, "exec", dont_inherit=True), _boot.__dict__)
+        _sys.modules["engines._bootstrap"] = _boot
+    try:
+        _boot.enter(_HERE)
+    except _boot.BundleIntegrityError as _exc:
+        if _sys.argv[:1] == ["-m"]:  # python3 -m engines: one line and status 2, as every command
+            print("error: " + str(_exc), file=_sys.stderr)
+            raise SystemExit(_exc.exit_status) from None
+        raise
 
 from .classify import Classifier  # noqa: E402, F401  (the application API: `from engines import Classifier`)

@@ -47,22 +47,28 @@ JSON formats, for ``polygraphy run --load-inputs/--load-outputs``; listed in ``f
 (``{name: {path: folder, onnx: relative path, input: {name, shape, normalization}, output: {name, shape}}}``:
 the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``).
 
-Integrity (:func:`verify_bundle`): every listed file exists as a regular file inside the bundle (no symbolic
-link anywhere on its path) with the listed sha256, and nothing unlisted can be picked up as code or data: the
-bundle root holds only manifest.json, listed files and folders, and the unlisted content the tools write
-themselves, which is allowed: ``trt-cache/`` (engines, sidecars, timing caches; never hashed) and result
-files in the root named ``*.json`` or ``*.log`` (``--json-file``, ``--status-file``, logs). Inside a folder
-that holds listed files every file must be listed, except Python's ``__pycache__/NAME.*.pyc`` for a listed
-``NAME.py``. Symbolic links anywhere in the bundle are refused. The hashes guard against accidental change
-(an incomplete copy, an edit, a dropped file), not against someone who can rewrite manifest.json too.
+``writable`` (optional; absent = :data:`engines._bootstrap.DEFAULT_WRITABLE`): ``{folder: [file-name
+patterns]}``, "." the bundle root: the places the device side and the flavours' runtimes may add files to,
+and the names they may add (fnmatch patterns without "/", never code: ``*.py``, ``*.pyc``, ``*.so``, ...).
+``snp-edge bundle`` declares ``trt-cache`` (engines, sidecars, timing caches), "." (result files ``*.json``,
+``*.log``) and each flavour's own (DeepStream's and jetson-inference's engines beside their ONNX, Triton's
+TensorRT execution-provider cache).
+
+Integrity (:func:`verify_bundle`, the same code as the bootstrap every device entry point runs first:
+``engines/_bootstrap.py``): every listed file exists as a regular file inside the bundle (no symbolic link
+anywhere on its path) with the listed sha256, and nothing unlisted can be picked up as code or data: an
+unlisted file must sit in a declared writable place and match one of its patterns; no ``__pycache__`` or
+byte code anywhere; symbolic links anywhere are refused. The hashes guard against accidental change (an
+incomplete copy, an edit, a dropped file) and added files, not against someone who can rewrite
+manifest.json, the launcher or the bootstrap too (docs/device-workflow.md, "Integrity").
 """
 
-import hashlib
 import math
 import os
 import re
-import stat
 
+from . import _bootstrap
+from ._bootstrap import CACHE_DIR_NAME, MANIFEST_NAME, RESULT_PATTERNS, sha256_file  # noqa: F401 (re-exported)
 from .errors import ManifestError
 from .fileio import read_json
 from .preprocess import validate_spec
@@ -70,15 +76,12 @@ from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-CACHE_DIR_NAME = "trt-cache"  # engines, sidecars and timing caches the device writes (never hashed)
-RESULT_SUFFIXES = (".json", ".log")  # unlisted result files allowed in the bundle root
-MANIFEST_NAME = "manifest.json"
+RESULT_SUFFIXES = (".json", ".log")  # unlisted result files allowed in the bundle root (RESULT_PATTERNS)
 VERSION_KEYS = ("torch", "timm", "onnx", "onnxruntime", "snp_edge")
 INPUT_DTYPES = ("float32", "float16")
 SKIPPED_DIRS = ("__pycache__",)  # never hashed: Python writes them when the bundle's engines/ is imported
 
 _ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _fail(field, expected, value):
@@ -263,13 +266,7 @@ def _validate_golden(m, num_classes):
 
 
 def _validate_files(m, needed):
-    files = _dict(m, "files", "files")
-    for path, digest in sorted(files.items()):
-        field = f"files[{path!r}]"
-        if path == MANIFEST_NAME or path.startswith("/") or ".." in path.replace("\\", "/").split("/"):
-            _fail(field, "a relative path inside the bundle other than manifest.json", path)
-        if not isinstance(digest, str) or not _SHA256.match(digest):
-            _fail(field, "a lowercase sha256 hex digest", digest)
+    files = _bootstrap.check_files_field(m, ManifestError)
     for path in needed:
         if path not in files:
             raise ManifestError(f"manifest.json: field files: does not list {path}")
@@ -313,6 +310,7 @@ def validate_manifest(m):
             raise ManifestError(f"manifest.json: field files: does not list {obj[key]}")
     if "flavors" in m:
         _validate_flavors(m)
+    _bootstrap.writable_places(m, ManifestError)
     return m
 
 
@@ -328,112 +326,33 @@ def load_manifest(bundle_dir):
     return validate_manifest(doc)
 
 
-def sha256_file(path, chunk_bytes=1 << 20):
-    """The sha256 hex digest of a file, read in ``chunk_bytes`` chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _check_listed_file(bundle_dir, root, rel):
-    """Refuse a listed file that is missing, not a regular file, reached through a symbolic link, or outside
-    the bundle; returns its path."""
-    path = bundle_dir
-    for part in rel.split("/"):
-        path = os.path.join(path, part)
-        if os.path.islink(path):
-            shown = os.path.relpath(path, bundle_dir).replace(os.sep, "/")
-            raise ManifestError(f"bundle file {rel}: {shown} is a symbolic link; a bundle holds real files only "
-                                "(copy it with rsync -a, cp -r or tar, which keep files)")
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        raise ManifestError(f"bundle file {rel}: listed in manifest.json but missing") from None
-    if not stat.S_ISREG(mode):
-        raise ManifestError(f"bundle file {rel}: not a regular file")
-    real = os.path.realpath(path)
-    if not real.startswith(root.rstrip(os.sep) + os.sep):
-        raise ManifestError(f"bundle file {rel}: resolves to {real}, outside the bundle")
-    return path
-
-
 def verify_files(bundle_dir, manifest):
     """Check every file the manifest lists (a regular file inside the bundle, reached through no symbolic
     link, with the listed sha256); returns the checked relative paths, sorted."""
-    root = os.path.realpath(bundle_dir)
-    if os.path.islink(os.path.join(bundle_dir, MANIFEST_NAME)):
-        raise ManifestError(f"{MANIFEST_NAME} is a symbolic link; a bundle holds real files only")
-    checked = []
-    for rel, expected in sorted(manifest["files"].items()):
-        actual = sha256_file(_check_listed_file(bundle_dir, root, rel))
-        if actual != expected:
-            raise ManifestError(f"bundle file {rel}: sha256 mismatch (manifest {expected[:12]}..., file {actual[:12]}...): the bundle "
-                                "was modified or copied incompletely")
-        checked.append(rel)
-    return checked
-
-
-def _pyc_of_listed_module(name, folder_rel, listed):
-    """Whether ``__pycache__/name`` is Python's byte code for a listed module of ``folder_rel``."""
-    match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\.[a-z]+-\d+(\.opt-\d)?\.pyc$", name)
-    return bool(match) and "/".join(filter(None, [folder_rel, match.group(1) + ".py"])) in listed
+    return _bootstrap.verify_files(bundle_dir, manifest["files"], ManifestError)
 
 
 def unlisted_entries(bundle_dir, manifest):
-    """Bundle paths that are neither listed in the manifest nor allowed unlisted content (see the module
-    docstring), and every symbolic link: ``[(relative path, why)]``, sorted by path."""
-    listed = set(manifest["files"]) | {MANIFEST_NAME}
-    folders = {""}
-    for rel in listed:
-        parts = rel.split("/")[:-1]
-        folders.update("/".join(parts[:i + 1]) for i in range(len(parts)))
-    problems = []
-    for top, dirs, names in os.walk(bundle_dir):
-        here = os.path.relpath(top, bundle_dir).replace(os.sep, "/")
-        here = "" if here == "." else here
-        for d in sorted(dirs):
-            rel = "/".join(filter(None, [here, d]))
-            full = os.path.join(top, d)
-            if os.path.islink(full):
-                problems.append((rel, "a symbolic link" + (" (use --cache-dir for engines kept elsewhere)"
-                                                           if rel == CACHE_DIR_NAME else "")))
-            elif rel == CACHE_DIR_NAME:
-                pass
-            elif d == "__pycache__" and here in folders:
-                for name in sorted(os.listdir(full)):
-                    path = os.path.join(full, name)
-                    if os.path.islink(path) or not os.path.isfile(path) or not _pyc_of_listed_module(name, here, listed):
-                        problems.append((rel + "/" + name, "not byte code of a listed module"))
-            elif rel not in folders:
-                problems.append((rel + "/", "a folder manifest.json does not list"))
-        dirs[:] = [d for d in dirs if "/".join(filter(None, [here, d])) in folders and
-                   not os.path.islink(os.path.join(top, d))]
-        for name in sorted(names):
-            rel = "/".join(filter(None, [here, name]))
-            full = os.path.join(top, name)
-            if os.path.islink(full):
-                problems.append((rel, "a symbolic link"))
-            elif rel in listed:
-                continue
-            elif not here and name.endswith(RESULT_SUFFIXES) and os.path.isfile(full):
-                continue
-            else:
-                problems.append((rel, "a file manifest.json does not list"))
-    return sorted(problems)
+    """Bundle paths that are neither listed in the manifest nor allowed in a declared writable place, and every
+    symbolic link: ``[(relative path, why)]``, sorted by path."""
+    return _bootstrap.unlisted_entries(bundle_dir, manifest["files"], _bootstrap.writable_places(manifest,
+                                                                                                 ManifestError))
+
+
+def writable_places(manifest):
+    """``{folder ("" = root): patterns}`` the manifest declares (or the defaults)."""
+    return _bootstrap.writable_places(manifest, ManifestError)
 
 
 def verify_bundle(bundle_dir, manifest):
     """The integrity check of every device entry point: :func:`verify_files` and no unlisted or linked entry
-    (:func:`unlisted_entries`). Raises :class:`ManifestError` naming the first problem."""
-    verify_files(bundle_dir, manifest)
-    problems = unlisted_entries(bundle_dir, manifest)
-    if problems:
-        rel, why = problems[0]
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ManifestError(f"bundle entry {rel}: {why}{more}; remove it: only {CACHE_DIR_NAME}/ and result files "
-                            f"(*{' / *'.join(RESULT_SUFFIXES)}) in the bundle root may be added to a bundle")
+    (:func:`unlisted_entries`). Raises :class:`ManifestError` naming the first problem. The hashing is skipped
+    once right after the bootstrap verified this bundle with the same manifest.json in this process."""
+    path = os.path.join(bundle_dir, MANIFEST_NAME)
+    digest = sha256_file(path) if os.path.isfile(path) and not os.path.islink(path) else None
+    if digest is None or not _bootstrap.take_verified(bundle_dir, digest):
+        verify_files(bundle_dir, manifest)
+    _bootstrap.refuse_unlisted(bundle_dir, manifest["files"], writable_places(manifest), ManifestError)
     return manifest
 
 
@@ -446,7 +365,7 @@ def open_bundle(bundle_dir):
 
 def hash_files(bundle_dir):
     """``{relative path: sha256}`` for every file under ``bundle_dir`` except manifest.json and
-    ``__pycache__`` folders: the manifest's ``files`` field."""
+    ``__pycache__`` folders (a bundle ships no byte code): the manifest's ``files`` field."""
     files = {}
     for root, dirs, names in os.walk(bundle_dir):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)

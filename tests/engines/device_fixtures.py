@@ -145,7 +145,7 @@ def gpu_python(folder, python=None, identity=None):
     path = Path(folder) / "python3"
     path.write_text(f"""#!{python or sys.executable}
 import importlib, importlib.util, os, sys
-args = [a for a in sys.argv[1:] if a != "-I"]
+args = [a for a in sys.argv[1:] if a not in ("-I", "-B")]
 here = os.path.dirname(os.path.abspath(args[0]))
 spec = importlib.util.spec_from_file_location("engines", os.path.join(here, "__init__.py"),
                                               submodule_search_locations=[here])

@@ -72,7 +72,11 @@ def test_unlisted_numpy_py_is_refused_and_never_imported(code_bundle, tmp_path):
 
 @pytest.mark.parametrize("where,message", [
     ("engines/evil.py", "bundle entry engines/evil.py: a file manifest.json does not list"),
-    ("engines/__pycache__/evil.cpython-36.pyc", "engines/__pycache__/evil.cpython-36.pyc: not byte code of a listed module"),
+    ("engines/__pycache__/evil.cpython-36.pyc", "bundle entry engines/__pycache__/: Python byte code"),
+    ("engines/__pycache__/manifest.cpython-36.pyc", "bundle entry engines/__pycache__/: Python byte code"),
+    ("engines/evil.pyc", "bundle entry engines/evil.pyc: Python byte code"),
+    ("trt-cache/x.py", "bundle entry trt-cache/x.py: a file manifest.json does not list"),
+    ("trt-cache/notes.txt", "bundle entry trt-cache/notes.txt: a file manifest.json does not list"),
     ("golden/extra.npy", "bundle entry golden/extra.npy: a file manifest.json does not list"),
     ("results/out.json", "bundle entry results/: a folder manifest.json does not list"),
     ("notes.txt", "bundle entry notes.txt: a file manifest.json does not list"),
@@ -86,16 +90,20 @@ def test_unlisted_entries_are_refused(code_bundle, where, message):
 
 
 def test_allowed_unlisted_content(code_bundle):
-    """trt-cache/, result files in the root and Python's byte code of listed modules."""
+    """The default writable places (trt-cache/ engines, sidecars, timing caches; result files in the root); the
+    device code writes no byte code, even without -B and PYTHONDONTWRITEBYTECODE, in every entry form."""
     (code_bundle / "trt-cache").mkdir()
-    (code_bundle / "trt-cache" / "anything.engine").write_bytes(b"x")
+    for name in ("anything.engine", "anything.engine.json", "timing_gpu_trt8.2.1.cache"):
+        (code_bundle / "trt-cache" / name).write_bytes(b"x")
     (code_bundle / "bench.json").write_text("{}")
     (code_bundle / "deploy.log").write_text("")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    res = subprocess.run([sys.executable, str(code_bundle / "engines" / "__main__.py"), "info", str(code_bundle)],
-                         capture_output=True, text=True, timeout=60, env=env)  # writes engines/__pycache__
-    assert res.returncode == 0, res.stderr
-    assert any((code_bundle / "engines" / "__pycache__").iterdir())
+    for argv, cwd in (([str(code_bundle / "engines" / "__main__.py")], code_bundle.parent),
+                      (["-m", "engines"], code_bundle)):
+        res = subprocess.run([sys.executable, *argv, "info", str(code_bundle)], cwd=str(cwd),
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert res.returncode == 0, res.stderr
+    assert not list(code_bundle.rglob("__pycache__")) and not list(code_bundle.rglob("*.pyc"))
     assert run(["info", code_bundle]).returncode == 0
 
 

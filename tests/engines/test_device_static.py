@@ -121,6 +121,6 @@ def test_scripts_use_the_isolated_launcher_and_sudo_n_only():
     for path in sorted((ENGINES / "scripts").glob("*.sh")):
         code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
         assert "eval " not in code and "sudo" not in code, path.name
-    assert '"$PYTHON" -I "$BUNDLE/engines/__main__.py"' in (ENGINES / "scripts" / "_common.sh").read_text()
+    assert '"$PYTHON" -I -B "$BUNDLE/engines/__main__.py"' in (ENGINES / "scripts" / "_common.sh").read_text()
     power = (ENGINES / "power.py").read_text()
     assert '["sudo", "-n"]' in power and "--restore" in power
