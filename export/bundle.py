@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from snp_edge.engines._bootstrap import DEFAULT_WRITABLE
 from snp_edge.engines.errors import ManifestError
 from snp_edge.engines.fileio import Output, apply_umask, current_umask, scratch_dir
 from snp_edge.engines.manifest import (
@@ -49,7 +50,7 @@ from snp_edge.models import ModelHandle
 from snp_edge.summary import widths_of
 
 from . import reference
-from .flavors import FlavorContext, check_flavors, writer
+from .flavors import FlavorContext, check_flavors, merge_writable, writer
 from .labels import LABELS_FILE, default_labels, read_labels, write_labels
 from .normalize import InputForm
 from .onnx_export import ExportResult, export_onnx
@@ -225,6 +226,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         extra = {"golden": golden, "readme": README_FILE}
         if results:
             extra["flavors"] = {name: r.manifest for name, r in results.items()}
+        extra["writable"] = merge_writable(DEFAULT_WRITABLE, *(r.writable for r in results.values()))
         draft = make_manifest(handle, target, tmp, export, labels_source, extra)
         commands = polygraphy_commands("model.onnx", draft["onnx"]["input"]["shape"], len(inputs), outputs)
         (tmp / README_FILE).write_text(bundle_readme(draft, commands, [r.readme for r in results.values()],

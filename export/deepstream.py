@@ -45,6 +45,9 @@ def deepstream_labels(labels: list[str]) -> str:
     return ";".join(labels) + "\n"
 
 
+WRITABLE = {NAME: ["model.onnx_b*_gpu*_*.engine"]}  # nvinfer's engine cache beside the ONNX (engine_file)
+
+
 def engine_file(onnx_name: str, batch: int, precision: str = "fp16", gpu_id: int = 0) -> str:
     """The name nvinfer gives the engine it builds from ``onnx_name`` (``model.onnx_b1_gpu0_fp16.engine``),
     so the second start loads it instead of building again."""
@@ -95,6 +98,8 @@ FP16 (`network-mode=2`), `batch-size={batch}` (set it to nvstreammux's batch siz
 DeepStream's classifier format (one line, `;`-separated). nvinfer builds the engine on the first run and
 writes it as `{engine_file("model.onnx", batch)}` beside the ONNX; later runs load it. nvinfer scales the whole
 frame to the network size (`maintain-aspect-ratio=0`): no centre crop, unlike timm's evaluation transform.
+The manifest declares `{NAME}/` a writable place for `model.onnx_b*_gpu*_*.engine`, so the cached engine does
+not make the bundle fail its integrity check; any other file added there does.
 
 ```bash
 cd {NAME}
@@ -104,4 +109,4 @@ gst-launch-1.0 filesrc location=/opt/nvidia/deepstream/deepstream/samples/stream
 ```
 """
     return FlavorResult(entry, readme, [f"deepstream: {NAME}/{CONFIG_FILE}, net-scale-factor {nsf:g}, offsets "
-                                        f"{offsets}, batch-size {batch}"])
+                                        f"{offsets}, batch-size {batch}"], writable=WRITABLE)

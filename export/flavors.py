@@ -71,6 +71,18 @@ class FlavorResult:
     manifest: dict[str, Any]
     readme: str
     notes: list[str] = field(default_factory=list)  # one-line facts for the command's report
+    # where the runtime writes when run as the README documents (engine caches, output images): the
+    # manifest's ``writable`` places, {folder ("." = bundle root): [file-name patterns]}
+    writable: dict[str, list[str]] = field(default_factory=dict)
+
+
+def merge_writable(*declarations: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The union of ``writable`` declarations (patterns per folder, first-seen order, no duplicates)."""
+    merged: dict[str, list[str]] = {}
+    for declared in declarations:
+        for folder, patterns in declared.items():
+            merged[folder] = list(dict.fromkeys(merged.get(folder, []) + list(patterns)))
+    return dict(sorted(merged.items()))
 
 
 def get_flavor(name: str) -> Flavor:

@@ -92,6 +92,11 @@ def agreement_text(report: dict | None, handle) -> str:
     return text
 
 
+# what imagenet.py writes when run from the bundle root as documented: its engine cache and checksum beside the
+# ONNX (model.onnx.1.1.8201.GPU.FP16.engine, ...sha256sum) and the output image in the current folder
+WRITABLE = {NAME: ["model.onnx.*.engine", "model.onnx*.sha256sum"], ".": ["*.jpg", "*.jpeg", "*.png"]}
+
+
 def write(ctx: FlavorContext) -> FlavorResult:
     result, entry = export_for(ctx, NAME, input_form=JETSON_FORM, batch=1, head="softmax")
     folder = ctx.folder / NAME
@@ -116,11 +121,14 @@ line (`n%08d` prefixes, which jetson-inference strips). On the Jetson, from the 
 {command}
 ```
 
-jetson-inference builds an FP16 TensorRT engine on the first run and caches it beside the ONNX.
+jetson-inference builds an FP16 TensorRT engine on the first run and caches it beside the ONNX
+(`{NAME}/model.onnx.1.1.<TensorRT>.GPU.FP16.engine` and a `.sha256sum`); the manifest declares those names
+and the output image (`*.jpg`, `*.jpeg`, `*.png` in the bundle root) writable, so running it as above leaves
+the bundle intact for `verify`, `deploy` and `Classifier`; any other file added there is refused.
 
 {resize_text}
 """
     notes = [f"jetson-inference: {NAME}/model.onnx (batch 1, softmax); " + (
         f"preprocessing top-1 agreement {report['top1_agreement']:.0%}, max prob diff {report['max_prob_diff']:.3g}"
         if report else "preprocessing agreement not measured (no photographs)")]
-    return FlavorResult(entry, readme, notes)
+    return FlavorResult(entry, readme, notes, writable=WRITABLE)

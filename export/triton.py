@@ -22,6 +22,9 @@ from .flavors import FlavorContext, FlavorResult
 
 NAME = "triton"
 MAX_QUEUE_DELAY_US = 100  # how long dynamic batching waits to fill a preferred batch
+MOUNT = "/models"  # where the README's `docker run -v $PWD/triton:/models` puts the repository in the server
+CACHE_DIR = "trt-cache"  # triton/<name>/trt-cache: ONNX Runtime's TensorRT engine cache (a declared writable place)
+CACHE_PATTERNS = ["*.engine", "*.profile", "*.timing"]  # the TensorRT execution provider's engine, profile, timing cache
 
 
 def model_name(handle_name: str) -> str:
@@ -82,6 +85,8 @@ def write(ctx: FlavorContext) -> FlavorResult:
         name: "tensorrt"
         parameters {{ key: "precision_mode" value: "FP16" }}
         parameters {{ key: "max_workspace_size_bytes" value: "{workspace}" }}
+        parameters {{ key: "trt_engine_cache_enable" value: "true" }}
+        parameters {{ key: "trt_engine_cache_path" value: "{MOUNT}/{name}/{CACHE_DIR}" }}
       }}
     ]
   }}
@@ -96,13 +101,15 @@ def write(ctx: FlavorContext) -> FlavorResult:
     trtexec = (f"trtexec --onnx={rel}/1/model.onnx --saveEngine={rel}/1/model.plan --fp16 "
                f"--minShapes=input:{spec.min_batch}x{shapes} --optShapes=input:{spec.opt_batch}x{shapes} "
                f"--maxShapes=input:{spec.max_batch}x{shapes} --memPoolSize=workspace:{spec.workspace_mib}M")
-    server = ("docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/triton:/models "
-              "nvcr.io/nvidia/tritonserver:25.01-py3 tritonserver --model-repository=/models")
+    server = (f"docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/triton:{MOUNT} "
+              f"nvcr.io/nvidia/tritonserver:25.01-py3 tritonserver --model-repository={MOUNT}")
     readme = f"""## Triton Inference Server ({spec.name})
 
 `{rel}/` is a model repository entry: `config.pbtxt` serves `1/model.onnx` with the ONNX Runtime backend and
 its TensorRT execution accelerator in FP16, dynamic batching (preferred batch {spec.opt_batch}, at most
-{spec.max_batch}, {MAX_QUEUE_DELAY_US} µs queue delay) and one instance on the GPU; `labels.txt` names the classes
+{spec.max_batch}, {MAX_QUEUE_DELAY_US} µs queue delay) and one instance on the GPU, with the execution provider's engine cache on
+(`trt_engine_cache_path` {MOUNT}/{name}/{CACHE_DIR}, i.e. `{rel}/{CACHE_DIR}/`, a writable place the manifest
+declares), so a restarted server loads its engines instead of building them again; `labels.txt` names the classes
 for Triton's classification extension. Input `input` {chw} float32 (batch dimension added by Triton) holds
 {main.input_form.describe()}; output `{main.output}` [{handle.num_classes}].
 
@@ -124,4 +131,6 @@ docker run --rm --gpus all -v $PWD:/b -w /b nvcr.io/nvidia/tensorrt:25.01-py3 {t
                 "input": {"name": "input", "shape": [-1, *chw], "normalization": main.input_form.to_dict()},
                 "output": {"name": main.output, "shape": [-1, handle.num_classes]},
                 "configs": [f"{rel}/config.pbtxt", f"{rel}/configs/plan.pbtxt"]}
-    return FlavorResult(manifest, readme, [f"triton: model repository {rel} (config.pbtxt, configs/plan.pbtxt)"])
+    writable = {f"{rel}/{CACHE_DIR}": CACHE_PATTERNS, f"{rel}/1": ["model.plan"]}  # EP cache; the README's trtexec plan
+    return FlavorResult(manifest, readme, [f"triton: model repository {rel} (config.pbtxt, configs/plan.pbtxt)"],
+                        writable=writable)
