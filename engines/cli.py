@@ -155,7 +155,12 @@ def build_parser():
                    help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
     p.add_argument("--status-file", metavar="PATH",
                    help="where the status JSON goes (default: BUNDLE/deploy-status.json)")
+    p.add_argument("--backend", choices=APP_BACKENDS, default="tensorrt",
+                   help="what the app will run: a TensorRT engine, or model.onnx in ONNX Runtime (no TensorRT)")
+    p.add_argument("--preflight-only", action="store_true",
+                   help="only the checks (bundle, runtime, GPU, disk, memory, power mode read): build nothing")
     _power_flags(p)
+    parser.deploy_value_options = {o for a in p._actions for o in a.option_strings if a.nargs != 0}
 
     p = command("trtexec-cmd", "print the trtexec command line for a stage")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -370,8 +375,9 @@ def cmd_classify(args):
 def cmd_deploy(args):
     from .deploy import STATUS_FILE, Deployment, run_deploy
 
-    deployment = Deployment(args.bundle)
+    deployment = Deployment(args.bundle, backend=args.backend, preflight_only=args.preflight_only)
     status_file = args.status_file or os.path.join(args.bundle, STATUS_FILE)
+    _write_status(status_file, deployment.status(None))  # no earlier run's status survives this one
     try:
         run_deploy(args, deployment)
         code, message = 0, None
@@ -381,11 +387,36 @@ def cmd_deploy(args):
         code, message = describe_failure(exc)
         status = deployment.status(code, message)
         _write_status(status_file, status)
+        if args.json:
+            print(json.dumps(status, sort_keys=True))
         raise
     status = deployment.status(code, message)
     _write_status(status_file, status)
-    _emit(args, status, ["deployed: {}".format(deployment.engine), "status: " + status_file])
+    done = "preflight passed" if args.preflight_only else "deployed: {}".format(deployment.engine)
+    _emit(args, status, [done, "status: " + status_file])
     return 0
+
+
+def _parse_deploy(parser, argv):
+    """Parse a ``deploy`` command line; a usage error rewrites its status file first (exit 2 recorded)."""
+    import contextlib
+    import io
+
+    from .deploy import record_usage_error
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        text = err.getvalue()
+        if exc.code:
+            lines = text.strip().splitlines()
+            message = lines[-1].split("error: ", 1)[-1] if lines else "usage error"
+            record_usage_error(argv, message, parser.deploy_value_options, _write_status,
+                               lambda status: print(json.dumps(status, sort_keys=True)))
+        sys.stderr.write(text)
+        raise
 
 
 def _write_status(path, status):
@@ -513,7 +544,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     run = argv[argv.index("--") + 1:] if "--" in argv else []  # power-mode ... -- CMD
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    args = parser.parse_args(legacy_json_flag(argv))
+    argv = legacy_json_flag(argv)
+    args = _parse_deploy(parser, argv) if argv[:1] == ["deploy"] else parser.parse_args(argv)
     args.run = run
     if run and args.command != "power-mode":
         parser.error("only power-mode takes a command after --")
