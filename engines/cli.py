@@ -429,7 +429,9 @@ def _write_status(path, status):
 def cmd_info(args):
     env = envinfo.collect()
     result = {"env": env}
-    lines = ["python {}  numpy {}  tensorrt {}".format(env["python"], env["numpy"], env["tensorrt"] or "-"),
+    lines = ["python {}  numpy {}  onnxruntime {}  Pillow {}  OpenCV {}  tensorrt {}".format(
+        env["python"], env["numpy"] or "-", env["onnxruntime"] or "-", env["pillow"] or "-", env["opencv"] or "-",
+        env["tensorrt"] or "-"), "os: {}; CPU {} ({} cores)".format(env["os"], env["cpu_model"], env["cpu_count"]),
              "device: {}".format(json.dumps(env["device"], sort_keys=True))]
     if env["jetson"]:
         lines.append("jetson: {}".format(json.dumps(env["jetson"], sort_keys=True)))
