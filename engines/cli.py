@@ -142,11 +142,24 @@ def build_parser():
     p = command("info", "environment, bundle and cached engines")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?")
 
-    p = command("classify", "classify image files: top-k classes with probabilities and labels")
+    p = command("classify", "classify images, folders, videos, cameras and streams: top-k classes per frame")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (any size; decoded by Pillow)")
-    _backend_flag(p, APP_BACKENDS, "tensorrt")
-    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per image")
+    p.add_argument("images", metavar="SOURCE", nargs="+",
+                   help="an image file, a folder of images, a video file, /dev/videoN, csi://N, rtsp:// or http(s):// "
+                        "URL (video, cameras and streams through OpenCV)")
+    p.add_argument("--backend", choices=("auto",) + APP_BACKENDS, default="auto",
+                   help="what runs the model (auto: TensorRT where its bindings import and the engine loads, else "
+                        "ONNX Runtime; the output says which)")
+    p.add_argument("--preprocess", choices=("exact", "fast"), default="exact",
+                   help="exact: timm's eval transform bit for bit; fast: the crop region only, block average + "
+                        "bilinear (agreement in the bundle's README)")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per frame")
+    p.add_argument("--every", type=POSITIVE_INT, default=1, help="classify every Nth frame of a video or stream")
+    p.add_argument("--max-frames", type=POSITIVE_INT, help="stop after this many frames per source (default: all)")
+    p.add_argument("--smoothing", type=NONNEGATIVE_FLOAT, default=0.0,
+                   help="average probabilities over frames of a source, in [0, 1): p = s * previous + (1 - s) * now")
+    p.add_argument("--threshold", type=FRACTION, help="leave out classes below this probability")
+    p.add_argument("--json-lines", action="store_true", help="print one JSON object per frame as it is classified")
     p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
 
     p = command("deploy", "preflight, build, verify: make this device ready; always writes a status JSON")
@@ -349,26 +362,38 @@ def cmd_bench(args):
 
 
 def cmd_classify(args):
-    from .classify import Classifier
-    from .preprocess import load_image
+    from .classify import Classifier, StreamFilter
 
     manifest = _bundle(args)
-    frames = [load_image(path) for path in args.images]
+    StreamFilter(args.smoothing, args.threshold)  # bad values: exit 2 before the model loads
     options = _options(args, manifest)
     clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
                      fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads, dla_core=args.dla_core)
+                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess)
+    text = sys.stderr if args.json or args.json_lines else sys.stdout
+    results = []
     try:
-        rows = clf.classify(frames, top_k=args.top_k)
         info = clf.describe()
+        print("backend: {}{}, preprocessing {}".format(info["backend"], " ({})".format(info["auto"])
+                                                       if info.get("auto") else "", info["preprocess"]), file=text)
+        for frame, row in clf.stream(args.images, args.top_k, args.every, args.max_frames, args.smoothing,
+                                     args.threshold):
+            record = {"image": frame.name, "source": frame.source, "frame": frame.index, "backend": info["backend"],
+                      "top_k": [{"class_id": c, "label": label, "prob": p} for c, p, label in row]}
+            if args.json_lines:
+                print(json.dumps(record, sort_keys=True), flush=True)
+            else:
+                results.append(record)
+            print(frame.name if frame.name != frame.source or frame.color == "rgb" else
+                  "{} frame {}".format(frame.source, frame.index), file=text)
+            for c, p, label in row:
+                print("  {:>6.2%}  {:>5}  {}".format(p, c, label), file=text)
+            text.flush()
     finally:
         clf.close()
-    lines, results = [], []
-    for path, row in zip(args.images, rows):  # noqa: B905 (strict= is 3.10+)
-        results.append({"image": path, "top_k": [{"class_id": c, "label": label, "prob": p} for c, p, label in row]})
-        lines.append(path)
-        lines += ["  {:>6.2%}  {:>5}  {}".format(p, c, label) for c, p, label in row]
-    _emit(args, {"results": results, "backend": info}, lines)
+    if args.json or args.json_file:
+        args.json_lines = False
+        _emit(args, {"results": results, "backend": info}, [])
     return 0
 
 
