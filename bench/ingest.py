@@ -54,6 +54,40 @@ def _model_facts(doc: Document, model: object) -> dict[str, Any]:
             "notice": doc.str(model, "notice", "model.notice", default=None)}
 
 
+DEVICE_BACKENDS = {"tensorrt": "trt", "trtexec": "trt", "onnxruntime": "ort"}  # engines bench -> report names
+
+
+def run_facts(d: Document, doc: dict) -> dict[str, Any]:
+    """``{backend, device, precision}`` of a device bench document, in the report's terms: backend "trt" or
+    "ort", device "cuda", "dla" or ONNX Runtime's ("cpu", "cuda"); schema /1 was TensorRT only."""
+    backend = d.dict(doc, "backend", "backend", default=None) or {}
+    name = backend.get("backend", "tensorrt")
+    if name not in DEVICE_BACKENDS:
+        d.fail("backend.backend", "one of " + ", ".join(sorted(DEVICE_BACKENDS)), name)
+    if DEVICE_BACKENDS[name] == "ort":
+        device = backend.get("device") or "cpu"
+    else:
+        device = "dla" if backend.get("dla_core") is not None else "cuda"
+    return {"backend": DEVICE_BACKENDS[name], "device": str(device),
+            "precision": doc.get("precision") or backend.get("precision")}
+
+
+def device_environment(env: dict | None) -> dict[str, Any] | None:
+    """The device's ``env`` (engines.envinfo.collect) with the report's keys added: ``os`` (L4T release on a
+    Jetson), ``cpu`` {model, usable_cores} and ``versions`` {python, numpy, onnxruntime, Pillow, TensorRT}."""
+    if not env:
+        return env
+    jetson = env.get("jetson") or {}
+    os_name = env.get("os") or (f"L4T {jetson['l4t']}" if jetson.get("l4t") else None)
+    if jetson.get("l4t") and env.get("os"):
+        os_name = f"{env['os']} (L4T {jetson['l4t']})"
+    cpu = {"model": env.get("cpu_model") or jetson.get("model") or env.get("machine"),
+           "usable_cores": env.get("cpu_count")}
+    versions = {k: env.get(k) for k in ("python", "numpy", "onnxruntime", "pillow", "tensorrt")}
+    return {**env, "os": os_name, "cpu": {k: v for k, v in cpu.items() if v is not None},
+            "versions": {("Pillow" if k == "pillow" else k): v for k, v in versions.items() if v}}
+
+
 def _from_device_bench(doc: dict, path: Path) -> dict[str, Any]:
     d = Document(path, SnpEdgeError)
     times = _latencies(d, d.get(doc, "latencies_ms", "latencies_ms"), "latencies_ms")
@@ -62,7 +96,8 @@ def _from_device_bench(doc: dict, path: Path) -> dict[str, Any]:
     settings = {k: doc.get(k) for k in ("engine", "target", "precision", "timer", "warmup", "created")}
     settings["trtexec_summary"] = doc.get("trtexec_summary")
     return {"tool": "engines bench", "times_ms": times, "batch": batch, "warmup": doc.get("warmup"),
-            "environment": env, "settings": settings, **_model_facts(d, doc.get("model"))}
+            "environment": device_environment(env), "settings": settings, "run": run_facts(d, doc),
+            **_model_facts(d, doc.get("model"))}
 
 
 def _from_export_times(records: list, path: Path) -> dict[str, Any]:
@@ -115,7 +150,8 @@ def _from_device_sweep(doc: dict, path: Path) -> dict[str, Any]:
                     "cuda_graph": protocol.get("cuda_graph"), "preprocess_in_e2e": protocol.get("preprocess_in_e2e")}
         out.append({"tool": "engines bench", "times_ms": times, "batch": batch,
                     "warmup": {"warmup_runs": protocol.get("warmup_runs")}, "settings": settings})
-    return {"tool": "engines bench", "environment": d.dict(doc, "env", "env", default=None), "sections": out,
+    return {"tool": "engines bench", "environment": device_environment(d.dict(doc, "env", "env", default=None)),
+            "run": run_facts(d, doc), "sections": out,
             "batch": out[0]["batch"], "times_ms": out[0]["times_ms"], "warmup": out[0]["warmup"],
             "settings": out[0]["settings"], **facts}
 

@@ -63,18 +63,20 @@ def _device_columns(c: dict[str, Any]) -> str:
 def _markdown_section(doc: dict[str, Any], level: str = "#") -> str:
     p, env = doc["protocol"], doc["environment"]
     title = f"{level} snp-edge bench: {p['backend']} on {p.get('device', '?')}, batch {p['batch']}"
+    if p.get("precision"):
+        title += f", {p['precision']}"
     lines = [title + (" (PARTIAL: interrupted)" if doc["partial"] else ""), ""]
     if doc["notice"]:
         lines += [f"> **Notice:** {doc['notice']}", ""]
-    lines += ["| Model | Top-1 % | GMACs | Params (M) | Mean ms | Median ms | p90 ms | p99 ms | Throughput img/s "
-              "| Speed-up (median) | Speed-up (mean) | Kernel eff. |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| Model | Top-1 % | GMACs | Params (M) | Mean ms | Median ms | p90 ms | p95 ms | p99 ms "
+              "| Throughput img/s | Speed-up (median) | Speed-up (mean) | Kernel eff. |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in doc["candidates"]:
         lat = c["latency_ms"] or {}
         params = c["params"] / 1e6 if c["params"] is not None else None
         lines.append("| " + " | ".join([
             _cell(c["label"]), _fmt(c["top1"], ".2f"), _fmt(c["gmacs"], ".3g"), _fmt(params, ".2f"),
-            *(_fmt(lat.get(k), ".2f") for k in ("mean", "median", "p90", "p99")),
+            *(_fmt(lat.get(k), ".2f") for k in ("mean", "median", "p90", "p95", "p99")),
             _fmt(c["throughput_ips"], ".1f"), _fmt(c["speedup_median"], ".2f", "x"),
             _fmt(c["speedup_mean"], ".2f", "x"), _fmt(c["kernel_efficiency"], ".2f"),
         ]) + " |")

@@ -151,9 +151,15 @@ def _ingested(cands: list[Candidate], cfg: BenchConfig, base: int, command: list
         raise SnpEdgeError(f"measurement files disagree on the batch size ({sorted(batches)})")
     envs = [m["environment"] for m in ms if m.get("environment")]
     env = {"measured_elsewhere": True, **(envs[0] if envs else {})}
-    protocol = {"backend": "trt", "device": "cuda", "batch": batches.pop(), "baseline": cands[base].label,
-                "interleaved": False, "sources": sorted({m.get("tool", "?") for m in ms}),
-                "warmup": ms[0].get("warmup")}
+    facts = [m.get("run") or {"backend": "trt", "device": "cuda"} for m in ms]  # exportTimes, logs: TensorRT
+    kinds = sorted({f"{f['backend']} on {f['device']}" for f in facts})
+    if len(kinds) > 1:
+        raise SnpEdgeError(f"the measurement files come from different backends ({'; '.join(kinds)}): "
+                           "compare runs of one backend and device")
+    precisions = sorted({f.get("precision") for f in facts} - {None})
+    protocol = {"backend": facts[0]["backend"], "device": facts[0]["device"], "precision": "/".join(precisions) or None,
+                "batch": batches.pop(), "baseline": cands[base].label, "interleaved": False,
+                "sources": sorted({m.get("tool", "?") for m in ms}), "warmup": ms[0].get("warmup")}
     lat = [stats.summarize(m["times_ms"]) if m.get("times_ms") else m.get("latency_ms") for m in ms]
     times = [m.get("times_ms") or [] for m in ms]
     return build_results(cands, lat, times, [m.get("settings", {}) for m in ms], base, protocol, env, False, command)

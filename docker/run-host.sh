@@ -5,5 +5,5 @@ set -euo pipefail
 IMAGE="${SNP_EDGE_HOST_IMAGE:-snp-edge-host}"
 tty_flag=()
 [ -t 0 ] && tty_flag=(-it)
-exec docker run --rm ${tty_flag[@]+"${tty_flag[@]}"} --user "$(id -u):$(id -g)" -e HOME=/tmp \
+exec docker run --rm --init ${tty_flag[@]+"${tty_flag[@]}"} --user "$(id -u):$(id -g)" -e HOME=/tmp \
     -v "$PWD":/work -w /work "$IMAGE" "$@"

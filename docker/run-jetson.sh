@@ -39,7 +39,7 @@ IMAGE="${SNP_EDGE_JETSON_IMAGE:-$default_image}"
 groups=()
 video_gid="$(getent group video 2>/dev/null | cut -d: -f3 || true)"
 [ -n "$video_gid" ] && groups=(--group-add "$video_gid")
-run=(docker run --rm --runtime nvidia --user "$(id -u):$(id -g)" ${groups[@]+"${groups[@]}"} -e HOME=/tmp
+run=(docker run --rm --init --runtime nvidia --user "$(id -u):$(id -g)" ${groups[@]+"${groups[@]}"} -e HOME=/tmp
      -e SNP_EDGE_NVPMODEL="$nvp" -v "$bundle":/bundle -w /bundle "$IMAGE"
      bash scripts/"$stage".sh --no-prompt ${args[@]+"${args[@]}"})
 if [ ${#power[@]} -gt 0 ]; then

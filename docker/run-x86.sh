@@ -11,5 +11,5 @@ shift 2
 case "$stage" in build|verify|bench|deploy) ;; *) usage ;; esac
 [ -f "$bundle/manifest.json" ] || { echo "error: $bundle has no manifest.json: not a bundle" >&2; exit 2; }
 IMAGE="${SNP_EDGE_X86_IMAGE:-snp-edge-trt-x86:25.01}"
-exec docker run --rm --gpus all --user "$(id -u):$(id -g)" -e HOME=/tmp \
+exec docker run --rm --init --gpus all --user "$(id -u):$(id -g)" -e HOME=/tmp \
     -v "$bundle":/bundle -w /bundle "$IMAGE" bash scripts/"$stage".sh "$@"

@@ -142,11 +142,24 @@ def build_parser():
     p = command("info", "environment, bundle and cached engines")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?")
 
-    p = command("classify", "classify image files: top-k classes with probabilities and labels")
+    p = command("classify", "classify images, folders, videos, cameras and streams: top-k classes per frame")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (any size; decoded by Pillow)")
-    _backend_flag(p, APP_BACKENDS, "tensorrt")
-    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per image")
+    p.add_argument("images", metavar="SOURCE", nargs="+",
+                   help="an image file, a folder of images, a video file, /dev/videoN, csi://N, rtsp:// or http(s):// "
+                        "URL (video, cameras and streams through OpenCV)")
+    p.add_argument("--backend", choices=("auto",) + APP_BACKENDS, default="auto",
+                   help="what runs the model (auto: TensorRT where its bindings import and the engine loads, else "
+                        "ONNX Runtime; the output says which)")
+    p.add_argument("--preprocess", choices=("exact", "fast"), default="exact",
+                   help="exact: timm's eval transform bit for bit; fast: the crop region only, block average + "
+                        "bilinear (agreement in the bundle's README)")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per frame")
+    p.add_argument("--every", type=POSITIVE_INT, default=1, help="classify every Nth frame of a video or stream")
+    p.add_argument("--max-frames", type=POSITIVE_INT, help="stop after this many frames per source (default: all)")
+    p.add_argument("--smoothing", type=NONNEGATIVE_FLOAT, default=0.0,
+                   help="average probabilities over frames of a source, in [0, 1): p = s * previous + (1 - s) * now")
+    p.add_argument("--threshold", type=FRACTION, help="leave out classes below this probability")
+    p.add_argument("--json-lines", action="store_true", help="print one JSON object per frame as it is classified")
     p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
 
     p = command("deploy", "preflight, build, verify: make this device ready; always writes a status JSON")
@@ -155,7 +168,12 @@ def build_parser():
                    help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
     p.add_argument("--status-file", metavar="PATH",
                    help="where the status JSON goes (default: BUNDLE/deploy-status.json)")
+    p.add_argument("--backend", choices=APP_BACKENDS, default="tensorrt",
+                   help="what the app will run: a TensorRT engine, or model.onnx in ONNX Runtime (no TensorRT)")
+    p.add_argument("--preflight-only", action="store_true",
+                   help="only the checks (bundle, runtime, GPU, disk, memory, power mode read): build nothing")
     _power_flags(p)
+    parser.deploy_value_options = {o for a in p._actions for o in a.option_strings if a.nargs != 0}
 
     p = command("trtexec-cmd", "print the trtexec command line for a stage")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -344,34 +362,47 @@ def cmd_bench(args):
 
 
 def cmd_classify(args):
-    from .classify import Classifier
-    from .preprocess import load_image
+    from .classify import Classifier, StreamFilter
 
     manifest = _bundle(args)
-    frames = [load_image(path) for path in args.images]
+    StreamFilter(args.smoothing, args.threshold)  # bad values: exit 2 before the model loads
     options = _options(args, manifest)
     clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
                      fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads, dla_core=args.dla_core)
+                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess)
+    text = sys.stderr if args.json or args.json_lines else sys.stdout
+    results = []
     try:
-        rows = clf.classify(frames, top_k=args.top_k)
         info = clf.describe()
+        print("backend: {}{}, preprocessing {}".format(info["backend"], " ({})".format(info["auto"])
+                                                       if info.get("auto") else "", info["preprocess"]), file=text)
+        for frame, row in clf.stream(args.images, args.top_k, args.every, args.max_frames, args.smoothing,
+                                     args.threshold):
+            record = {"image": frame.name, "source": frame.source, "frame": frame.index, "backend": info["backend"],
+                      "top_k": [{"class_id": c, "label": label, "prob": p} for c, p, label in row]}
+            if args.json_lines:
+                print(json.dumps(record, sort_keys=True), flush=True)
+            else:
+                results.append(record)
+            print(frame.name if frame.name != frame.source or frame.color == "rgb" else
+                  "{} frame {}".format(frame.source, frame.index), file=text)
+            for c, p, label in row:
+                print("  {:>6.2%}  {:>5}  {}".format(p, c, label), file=text)
+            text.flush()
     finally:
         clf.close()
-    lines, results = [], []
-    for path, row in zip(args.images, rows):  # noqa: B905 (strict= is 3.10+)
-        results.append({"image": path, "top_k": [{"class_id": c, "label": label, "prob": p} for c, p, label in row]})
-        lines.append(path)
-        lines += ["  {:>6.2%}  {:>5}  {}".format(p, c, label) for c, p, label in row]
-    _emit(args, {"results": results, "backend": info}, lines)
+    if args.json or args.json_file:
+        args.json_lines = False
+        _emit(args, {"results": results, "backend": info}, [])
     return 0
 
 
 def cmd_deploy(args):
     from .deploy import STATUS_FILE, Deployment, run_deploy
 
-    deployment = Deployment(args.bundle)
+    deployment = Deployment(args.bundle, backend=args.backend, preflight_only=args.preflight_only)
     status_file = args.status_file or os.path.join(args.bundle, STATUS_FILE)
+    _write_status(status_file, deployment.status(None))  # no earlier run's status survives this one
     try:
         run_deploy(args, deployment)
         code, message = 0, None
@@ -381,11 +412,36 @@ def cmd_deploy(args):
         code, message = describe_failure(exc)
         status = deployment.status(code, message)
         _write_status(status_file, status)
+        if args.json:
+            print(json.dumps(status, sort_keys=True))
         raise
     status = deployment.status(code, message)
     _write_status(status_file, status)
-    _emit(args, status, ["deployed: {}".format(deployment.engine), "status: " + status_file])
+    done = "preflight passed" if args.preflight_only else "deployed: {}".format(deployment.engine)
+    _emit(args, status, [done, "status: " + status_file])
     return 0
+
+
+def _parse_deploy(parser, argv):
+    """Parse a ``deploy`` command line; a usage error rewrites its status file first (exit 2 recorded)."""
+    import contextlib
+    import io
+
+    from .deploy import record_usage_error
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        text = err.getvalue()
+        if exc.code:
+            lines = text.strip().splitlines()
+            message = lines[-1].split("error: ", 1)[-1] if lines else "usage error"
+            record_usage_error(argv, message, parser.deploy_value_options, _write_status,
+                               lambda status: print(json.dumps(status, sort_keys=True)))
+        sys.stderr.write(text)
+        raise
 
 
 def _write_status(path, status):
@@ -398,7 +454,9 @@ def _write_status(path, status):
 def cmd_info(args):
     env = envinfo.collect()
     result = {"env": env}
-    lines = ["python {}  numpy {}  tensorrt {}".format(env["python"], env["numpy"], env["tensorrt"] or "-"),
+    lines = ["python {}  numpy {}  onnxruntime {}  Pillow {}  OpenCV {}  tensorrt {}".format(
+        env["python"], env["numpy"] or "-", env["onnxruntime"] or "-", env["pillow"] or "-", env["opencv"] or "-",
+        env["tensorrt"] or "-"), "os: {}; CPU {} ({} cores)".format(env["os"], env["cpu_model"], env["cpu_count"]),
              "device: {}".format(json.dumps(env["device"], sort_keys=True))]
     if env["jetson"]:
         lines.append("jetson: {}".format(json.dumps(env["jetson"], sort_keys=True)))
@@ -513,7 +571,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     run = argv[argv.index("--") + 1:] if "--" in argv else []  # power-mode ... -- CMD
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    args = parser.parse_args(legacy_json_flag(argv))
+    argv = legacy_json_flag(argv)
+    args = _parse_deploy(parser, argv) if argv[:1] == ["deploy"] else parser.parse_args(argv)
     args.run = run
     if run and args.command != "power-mode":
         parser.error("only power-mode takes a command after --")

@@ -9,11 +9,21 @@ Steps, in order; the first failure stops the run:
 2. build (or reuse: a second deploy finds the engine by its cache key and does not rebuild);
 3. verify: preprocessing, logits and top-k on the bundle's golden data.
 
-One status JSON is always written (``--status-file``, default ``BUNDLE/deploy-status.json``), also on failure:
-``{schema, status: "ok" | "failed", exit_code, failed_step, error, engine, steps: [{name, ok, seconds,
-detail}], started, finished}``. Exit status: 0 deployed, 1 verification failed, 2 bad input (bundle, flags),
-3 missing prerequisite (TensorRT, GPU, disk, memory, Pillow), 4 power mode or sudo. No network access, no
-prompt with ``--no-prompt``.
+``--backend onnxruntime`` deploys the ONNX model for ONNX Runtime instead (steps bundle, onnxruntime, power,
+verify; no TensorRT, no GPU needed). ``--preflight-only`` stops after the checks (nothing built, the power mode
+only read).
+
+One status JSON is always written (``--status-file``, default ``BUNDLE/deploy-status.json``), and rewritten
+first on every exit, usage errors included (``deploy.sh --bogus`` leaves exit_code 2 there, never the previous
+run's status); a run in progress shows ``status: "running"``. ``--json`` prints it on failure too (the last
+line of stdout), so a caller over ssh needs no second fetch::
+
+    {schema, bundle, status: "ok" | "failed" | "running", exit_code, failed_step, error, backend,
+     preflight_only, engine, steps: [{name, ok, seconds, detail}], started, finished, env}
+
+Exit status: 0 deployed, 1 verification failed, 2 bad input (bundle, flags), 3 missing prerequisite (TensorRT,
+GPU, disk, memory, Pillow, onnxruntime), 4 power mode or sudo. No network access, no prompt with
+``--no-prompt``. ``PYTHON=/path/to/python3 scripts/deploy.sh`` runs it with another interpreter.
 """
 
 import os
@@ -99,8 +109,9 @@ def check_tensorrt(manifest, builder):
 class Deployment(object):
     """Runs the steps and records them; :meth:`status` is the status document."""
 
-    def __init__(self, bundle, log=None):
+    def __init__(self, bundle, log=None, backend="tensorrt", preflight_only=False):
         self.bundle = bundle
+        self.backend, self.preflight_only = backend, preflight_only
         self.log = log or (lambda text: print(text, file=sys.stderr))
         self.steps = []
         self.engine = None
@@ -123,12 +134,13 @@ class Deployment(object):
         return self.finish(record, fn())
 
     def status(self, exit_code, error=None):
-        for s in self.steps:
-            s.pop("_start", None)
-        failed = next((s["name"] for s in self.steps if not s["ok"]), None)
-        return {"schema": DEPLOY_SCHEMA, "bundle": os.path.abspath(self.bundle),
-                "status": "ok" if exit_code == EXIT_OK else "failed", "exit_code": exit_code,
-                "failed_step": failed, "error": error, "engine": self.engine, "steps": self.steps,
+        """The status document; ``exit_code`` None: still running."""
+        steps = [{k: v for k, v in s.items() if k != "_start"} for s in self.steps]
+        failed = next((s["name"] for s in steps if not s["ok"]), None) if exit_code is not None else None
+        state = "running" if exit_code is None else "ok" if exit_code == EXIT_OK else "failed"
+        return {"schema": DEPLOY_SCHEMA, "bundle": os.path.abspath(self.bundle), "status": state,
+                "exit_code": exit_code, "failed_step": failed, "error": error, "backend": self.backend,
+                "preflight_only": self.preflight_only, "engine": self.engine, "steps": steps,
                 "started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "env": envinfo.collect()}
 
@@ -152,10 +164,15 @@ def run_deploy(args, deployment):
 
     deployment.step("bundle", check_bundle)
     manifest, options = opened
+    if getattr(args, "backend", "tensorrt") == "onnxruntime":
+        return _deploy_onnxruntime(args, deployment, manifest)
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
     deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
+    if getattr(args, "preflight_only", False):
+        deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
+        return
     record = deployment.start("power")
     with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
         deployment.finish(record, power)
@@ -191,3 +208,86 @@ def run_deploy(args, deployment):
                     "top_k_max_prob_err": (report["top_k"] or {}).get("max_prob_err")}
 
         deployment.step("verify", verify)
+
+
+def check_onnxruntime(threads=None):
+    """ONNX Runtime and the libraries the app needs: ``{"onnxruntime", "providers", "pillow", "numpy"}``."""
+    from .ort import import_onnxruntime
+    from .preprocess import import_pil
+
+    ort = import_onnxruntime()
+    import_pil()
+    import numpy
+    import PIL
+
+    return {"onnxruntime": ort.__version__, "providers": list(ort.get_available_providers()),
+            "pillow": PIL.__version__, "numpy": numpy.__version__, "threads": threads}
+
+
+def _deploy_onnxruntime(args, deployment, manifest):
+    """``--backend onnxruntime``: the runtime's checks, then the golden data through model.onnx."""
+    from .inference import make_backend
+    from .power import power_session
+    from .verify import tolerance_for, verify_bundle_outputs
+
+    deployment.step("onnxruntime", check_onnxruntime)
+    if getattr(args, "preflight_only", False):
+        deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
+        return
+    record = deployment.start("power")
+    with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
+        deployment.finish(record, power)
+
+        def verify():
+            backend = make_backend("onnxruntime", deployment.bundle, manifest)
+            try:
+                report = verify_bundle_outputs(deployment.bundle, manifest, backend, tolerance_for("fp32"))
+            finally:
+                backend.close()
+            if not report["passed"]:
+                raise VerificationFailed("verification failed: " + report["failures"][0])
+            deployment.engine = os.path.join(os.path.abspath(deployment.bundle), manifest["onnx"]["file"])
+            return {"logits_max_abs_err": report["logits"]["max_abs_err"],
+                    "preprocessing_max_abs_err": (report["preprocessing"] or {}).get("max_abs_err"),
+                    "top_k_max_prob_err": (report["top_k"] or {}).get("max_prob_err")}
+
+        deployment.step("verify", verify)
+
+
+def usage_target(argv, value_options):
+    """``(bundle, status file or None)`` named by a ``deploy`` command line that did not parse: the first
+    argument after ``deploy`` that is neither an option nor an option's value (``value_options``: the
+    options that take one), and ``--status-file``. Lenient: never raises."""
+    bundle, status_file, i = None, None, 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--status-file="):
+            status_file = arg.split("=", 1)[1]
+        elif arg == "--status-file" and i + 1 < len(argv):
+            status_file = argv[i + 1]
+            i += 1
+        elif arg in value_options:
+            i += 1
+        elif not arg.startswith("-") and bundle is None:
+            bundle = arg
+        i += 1
+    return bundle, status_file
+
+
+def record_usage_error(argv, message, value_options, write, print_json):
+    """A ``deploy`` usage error: the failed status (exit 2, ``failed_step`` "usage") written with ``write(path,
+    status)`` to the status file the command line names (or BUNDLE/deploy-status.json where BUNDLE is a
+    folder), and printed with ``print_json(status)`` when the line has ``--json``."""
+    from .errors import EXIT_BAD_INPUT
+
+    bundle, status_file = usage_target(argv, value_options)
+    deployment = Deployment(bundle or ".", backend=None)
+    deployment.steps.append({"name": "usage", "ok": False, "seconds": 0.0, "detail": None})
+    status = deployment.status(EXIT_BAD_INPUT, message)
+    if status_file is None and bundle is not None and os.path.isfile(os.path.join(bundle, "manifest.json")):
+        status_file = os.path.join(bundle, STATUS_FILE)
+    if status_file is not None:
+        write(status_file, status)
+    if "--json" in argv:
+        print_json(status)
+    return status

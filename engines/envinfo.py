@@ -147,13 +147,29 @@ def device_identity(trt_version=None):
             "compute_capability": info["compute_capability"], "cuda_backend": cuda.name}
 
 
+def module_version(name):
+    """``name.__version__`` of an importable module, else None (never raises)."""
+    try:
+        module = __import__(name)
+    except Exception:  # ImportError, or a broken install raising anything at import
+        return None
+    return getattr(module, "__version__", None)
+
+
+def cpu_model(text=None):
+    """The CPU's model name from /proc/cpuinfo (x86 "model name", Arm "Model"/"Hardware"), else the machine."""
+    if text is None:
+        text = read_text("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware"):
+        match = re.search(r"^{}\s*:\s*(.+)$".format(key), text, re.M)
+        if match:
+            return match.group(1).strip()
+    return platform.machine() or None
+
+
 def collect():
     """Everything this module can find, for bench JSON and ``info``; never raises."""
-    try:
-        import numpy
-        numpy_version = numpy.__version__
-    except ImportError:
-        numpy_version = None
+    numpy_version = module_version("numpy")
     try:
         identity = device_identity()
     except Exception as exc:  # no GPU, no driver, no bindings: report why, keep going
@@ -161,7 +177,13 @@ def collect():
     return {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
+        "os": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
         "numpy": numpy_version,
+        "onnxruntime": module_version("onnxruntime"),
+        "pillow": module_version("PIL"),
+        "opencv": module_version("cv2"),
         "tensorrt": tensorrt_version(),
         "device": identity,
         "jetson": jetson_info(),

@@ -30,7 +30,16 @@ Frames are numpy uint8 arrays, HWC (H, W, 3) RGB or BGR (``color="bgr"``, what O
 grey or (H, W, 4) RGBA (alpha dropped, as PIL's ``convert("RGB")``), any size; or a batch (N, H, W, C)
 or a list of frames of different sizes. The output is float32 NCHW. Needs numpy and Pillow (the resize is
 PIL's own, the same code as on the host).
+
+Two modes (``mode=``, ``--preprocess``): "exact" (default; what ``verify`` gates) does the steps above
+literally; "fast" resizes only the region of the frame that survives the centre crop, straight to crop x crop
+px, with PIL's antialiased bilinear filter (a BGR frame is resized as it is, the channel order is fixed when
+it is normalised), and normalises through a 256-entry lookup table per channel. It is not bit-exact: the
+bundle's manifest records its agreement with the exact path (``preprocess.fast``: top-1 agreement and the
+largest top-5 probability difference on the reference photographs and on camera frames), as does its README.
 """
+
+import math
 
 from .errors import EnginesError, MissingPrerequisite, UserError, first_line
 
@@ -39,6 +48,10 @@ INTERPOLATIONS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box"
 RESIZE_MODES = ("shorter_side", "squash")
 CROP_MODES = ("center",)
 COLORS = ("rgb", "bgr")
+MODES = ("exact", "fast")
+FAST_METHOD = ("the crop's region only: k x k block average (k = the downscale factor, rounded), then bilinear to "
+               "the crop size (OpenCV INTER_AREA + warpAffine where cv2 imports, else PIL reduce + bilinear); "
+               "normalised in float32 without the exact path's intermediate steps")
 REFERENCE_TEXT = ("timm.data.create_transform(is_training=False) on a PIL RGB image: torchvision Resize "
                   "(PIL, antialiased), CenterCrop, ToTensor, Normalize")
 # Limit on decoded image size: PIL's own decompression-bomb limit, refused rather than warned about
@@ -107,7 +120,23 @@ def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
         _bad("divide_by", "a finite number > 0", divide_by)
     if not isinstance(pre.get("reference"), str):
         _bad("reference", "a string", pre.get("reference"))
+    if "fast" in pre:
+        _validate_fast(pre["fast"])
     return pre
+
+
+def _validate_fast(fast):
+    """``preprocess.fast`` (optional): ``{method, agreement: {images, frames: {n, top1_agreement,
+    max_top5_prob_diff}}}``, the fast path's agreement with the exact one measured when bundling."""
+    if not isinstance(fast, dict) or not isinstance(fast.get("method"), str) \
+            or not isinstance(fast.get("agreement"), dict):
+        _bad("fast", "an object with method and agreement", fast)
+    for key, value in fast["agreement"].items():
+        ok = isinstance(value, dict) and isinstance(value.get("n"), int) and all(
+            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
+            and 0 <= value.get(k) <= 1 for k in ("top1_agreement", "max_top5_prob_diff"))
+        if not ok:
+            _bad("fast.agreement." + str(key), "{n, top1_agreement, max_top5_prob_diff} in [0, 1]", value)
 
 
 def spec_from_manifest(manifest):
@@ -204,6 +233,95 @@ def preprocess_frame(frame, spec, color="rgb"):
     return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1))
 
 
+def fast_constants(spec):
+    """``(scale, offset)``, each (3, 1, 1) float32: the fast path's normalisation ``v * scale - offset`` of a
+    uint8 value v (= ``(v / divide_by - mean) / std`` up to float32 rounding)."""
+    import numpy as np
+
+    std = np.asarray(spec["std"], dtype=np.float64)
+    scale = 1.0 / (float(spec["divide_by"]) * std)
+    offset = np.asarray(spec["mean"], dtype=np.float64) / std
+    return scale.astype(np.float32).reshape(3, 1, 1), offset.astype(np.float32).reshape(3, 1, 1)
+
+
+_CV2 = []
+
+
+def opencv():
+    """The cv2 module, or None where OpenCV does not import (looked up once)."""
+    if not _CV2:
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        _CV2.append(cv2)
+    return _CV2[0]
+
+
+def _crop_region(width, height, spec):
+    """The crop's box ``(left, top, right, bottom)`` in the frame's own pixels (floats) and the downscale
+    factor, or None where the crop pads (a side smaller than the crop after the resize)."""
+    new_w, new_h = resized_size(width, height, spec)
+    left, top, right, bottom = crop_box(new_w, new_h, spec["crop"])
+    if left < 0 or top < 0:
+        return None
+    sx, sy = width / float(new_w), height / float(new_h)
+    return (left * sx, top * sy, right * sx, bottom * sy), min(sx, sy)
+
+
+def fast_frame(frame, spec, color="rgb", constants=None, resampler=None):
+    """One frame -> (3, crop, crop) float32 by the fast path: the crop's region only (plus a 2 px margin),
+    averaged over k x k blocks (k = the downscale factor, rounded), then bilinear to crop x crop px; OpenCV
+    (``resampler`` "opencv", the default where cv2 imports) or PIL ("pil": ``Image.reduce`` and an
+    antialiased bilinear resize, the same steps). A frame smaller than the crop goes the exact way."""
+    import numpy as np
+
+    if color not in COLORS:
+        raise UserError("color must be 'rgb' or 'bgr', got {!r}".format(color))
+    arr = np.asarray(frame)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] * arr.shape[1] > MAX_IMAGE_PIXELS:
+        arr, color = as_rgb(arr, color), "rgb"  # grey, RGBA, and the errors of bad input
+    height, width = arr.shape[:2]
+    region = _crop_region(width, height, spec)
+    if region is None:
+        return preprocess_frame(arr, spec, color)
+    box, factor = region
+    crop = spec["crop"]
+    k = max(1, int(round(factor)))
+    left, top = max(0, int(box[0]) - 2) // k * k, max(0, int(box[1]) - 2) // k * k
+    right, bottom = min(width, int(math.ceil(box[2])) + 2), min(height, int(math.ceil(box[3])) + 2)
+    right, bottom = left + (right - left) // k * k, top + (bottom - top) // k * k
+    sub = arr[top:bottom, left:right]
+    x0, y0 = (box[0] - left) / k, (box[1] - top) / k
+    x1, y1 = min((box[2] - left) / k, (right - left) // k), min((box[3] - top) / k, (bottom - top) // k)
+    cv2 = opencv() if resampler in (None, "opencv") else None
+    if resampler == "opencv" and cv2 is None:
+        raise MissingPrerequisite("OpenCV (cv2) does not import: the opencv resampler needs it")
+    if resampler not in (None, "opencv", "pil"):
+        raise UserError("resampler must be opencv or pil, got {!r}".format(resampler))
+    if cv2 is not None:
+        if k > 1:
+            sub = cv2.resize(sub, (sub.shape[1] // k, sub.shape[0] // k), interpolation=cv2.INTER_AREA)
+        sx, sy = (x1 - x0) / crop, (y1 - y0) / crop  # dst pixel centre x + 0.5 <- source x0 + (x + 0.5) * sx
+        m = np.array([[1.0 / sx, 0.0, (0.5 - x0) / sx - 0.5], [0.0, 1.0 / sy, (0.5 - y0) / sy - 0.5]])
+        out = cv2.warpAffine(np.ascontiguousarray(sub), m, (crop, crop), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    else:
+        Image = import_pil()
+        img = Image.fromarray(np.ascontiguousarray(sub), "RGB")
+        if k > 1:
+            img = img.reduce(k)
+        out = np.asarray(img.resize((crop, crop), Image.BILINEAR, box=(x0, y0, x1, y1)))
+    scale, offset = fast_constants(spec) if constants is None else constants
+    order = (2, 1, 0) if color == "bgr" else (0, 1, 2)
+    x = np.empty((3, crop, crop), dtype=np.float32)
+    for c in range(3):
+        x[c] = out[:, :, order[c]]
+    x *= scale
+    x -= offset
+    return x
+
+
 def frames_list(frames):
     """``frames`` as a list of frames: a list/tuple of frames, a (N, H, W, C) batch, or one frame."""
     import numpy as np
@@ -216,13 +334,18 @@ def frames_list(frames):
     return [arr]
 
 
-def preprocess(frames, spec, color="rgb"):
-    """Frames (see :func:`frames_list`) -> (N, 3, crop, crop) float32."""
+def preprocess(frames, spec, color="rgb", mode="exact", resampler=None):
+    """Frames (see :func:`frames_list`) -> (N, 3, crop, crop) float32, by the exact or the fast path."""
     import numpy as np
 
+    if mode not in MODES:
+        raise UserError("preprocess must be one of {}, got {!r}".format(", ".join(MODES), mode))
     items = frames_list(frames)
     if not items:
         raise UserError("no frames given")
+    if mode == "fast":
+        constants = fast_constants(spec)
+        return np.stack([fast_frame(f, spec, color, constants, resampler) for f in items])
     return np.stack([preprocess_frame(f, spec, color) for f in items])
 
 

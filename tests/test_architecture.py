@@ -22,7 +22,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
-DEVICE_THIRD_PARTY = {"numpy", "tensorrt", "pycuda", "cuda", "onnxruntime", "PIL"}
+DEVICE_THIRD_PARTY = {"numpy", "tensorrt", "pycuda", "cuda", "onnxruntime", "PIL", "cv2"}  # cv2: optional (sources, fast)
 
 
 def module_files(root: Path) -> dict[str, Path]:

@@ -8,6 +8,9 @@
 # are; --max-perf / --no-prompt are handled there (power mode set with sudo -n, restored on exit).
 # Exit statuses are the command's: 0 ok, 1 verification failed, 2 bad input, 3 missing prerequisite,
 # 4 power mode / sudo, 130 interrupted, 143 terminated.
+# The script execs Python (no shell stays behind): a signal to the script's PID (kill -TERM, a supervisor,
+# `timeout`) reaches Python itself, which stops its children (tegrastats, trtexec) and removes staged files.
+# PYTHON=/path/to/python3 picks the interpreter (default: python3 on PATH), e.g. a venv's.
 
 BUNDLE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || exit 2
 PYTHON="${PYTHON:-python3}"
@@ -18,5 +21,5 @@ log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 engines() {
     command -v "$PYTHON" >/dev/null 2>&1 || { log "error: $PYTHON not found (the device code needs Python 3.6+)"; exit 3; }
     log "$PYTHON -I -B engines/__main__.py $*"
-    "$PYTHON" -I -B "$BUNDLE/engines/__main__.py" "$@"
+    exec "$PYTHON" -I -B "$BUNDLE/engines/__main__.py" "$@"
 }

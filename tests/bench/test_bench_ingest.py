@@ -121,3 +121,35 @@ def test_sweep_and_single_batch_files_meet_at_their_common_batch(cli, tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     rc, _, err = cli("bench", tmp_path / "ds.json", tmp_path / "old.json", "--out", tmp_path / "out2")
     assert rc == 2 and "share no batch size" in err
+
+
+def test_onnxruntime_device_run_is_reported_as_such(cli, tmp_path):
+    """Issue 22 point 4: a device run with ONNX Runtime on the CPU (a real `engines bench` JSON) is titled and
+    recorded as ort on cpu, fp32, with the device's environment and a p95 column."""
+    from snp_edge.engines.cli import main as engines_main
+
+    from tests.engines.device_fixtures import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle")
+    for name in ("a", "b"):
+        rc = engines_main(["bench", str(bundle), "--backend", "onnxruntime", "--batch", "1", "--warmup", "1",
+                           "--runs", "20", "--telemetry-ms", "0", "--json-file", str(tmp_path / f"{name}.json")])
+        assert rc == 0
+    device = json.loads((tmp_path / "a.json").read_text())
+    rc, _, err = cli("bench", tmp_path / "a.json", tmp_path / "b.json", "--out", tmp_path / "out")
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    validate(doc)
+    p, env = doc["protocol"], doc["environment"]
+    assert (p["backend"], p["device"], p["precision"]) == ("ort", "cpu", "fp32")
+    assert env["os"] == device["env"]["os"] and env["cpu"]["model"] == device["env"]["cpu_model"]
+    assert env["versions"]["onnxruntime"] == device["env"]["onnxruntime"] and env["versions"]["Pillow"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert md.startswith("# snp-edge bench: ort on cpu, batch 1, fp32\n") and "trt on cuda" not in md
+    assert "| p90 ms | p95 ms | p99 ms |" in md and "CPU ?" not in md and "Environment: ?" not in md
+    p95 = doc["candidates"][0]["latency_ms"]["p95"]
+    assert f" {p95:.2f} |" in md.split("| a |")[1].split("\n")[0]
+    # a TensorRT run beside it: refused, naming both
+    (tmp_path / "trt.json").write_text(json.dumps(device_sweep_json(3.0, True, 1.3)))
+    rc, _, err = cli("bench", tmp_path / "a.json", tmp_path / "trt.json", "--out", tmp_path / "out2")
+    assert rc == 2 and "different backends (ort on cpu; trt on cuda)" in err

@@ -20,8 +20,11 @@ DEVICE_PYTHONS = {
     # JetPack 4.6 (Jetson Nano): Python 3.6.9; numpy 1.19.5 (1.19.4 on the device itself: 1.19.5 dies with
     # "Illegal instruction" on the Nano's CPU only), the last onnxruntime and Pillow for 3.6; pip 21.3.1, the
     # last pip for 3.6
+    # (opencv-python-headless 4.6.0.66: the last cp36 wheel, for engines.sources and the fast preprocessing;
+    # JetPack 4.6 ships OpenCV 4.1.1 as python3-opencv)
     "3.6": DevicePython("3.6", (str(PYENV / "3.6.15/bin/python3.6"), "python3.6"), "pip==21.3.1",
-                        ("numpy==1.19.5", "onnxruntime==1.10.0", "Pillow==8.4.0")),
+                        ("numpy==1.19.5", "onnxruntime==1.10.0", "Pillow==8.4.0",
+                         "opencv-python-headless==4.6.0.66")),
     # JetPack 5.1 (Jetson Orin): Python 3.8; numpy 1.24.4 and Pillow 10.4.0, the last for 3.8 (as in
     # docker/Dockerfile.jetson-orin-jp5), onnxruntime 1.16.3 (the Jetson Zoo's JetPack 5 wheels are 1.16/1.17)
     "3.8": DevicePython("3.8", (str(PYENV / "3.8.18/bin/python3.8"), "python3.8"), None,
@@ -29,8 +32,10 @@ DEVICE_PYTHONS = {
     # JetPack 6.1 (Jetson Orin): Python 3.10; Ubuntu 22.04's Pillow 9.0.1, numpy 1.21.6 (22.04 has 1.21.5, ONNX
     # Runtime wants >= 1.21.6; TensorRT 10.3's bindings want numpy < 2), onnxruntime 1.18.0 (the Jetson Zoo's
     # JetPack 6 wheel); docker/Dockerfile.jetson-orin installs the same numpy and Pillow
+    # OpenCV: JetPack 6 ships 4.8.0; opencv-python-headless 4.8's typing stubs fail on numpy 1.21, so 4.7.0.72
     "3.10": DevicePython("3.10", (str(PYENV / "3.10.13/bin/python3.10"), "python3.10"), None,
-                         ("numpy==1.21.6", "onnxruntime==1.18.0", "Pillow==9.0.1")),
+                         ("numpy==1.21.6", "onnxruntime==1.18.0", "Pillow==9.0.1",
+                          "opencv-python-headless==4.7.0.72")),
 }
 
 DEVICE_TARGETS = {"3.6": "jetson-nano", "3.8": "jetson-orin-jp5", "3.10": "jetson-orin"}  # Python -> its target
