@@ -45,7 +45,8 @@ where the labels came from), ``readme`` (relative path of the bundle's README, l
 ``golden.polygraphy_inputs`` / ``golden.polygraphy_outputs`` (relative paths: the golden data in Polygraphy's
 JSON formats, for ``polygraphy run --load-inputs/--load-outputs``; listed in ``files``), and ``flavors``
 (``{name: {path: folder, onnx: relative path, input: {name, shape, normalization}, output: {name, shape}}}``:
-the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``).
+the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``), and ``quantization``
+(INT8 bundles: see :mod:`engines.quantization`).
 
 Integrity (:func:`verify_bundle`): every listed file exists as a regular file inside the bundle (no symbolic
 link anywhere on its path) with the listed sha256, and nothing unlisted can be picked up as code or data: the
@@ -66,6 +67,7 @@ import stat
 from .errors import ManifestError
 from .fileio import read_json
 from .preprocess import validate_spec
+from .quantization import validate_quantization
 from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 2
@@ -296,6 +298,7 @@ def validate_manifest(m):
     validate_spec(_dict(m, "preprocess", "preprocess"), onnx["input"]["shape"][2:], version)
     _validate_normalization(onnx["input"], "onnx.input.normalization", onnx["input"]["shape"][1], m["preprocess"])
     golden_paths = _validate_golden(m, num_classes)
+    golden_paths += validate_quantization(m, _relpath)  # INT8 bundles (engines/quantization.py)
     versions = _dict(m, "versions", "versions")
     for key in VERSION_KEYS:
         _str(versions, key, "versions." + key)

@@ -155,6 +155,6 @@ def check_dla_request(name, core, precision="fp16"):
     if not 0 <= core < spec.dla_cores:
         raise EnginesError("--dla-core {}: {} modules have at most {} DLA cores ({})".format(
             core, name, spec.dla_cores, ", ".join(str(i) for i in range(spec.dla_cores))))
-    if precision != "fp16":
+    if precision not in ("fp16", "int8"):
         raise EnginesError(f"--dla-core: DLA runs FP16 (or INT8) only, not --precision {precision}")
     return core
