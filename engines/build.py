@@ -55,6 +55,8 @@ def fp32_node_names(manifest, fp32_norms=False, fp32_softmax=False):
 def build_mode(api, precision, onnx_dtype, fp32_norms=False, fp32_softmax=False):
     """How to build: "fp16-flag" (BuilderFlag.FP16), "strongly-typed" (the ONNX's own FP16 types;
     TensorRT >= 10 with a float16 ONNX input, the only FP16 path on TensorRT 11) or "fp32"."""
+    if precision == "int8":
+        return "int8-qdq"  # explicit quantisation: the Q/DQ nodes carry the scales, no calibrator
     if precision == "fp32":
         if onnx_dtype == "float16":
             raise EnginesError("the bundle's ONNX is float16: it builds only with --precision fp16")
@@ -133,6 +135,8 @@ def build_engine(onnx_path, profile, mode, fp32_nodes=(), timing_cache=None, ver
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32: TF32 rounds to a 10-bit mantissa
     if mode == "fp16-flag":
         config.set_flag(trt.BuilderFlag.FP16)
+    if mode == "int8-qdq":
+        trt_compat.set_int8_flags(trt, api, config)
     table = _layer_table(trt, network)
     pinned = select_fp32_layers(table, fp32_nodes) if mode == "fp16-flag" else []
     if fp32_nodes and mode == "fp16-flag" and not pinned:

@@ -57,7 +57,8 @@ def _shared_flags():
     g.add_argument("--opt-batch", type=POSITIVE_INT, help="profile opt batch, images (default: the target's)")
     g.add_argument("--max-batch", type=POSITIVE_INT, help="profile max batch, images (default: the target's)")
     g.add_argument("--workspace-mib", type=POSITIVE_INT, help="builder workspace limit, MiB (default: the target's)")
-    g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
+    g.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+                   help="engine precision (an INT8 bundle, snp-edge bundle --precision int8, builds int8)")
     g.add_argument("--dla-core", type=NONNEGATIVE_INT, metavar="N",
                    help="run on DLA core N with GPU fallback (Jetson Orin NX / AGX Orin; one batch size; default: GPU)")
     g.add_argument("--fp32-norms", action="store_true",
@@ -213,6 +214,10 @@ def _bundle(args):
     """The bundle's manifest, after the integrity check; a bundle made with ``--fp16-safe`` turns
     --fp32-norms/--fp32-softmax on for fp16."""
     manifest = open_bundle(args.bundle)
+    if getattr(args, "precision", None):
+        from .quantization import engine_precision
+
+        args.precision = engine_precision(manifest, args.precision)
     if manifest["onnx"]["fp16_safe"] and getattr(args, "precision", None) == "fp16":
         args.fp32_norms = args.fp32_softmax = True
     return manifest

@@ -52,8 +52,10 @@ class OnnxRuntimeBackend(object):
         self.version = import_onnxruntime().__version__
 
     def describe(self):
+        from .quantization import is_int8
+
         return {"backend": self.name, "model": self.path, "onnxruntime": self.version, "device": self.device,
-                "threads": self.threads, "precision": "fp32"}
+                "threads": self.threads, "precision": "int8" if is_int8(self.manifest) else "fp32"}
 
     def run(self, batch):
         from .ort import run_logits
@@ -144,8 +146,10 @@ class EngineOptions(object):
         FP32 pins by default in FP16."""
         from .build import DEFAULT_CACHE_DIR
         from .profiles import resolve_profile
+        from .quantization import engine_precision
         from .targets import check_dla_request
 
+        precision = engine_precision(manifest, precision)  # an INT8 bundle builds INT8
         check_dla_request(target or manifest["target"], dla_core, precision)
         safe = manifest["onnx"]["fp16_safe"] and precision == "fp16"
         profile = resolve_profile(manifest, target, min_batch, opt_batch, max_batch, workspace_mib,

@@ -45,7 +45,8 @@ where the labels came from), ``readme`` (relative path of the bundle's README, l
 ``golden.polygraphy_inputs`` / ``golden.polygraphy_outputs`` (relative paths: the golden data in Polygraphy's
 JSON formats, for ``polygraphy run --load-inputs/--load-outputs``; listed in ``files``), and ``flavors``
 (``{name: {path: folder, onnx: relative path, input: {name, shape, normalization}, output: {name, shape}}}``:
-the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``).
+the files for other runtimes, e.g. DeepStream, each flavour's ONNX listed in ``files``), and ``quantization``
+(INT8 bundles: see :mod:`engines.quantization`).
 
 ``writable`` (optional; absent = :data:`engines._bootstrap.DEFAULT_WRITABLE`): ``{folder: [file-name
 patterns]}``, "." the bundle root: the places the device side and the flavours' runtimes may add files to,
@@ -72,6 +73,7 @@ from ._bootstrap import CACHE_DIR_NAME, MANIFEST_NAME, RESULT_PATTERNS, sha256_f
 from .errors import ManifestError
 from .fileio import read_json
 from .preprocess import validate_spec
+from .quantization import validate_quantization
 from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 2
@@ -293,6 +295,7 @@ def validate_manifest(m):
     validate_spec(_dict(m, "preprocess", "preprocess"), onnx["input"]["shape"][2:], version)
     _validate_normalization(onnx["input"], "onnx.input.normalization", onnx["input"]["shape"][1], m["preprocess"])
     golden_paths = _validate_golden(m, num_classes)
+    golden_paths += validate_quantization(m, _relpath)  # INT8 bundles (engines/quantization.py)
     versions = _dict(m, "versions", "versions")
     for key in VERSION_KEYS:
         _str(versions, key, "versions." + key)

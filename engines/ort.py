@@ -15,10 +15,13 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def ort_session(path, threads=None, device="cpu"):
-    """An ``InferenceSession`` for the ONNX file ``path``: all graph optimisations, sequential execution,
-    ``threads`` intra-op threads (None: ONNX Runtime's default, every core), one inter-op thread, on
-    ``device`` ("cpu" or "cuda")."""
+OPTIMIZATION_LEVELS = ("all", "extended", "basic", "disabled")
+
+
+def ort_session(path, threads=None, device="cpu", optimization="all"):
+    """An ``InferenceSession`` for the ONNX file ``path``: all graph optimisations (``optimization``: one of
+    :data:`OPTIMIZATION_LEVELS`), sequential execution, ``threads`` intra-op threads (None: ONNX Runtime's
+    default, every core), one inter-op thread, on ``device`` ("cpu" or "cuda")."""
     ort = import_onnxruntime()
     provider = PROVIDERS.get(device)
     if provider is None:
@@ -27,7 +30,11 @@ def ort_session(path, threads=None, device="cpu"):
         raise MissingPrerequisite(f"onnxruntime {ort.__version__} has no {provider} here (install onnxruntime-gpu "
                                   f"for device {device})")
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    levels = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+              "disabled": "ORT_DISABLE_ALL"}
+    if optimization not in levels:
+        raise EnginesError(f"unknown graph optimization level {optimization!r}; use one of {', '.join(levels)}")
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[optimization])
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
     if threads:

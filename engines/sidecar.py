@@ -36,8 +36,8 @@ def sidecar_path(engine_path):
 
 def precision_label(precision, fp32_norms=False, fp32_softmax=False):
     """"fp16", "fp16-fp32norms", "fp16-fp32norms-fp32softmax", "fp32", ...: what the engine computes in."""
-    if precision not in ("fp16", "fp32"):
-        raise EnginesError(f"--precision must be fp16 or fp32, got {precision!r}")
+    if precision not in ("fp16", "fp32", "int8"):
+        raise EnginesError(f"--precision must be fp16, fp32 or int8, got {precision!r}")
     parts = [precision]
     if precision == "fp16" and fp32_norms:
         parts.append("fp32norms")

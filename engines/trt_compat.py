@@ -122,6 +122,17 @@ def create_network(trt, api, builder, strongly_typed=False):
     return builder.create_network(flags)
 
 
+def set_int8_flags(trt, api, config):
+    """An INT8 build of a Q/DQ network (explicit quantisation, no calibrator): ``BuilderFlag.INT8`` (required
+    for Q/DQ networks by TensorRT 8.x; deprecated but accepted by 10.x, gone where the flag is gone) and
+    ``BuilderFlag.FP16`` where it exists, so the unquantised layers (LayerNorm, Softmax, GELU) run in FP16."""
+    flags = trt.BuilderFlag
+    if hasattr(flags, "INT8"):
+        config.set_flag(flags.INT8)
+    if api.fp16_flag:
+        config.set_flag(flags.FP16)
+
+
 def set_workspace(trt, api, config, nbytes):
     """Limit the builder's scratch memory to ``nbytes``."""
     if api.workspace_api == "max_workspace_size":

@@ -28,16 +28,18 @@ broken bundle, refused as bad input).
 from collections import namedtuple
 
 from .errors import EnginesError
+from .quantization import INT8_TOLERANCE, fp32_distance
 
 Tolerance = namedtuple("Tolerance", "atol_frac min_top1 prob_atol")
 Tolerance.__new__.__defaults__ = (None,)  # prob_atol: only the top-k gate reads it
-TOLERANCES = {"fp16": Tolerance(0.02, 0.99, 0.01), "fp32": Tolerance(0.001, 0.99, 1e-4)}
+TOLERANCES = {"fp16": Tolerance(0.02, 0.99, 0.01), "fp32": Tolerance(0.001, 0.99, 1e-4),
+              "int8": Tolerance(*INT8_TOLERANCE)}  # int8: against the quantised model's goldens
 REL_FLOOR_FRAC = 0.01
 
 
 def tolerance_for(precision_label, atol_frac=None, min_top1=None, prob_atol=None):
     """The :class:`Tolerance` for an engine's precision label ("fp16-fp32norms" -> fp16), with overrides."""
-    base = TOLERANCES["fp32" if precision_label == "fp32" else "fp16"]
+    base = TOLERANCES[precision_label if precision_label in ("fp32", "int8") else "fp16"]
     return Tolerance(base.atol_frac if atol_frac is None else atol_frac,
                      base.min_top1 if min_top1 is None else min_top1,
                      base.prob_atol if prob_atol is None else prob_atol)
@@ -188,7 +190,8 @@ def verify_bundle_outputs(bundle_dir, manifest, backend, tolerance, check_prepro
     for name, part in (("preprocessing", pre), ("logits", report), ("top-k", top_k)):
         if part is not None:
             failures += [f"{name}: {f}" for f in part["failures"]]
-    return {"passed": not failures, "failures": failures, "preprocessing": pre, "logits": report, "top_k": top_k}
+    return {"passed": not failures, "failures": failures, "preprocessing": pre, "logits": report, "top_k": top_k,
+            "fp32_distance": fp32_distance(bundle_dir, manifest, logits)}
 
 
 def verify_engine(runner, golden_inputs, golden_outputs, output_name, max_batch, tolerance):

@@ -58,7 +58,7 @@ from .polygraphy_data import polygraphy_commands, write_polygraphy_golden
 from .readme import README_FILE, bundle_readme
 
 ENGINES_DIR = Path(engines.__file__).resolve().parent
-DEVICE_DOCKER_FILES = tuple(sorted({f for t in TARGETS.values() for f in (t.dockerfile, t.run_script)}))
+DEVICE_DOCKER_FILES = tuple(sorted({f for t in TARGETS.values() for f in (t.dockerfile, t.run_script) if f}))
 
 
 def _versions() -> dict[str, str]:

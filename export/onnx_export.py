@@ -116,7 +116,7 @@ def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, 
     opset = opset or (spec.opset if spec else 13)
     if opset not in SUPPORTED_OPSETS:
         raise SnpEdgeError(f"--opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")
-    parser = parser or (spec.trt_parser if spec else ("trt8.2" if opset <= 13 else "trt10"))
+    parser = parser or (spec.trt_parser if spec else None) or ("trt8.2" if opset <= 13 else "trt10")
     if head not in HEADS:
         raise SnpEdgeError(f"unknown head {head!r}; use one of {', '.join(HEADS)}")
     output_name = HEADS[head]

@@ -20,6 +20,7 @@ The op sets below keep to what is deterministic and useful for vision transforme
 from __future__ import annotations
 
 import onnx
+import onnx.numpy_helper
 
 from snp_edge.errors import SnpEdgeError
 
@@ -61,6 +62,9 @@ def check_graph(model: onnx.ModelProto, parser: str = "trt8.2") -> None:
                            f"export with --opset {min(13, max_opset)}")
     constants = {i.name for i in model.graph.initializer}
     constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    for n in model.graph.node:  # explicit quantisation: Q/DQ of a constant (a quantised weight) is one too
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[0] in constants:
+            constants.add(n.output[0])
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             raise SnpEdgeError(f"node {node.name!r} uses custom domain {node.domain!r}, which {parser} cannot parse")
@@ -69,3 +73,36 @@ def check_graph(model: onnx.ModelProto, parser: str = "trt8.2") -> None:
         for pos in CONSTANT_INPUTS.get(node.op_type, ()):
             if pos < len(node.input) and node.input[pos] and node.input[pos] not in constants:
                 raise SnpEdgeError(f"node {node.name!r} ({node.op_type}) needs input {pos} as a constant for {parser}")
+
+
+def check_qdq(model: onnx.ModelProto, parser: str) -> int:
+    """Raise :class:`SnpEdgeError` unless every Q/DQ node of ``model`` follows TensorRT's explicit-quantisation
+    rules (TensorRT developer guide, "Explicit Quantization"): INT8 only, symmetric (zero point 0), scale
+    and zero point constants, opset >= 13 for per-channel axes; and :func:`check_graph` for ``parser``.
+    Returns the number of QuantizeLinear nodes."""
+    check_graph(model, parser)
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {o: n for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        count += node.op_type == "QuantizeLinear"
+        for pos, what in ((1, "scale"), (2, "zero point")):
+            name = node.input[pos] if pos < len(node.input) else ""
+            if not name:
+                continue
+            if name not in inits and name not in consts:
+                raise SnpEdgeError(f"node {node.name!r} ({node.op_type}): its {what} is not a constant, which "
+                                   f"{parser}'s explicit quantisation requires")
+            if pos == 2:
+                tensor = inits[name] if name in inits else consts[name].attribute[0].t
+                values = onnx.numpy_helper.to_array(tensor)
+                if tensor.data_type != onnx.TensorProto.INT8:
+                    raise SnpEdgeError(f"node {node.name!r} ({node.op_type}) quantises to "
+                                       f"{onnx.TensorProto.DataType.Name(tensor.data_type)}; {parser} runs INT8 "
+                                       "only (use the target's quantizer)")
+                if values.any():
+                    raise SnpEdgeError(f"node {node.name!r} ({node.op_type}) has a nonzero zero point; {parser} "
+                                       "takes symmetric quantisation only (use the target's quantizer)")
+    return count

@@ -11,6 +11,7 @@ module         subcommands
 ``bench``      ``bench``
 ``pipeline``   ``run`` (the main job) and ``compare``: one orchestrator
 ``train``      ``finetune``, ``eval``
+``quantize``   ``quantize`` (INT8, accuracy-gated)
 =============  ==========================================================================
 
 Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.errors`): 0 ok, 1 a
@@ -41,7 +42,7 @@ from ..engines.errors import (
     first_line,
 )
 
-COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile")
+COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile", "quantize")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,9 +36,14 @@ DEVICE_PYTHONS = {
     "3.10": DevicePython("3.10", (str(PYENV / "3.10.13/bin/python3.10"), "python3.10"), None,
                          ("numpy==1.21.6", "onnxruntime==1.18.0", "Pillow==9.0.1",
                           "opencv-python-headless==4.7.0.72")),
+    # Raspberry Pi OS Bookworm (Pi 4 / Pi 5, 64-bit): Python 3.11; its python3-numpy 1.24.2 and python3-pil
+    # 9.4.0, onnxruntime 1.18.1 from PyPI (aarch64 wheels for 3.11, built against numpy 1.x)
+    "3.11": DevicePython("3.11", (str(PYENV / "3.11.7/bin/python3.11"), "python3.11"), None,
+                         ("numpy==1.24.2", "onnxruntime==1.18.1", "Pillow==9.4.0")),
 }
 
-DEVICE_TARGETS = {"3.6": "jetson-nano", "3.8": "jetson-orin-jp5", "3.10": "jetson-orin"}  # Python -> its target
+DEVICE_TARGETS = {"3.6": "jetson-nano", "3.8": "jetson-orin-jp5", "3.10": "jetson-orin",
+                  "3.11": "raspberry-pi-5"}  # Python -> its target
 
 
 def _find(candidates):

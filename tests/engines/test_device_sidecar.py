@@ -69,8 +69,9 @@ def test_precision_labels():
     assert precision_label("fp16") == "fp16"
     assert precision_label("fp16", True, True) == "fp16-fp32norms-fp32softmax"
     assert precision_label("fp32", True) == "fp32"
-    with pytest.raises(EnginesError, match="--precision must be fp16 or fp32"):
-        precision_label("int8")
+    assert precision_label("int8", True) == "int8"  # INT8 bundles: Q/DQ nodes decide, no FP32 pins
+    with pytest.raises(EnginesError, match="--precision must be fp16, fp32 or int8"):
+        precision_label("bf16")
 
 
 def test_sidecar_round_trip_and_errors(tmp_path):

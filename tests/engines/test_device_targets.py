@@ -19,7 +19,11 @@ from tests.engines.device_fixtures import REPO
 DOCKER = REPO / "docker"
 
 
-@pytest.mark.parametrize("name", list(TARGETS))
+TRT_TARGETS = [n for n, t in TARGETS.items() if t.runtime == "tensorrt"]
+CPU_TARGETS = [n for n, t in TARGETS.items() if t.runtime == "onnxruntime"]
+
+
+@pytest.mark.parametrize("name", TRT_TARGETS)
 def test_target_files_match_the_table(name):
     from snp_edge.export.trt_ops import PARSERS
 
@@ -75,7 +79,7 @@ def test_consumers_read_the_table():
     from snp_edge.cli.export import PARSERS as CLI_PARSERS
 
     assert list(TARGET_NAMES) == list(TARGETS)
-    assert {t.trt_parser for t in TARGETS.values()} <= set(PARSERS) and set(CLI_PARSERS) == set(PARSERS)
+    assert {t.trt_parser for t in TARGETS.values()} - {None} <= set(PARSERS) and set(CLI_PARSERS) == set(PARSERS)
     for t in TARGETS.values():
         manifest = {"target": t.name, "onnx": {"input": {"name": "input", "shape": [-1, 3, 32, 32]}}}
         p = resolve_profile(manifest)
@@ -88,9 +92,34 @@ def test_consumers_read_the_table():
             assert parser.parse_args([*argv, name]).target == name
 
 
+def test_cpu_targets_run_onnx_runtime_only():
+    """The CPU boards have no TensorRT, container or GPU fields; they run FP32 or ONNX Runtime's INT8."""
+    assert CPU_TARGETS == ["raspberry-pi-5", "raspberry-pi-4", "arm64-cpu"]
+    for name in CPU_TARGETS:
+        t = TARGETS[name]
+        assert (t.trt_parser, t.tensorrt, t.dockerfile, t.image, t.docker_gpu_flag) == (None,) * 5
+        assert (t.precisions, t.quantizer, t.dla_cores, t.width_multiple) == (("fp32", "int8"), "ort", 0, 1)
+    assert get_target("raspberry-pi-5").python == "3.11" and get_target("raspberry-pi-4").python == "3.11"
+
+
+def test_int8_lives_in_the_table():
+    from snp_edge.engines.targets import check_precision
+
+    assert {n for n, t in TARGETS.items() if "int8" in t.precisions} == {
+        "jetson-orin", "jetson-orin-nano", "jetson-orin-jp5", "rtx3090", *CPU_TARGETS}
+    assert {TARGETS[n].quantizer for n in TRT_TARGETS if n != "jetson-nano"} == {"modelopt"}
+    assert check_precision("jetson-orin", "int8") == "int8" and check_precision("raspberry-pi-5", "fp32") == "fp32"
+    with pytest.raises(EnginesError) as info:
+        check_precision("jetson-nano", "int8")
+    assert str(info.value) == "--precision int8: jetson-nano runs fp32, fp16 only (no fast INT8 on its GPU)"
+    assert info.value.exit_status == EXIT_BAD_INPUT
+    with pytest.raises(EnginesError, match="raspberry-pi-4 runs fp32, int8 only"):
+        check_precision("raspberry-pi-4", "fp16")
+
+
 def test_unknown_target_names_the_known_ones():
     with pytest.raises(EnginesError, match="known: jetson-nano, jetson-orin, jetson-orin-nano, jetson-orin-jp5, "
-                                           "rtx3090"):
+                                           "rtx3090, raspberry-pi-5, raspberry-pi-4, arm64-cpu"):
         get_target("orin")
 
 
