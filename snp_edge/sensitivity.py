@@ -1,25 +1,29 @@
 """Sensitivity probes: the loss of the unpruned model cut to given widths, for the allocator's ``loss`` group
 weights (:func:`snp_edge.allocation.measure_loss`).
 
-A probe is called up to ``len(PROBE_KEPT)`` times per group (111 times on a 12-block ViT), each time on a
-model cut by :func:`~snp_edge.surgery.apply_widths` with the scores that choose the kept units.
+A probe does not build the cut model. :class:`MaskedViT` holds the unpruned timm ViT with 0/1 channel masks
+where surgery would remove channels (the fused ``qkv`` outputs per head, the FFN hidden neurons, the residual
+stream with its LayerNorm statistics as in :class:`~snp_edge.criteria.residual.ResidualMask`, whole blocks);
+its output equals the surgery-built model's (``tests/host/test_sensitivity.py``). The probes of one group
+differ from a *base* (the allocator's shell) in one block only, so the inputs of every block under the base
+widths are kept from one forward pass and a probe of block ``i`` runs blocks ``i`` onwards only.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
-from .allocation import PROBE_KEPT
 from .arch import Arch
 from .criteria import Scores
-from .criteria.residual import output_kl, reference_log_probs
+from .criteria.residual import ResidualMask, logits, reference_log_probs
 from .models import ModelHandle
 from .progress import bar
-from .surgery import apply_widths
+from .surgery import kept_indices
 
 PROBE_IMAGES = (8, 32)  # fewest, most calibration images a probe runs on (the first ones)
-PROBE_GMACS = 40.0  # forward work per probe, at most above the fewest images: DeiT-S (4.6 GMACs) 8 images, 111
-# probes in about a minute on 2 quiet CPU cores; the MNIST ViTs of docs/accuracy.md (0.012 GMACs) 32 images
+PROBE_GMACS = 40.0  # forward work per probe, at most above the fewest images: DeiT-S (4.6 GMACs) 8 images; the
+# MNIST ViTs of docs/accuracy.md (0.012 GMACs) 32 images
 
 
 def probe_images(gmacs: float) -> int:
@@ -28,26 +32,141 @@ def probe_images(gmacs: float) -> int:
     return max(lo, min(hi, int(PROBE_GMACS / max(gmacs, 1e-9))))
 
 
+class MaskedViT:
+    """Context manager: an unpruned timm ViT that computes what the model cut to an :class:`Arch` computes.
+
+    Masks (1 kept, 0 removed; set by :meth:`set`): per block the fused ``qkv`` Linear's outputs
+    (``[q heads | k heads | v heads]``, a removed head has all its q, k and v zero, so it adds nothing),
+    the FFN hidden neurons (``fc2``'s inputs), the residual channels (:class:`ResidualMask`: LayerNorm
+    statistics over the kept channels, as after surgery), and removed blocks pass their input through.
+    The softmax scale stays the unpruned model's, as :class:`~snp_edge.attention.PrunedAttention` keeps it.
+    """
+
+    def __init__(self, model: nn.Module, scores: Scores) -> None:
+        self.model, self.scores = model, scores
+        E = model.patch_embed.proj.out_channels
+        self.embed = torch.ones(E)
+        self.qkv = [torch.ones(blk.attn.qkv.out_features) for blk in model.blocks]
+        self.mlp = [torch.ones(blk.mlp.fc1.out_features) for blk in model.blocks]
+        self.dropped: set[int] = set()
+        self.embed_cut = False
+        self.residual = ResidualMask(model, self.embed)
+        self.handles: list = []
+
+    def set(self, arch: Arch) -> None:
+        """Masks of ``arch``'s widths (the units kept: those ``scores`` rank highest, as in surgery)."""
+        keep, heads_kept = kept_indices(self.scores, arch)
+        self.embed.zero_()[keep["embed"]] = 1
+        self.embed_cut = arch.embed < self.embed.numel()
+        self.dropped = set(range(len(self.model.blocks))) - set(arch.blocks_kept)
+        for b, heads in zip(arch.blocks, heads_kept, strict=True):
+            i, attn = b.index, self.model.blocks[b.index].attn
+            H, d = attn.num_heads, attn.head_dim
+            q, k, v = self.qkv[i].zero_().view(3, H, d).unbind(0)
+            for h in heads:
+                q[h, keep[f"blocks.{i}.qk.{h}"]] = 1
+                k[h, keep[f"blocks.{i}.qk.{h}"]] = 1
+                v[h, keep[f"blocks.{i}.v.{h}"]] = 1
+            self.mlp[i].zero_()[keep[f"blocks.{i}.mlp"]] = 1
+
+    def _qkv(self, i: int):
+        def hook(_module, _inputs, out):
+            return out * self.qkv[i]
+        return hook
+
+    def _fc2(self, i: int):
+        def hook(_module, inputs):
+            return (inputs[0] * self.mlp[i],)
+        return hook
+
+    def _block(self, i: int):
+        def hook(_module, inputs, out):
+            return inputs[0] if i in self.dropped else out
+        return hook
+
+    def __enter__(self) -> MaskedViT:
+        for i, blk in enumerate(self.model.blocks):
+            self.handles += [blk.attn.qkv.register_forward_hook(self._qkv(i)),
+                             blk.mlp.fc2.register_forward_pre_hook(self._fc2(i)),
+                             blk.register_forward_hook(self._block(i))]
+        self.residual.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.residual.__exit__(*exc)
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def block_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The input of every block (B, N, E) under the current masks, for :meth:`logits_from`."""
+        seen: list[torch.Tensor] = []
+        handles = [blk.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+                   for blk in self.model.blocks]
+        try:
+            self.model(images)
+        finally:
+            for h in handles:
+                h.remove()
+        return seen
+
+    def logits_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits from the input ``x`` of block ``start`` on (the blocks before it are not run)."""
+        model = self.model
+        for blk in model.blocks[start:]:
+            x = blk(x)
+        return model.forward_head(model.norm(x))
+
+
 class KLProbe:
     """KL(unpruned || cut) of the class predictions on the first :func:`probe_images` of ``images``
-    (N, C, H, W), mean over images, in nats.
+    (N, C, H, W), mean over images, in nats, computed on a :class:`MaskedViT`.
 
-    The unpruned model's log-probabilities are computed once; the probe of the unpruned widths is 0.
+    The unpruned model's log-probabilities are computed once. :meth:`rebase` names the widths the next probes
+    each differ from in one group: the blocks' inputs under them are computed once, and a probe whose residual
+    width and blocks before block ``i`` are those of the base starts at block ``i``.
     ``progress``: a bar over the probes (closed by :meth:`close`)."""
 
     def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
                  progress: bool = False) -> None:
         self.images = images[:probe_images(handle.gmacs)]
-        self.handle, self.scores, self.batch_size = handle, scores, batch_size
-        self.reference = reference_log_probs(handle.model.eval(), self.images, batch_size)
-        groups = 1 + 3 * len(handle.model.blocks)  # residual width + (qk, v, mlp) per block: at most
-        self.bar = bar(total=groups * len(PROBE_KEPT), desc="sensitivity", unit="probe", disable=not progress)
+        self.batch_size = batch_size
+        model = handle.model.eval()
+        self.reference = reference_log_probs(model, self.images, batch_size)
+        self.masked = MaskedViT(model, scores)
+        self.base: Arch | None = None
+        self.cache: list[list[torch.Tensor]] = []  # per batch: every block's input under the base widths
+        self.bar = bar(total=None, desc="sensitivity", unit="probe", disable=not progress)
 
+    def _batches(self) -> list[torch.Tensor]:
+        return [self.images[i:i + self.batch_size] for i in range(0, len(self.images), self.batch_size)]
+
+    @torch.no_grad()
+    def rebase(self, arch: Arch) -> None:
+        """Keep the blocks' inputs under ``arch``'s widths for the probes that follow."""
+        self.masked.set(arch)
+        with self.masked:
+            self.cache = [self.masked.block_inputs(x) for x in self._batches()]
+        self.base = arch
+
+    def _start(self, arch: Arch) -> int:
+        """The first block whose input differs from the base's under ``arch`` (0: run from the images)."""
+        base = self.base
+        if base is None or arch.embed != base.embed or arch.blocks_kept != base.blocks_kept:
+            return 0
+        return next((b.index for a, b in zip(arch.blocks, base.blocks, strict=True) if a != b), len(self.cache[0]) - 1)
+
+    @torch.no_grad()
     def __call__(self, arch: Arch) -> float:
-        cut = apply_widths(self.handle, arch, self.scores).model.eval()
-        loss = output_kl(cut, self.images, self.reference, self.batch_size)
+        start = self._start(arch)
+        self.masked.set(arch)
+        total = 0.0
+        with self.masked:
+            for j, (x, ref) in enumerate(zip(self._batches(), self.reference, strict=True)):
+                out = logits(self.masked.model, x) if start == 0 else self.masked.logits_from(self.cache[j][start], start)
+                total += float(torch.nn.functional.kl_div(out.log_softmax(-1), ref, log_target=True, reduction="sum"))
         self.bar.update()
-        return loss
+        return total / len(self.images)
 
     def close(self) -> None:
         self.bar.close()
