@@ -80,7 +80,11 @@ else:
         if __name__ != "__main__":
             raise
         _text = str(_exc).strip().splitlines()
-        print("error: " + (_text[0] if _text else type(_exc).__name__), file=sys.stderr)
+        _message = _text[0] if _text else type(_exc).__name__
+        print("error: " + _message, file=sys.stderr)
+        _boot = sys.modules.get("engines._bootstrap")
+        if _boot is not None:  # deploy's status file, written by the bootstrap (none of the bundle's code runs)
+            _boot.deploy_refusal_status(sys.argv[1:], _message, getattr(_exc, "exit_status", 2))
         sys.exit(getattr(_exc, "exit_status", 2))
     if __name__ == "__main__":
         import importlib

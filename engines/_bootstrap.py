@@ -329,3 +329,49 @@ def load(package_dir):
             exec(compile(f.read(), path, "exec", dont_inherit=True), module.__dict__)
         sys.modules["engines._bootstrap"] = module
     return module
+
+
+def deploy_refusal_status(argv, message, exit_code=2):
+    """``deploy`` promises a status file on every exit: when the bootstrap refuses the bundle, before any of its
+    code runs, write the failure (``failed_step`` "bundle") where ``deploy`` would, unless that path is
+    manifest.json or a listed bundle file. Returns the path written, or None."""
+    import time
+
+    if not argv or argv[0] != "deploy":
+        return None
+    status_file, bundle, rest = None, None, list(argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--status-file" and rest:
+            status_file = rest.pop(0)
+        elif arg.startswith("--status-file="):
+            status_file = arg.split("=", 1)[1]
+        elif not arg.startswith("-") and bundle is None:
+            bundle = arg
+    if bundle is None:
+        return None
+    path = status_file or os.path.join(bundle, "deploy-status.json")
+    try:
+        listed = read_manifest(bundle)[0].get("files", {})
+    except (BundleIntegrityError, AttributeError):
+        listed = {}
+    real, root = os.path.realpath(path), os.path.realpath(bundle)
+    rel = os.path.relpath(real, root).replace(os.sep, "/")
+    if rel == MANIFEST_NAME or (isinstance(listed, dict) and rel in listed) or os.path.isdir(path):
+        return None
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {"schema": "snp-edge-deploy/1", "bundle": os.path.abspath(bundle), "status": "failed",
+              "exit_code": exit_code, "failed_step": "bundle", "error": message, "engine": None,
+              "steps": [{"name": "bundle", "ok": False, "error": message}], "started": now, "finished": now,
+              "env": None}
+    tmp = "{}.tmp-{}.partial".format(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                  "." + os.path.basename(path)), os.getpid())
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        return None
+    return path

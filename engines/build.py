@@ -21,7 +21,15 @@ from .errors import EnginesError
 from .fileio import write_bytes_atomic
 from .manifest import sha256_file
 from .profiles import MIB, profile_to_dict
-from .sidecar import cache_key, check_compatible, precision_label, read_sidecar, slug, write_sidecar
+from .sidecar import (
+    cache_key,
+    check_compatible,
+    check_signed,
+    precision_label,
+    read_sidecar,
+    slug,
+    write_sidecar,
+)
 
 DEFAULT_CACHE_DIR = "trt-cache"  # relative to the bundle
 
@@ -181,12 +189,14 @@ def engine_path_for(manifest, profile, label, cache_dir, identity, dla_core=None
 
 
 def reusable(engine_path, identity):
-    """The sidecar of ``engine_path`` when that engine can be reused here (compatible, bytes unchanged)."""
+    """The sidecar of ``engine_path`` when that engine can be reused here (compatible, signed with this device's
+    engine key, bytes unchanged)."""
     if not os.path.isfile(engine_path):
         return None
     try:
         sidecar = read_sidecar(engine_path)
         check_compatible(sidecar, identity)
+        check_signed(sidecar, engine_path)
     except EnginesError:
         return None
     return sidecar if sha256_file(engine_path) == sidecar["engine_sha256"] else None
@@ -225,7 +235,7 @@ def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=Fal
     sidecar = make_sidecar(engine_path, hashlib.sha256(data).hexdigest(), identity, manifest, label, profile,
                            flags, info["build_time_s"], "tensorrt", dla_core)
     write_bytes_atomic(engine_path, data)
-    write_sidecar(engine_path, sidecar)
+    sidecar = write_sidecar(engine_path, sidecar)
     return BuildResult(engine_path, sidecar, False)
 
 

@@ -41,6 +41,7 @@ from .errors import (
 from .fileio import cleanup_staged, write_json_atomic
 from .inference import APP_BACKENDS, BACKENDS
 from .manifest import open_bundle
+from .outputs import check_outputs
 from .profile import add_parser as add_profile_parser
 from .profile import cmd_profile
 from .profiles import profile_to_dict
@@ -590,6 +591,7 @@ def main(argv=None):
     except ValueError:  # not the main thread (an application calling main()): no handler to install
         previous = None
     try:
+        check_outputs(args)  # before any work: never over a bundle's files, never into an unwritable folder
         return COMMANDS[args.command](args)
     except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
         if isinstance(exc, SystemExit):

@@ -98,7 +98,7 @@ class TensorRTBackend(object):
                                                                            os.path.basename(self.engine_path),
                                                                            bundle_dir))
             self.reused = True
-        self.runner = EngineRunner(self.engine_path)
+        self.runner = EngineRunner(self.engine_path, signed=not options.engine)
         self.max_batch = self.runner.sidecar["profile"]["max"][0]
         self.min_batch = self.runner.sidecar["profile"]["min"][0]
 

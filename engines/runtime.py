@@ -9,14 +9,17 @@ from .envinfo import device_identity
 from .errors import EnginesError
 from .gpu import open_cuda
 from .manifest import sha256_file
-from .sidecar import check_compatible, read_sidecar
+from .sidecar import check_compatible, check_signed, read_sidecar
 
 
-def check_engine(engine_path, identity=None):
+def check_engine(engine_path, identity=None, signed=True):
     """Refuse an engine whose sidecar names another TensorRT/GPU than ``identity`` (default: this machine's),
+    that this device's engine key did not sign (``signed``: a cached engine; an explicit ``--engine`` is not),
     or whose bytes changed since the build; returns the sidecar."""
     sidecar = read_sidecar(engine_path)
     check_compatible(sidecar, identity or device_identity())
+    if signed:
+        check_signed(sidecar, engine_path)
     if sha256_file(engine_path) != sidecar["engine_sha256"]:
         raise EnginesError(f"{engine_path}: sha256 differs from its sidecar (modified or truncated): rebuild it")
     return sidecar
@@ -25,11 +28,11 @@ def check_engine(engine_path, identity=None):
 class EngineRunner(object):
     """A deserialized engine with one execution context, a CUDA stream and device buffers."""
 
-    def __init__(self, engine_path, check=True):
+    def __init__(self, engine_path, check=True, signed=True):
         import numpy as np
 
         self._np = np
-        self.sidecar = check_engine(engine_path) if check else None
+        self.sidecar = check_engine(engine_path, signed=signed) if check else None
         trt, self.api = trt_compat.installed_api()
         self.cuda = open_cuda()
         self._logger = trt.Logger(trt.Logger.WARNING)

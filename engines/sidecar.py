@@ -12,14 +12,23 @@ same cache key, so either's engine is found and reused by the other.
 
 An engine runs only with the TensorRT version and GPU model it was built with, so :func:`check_compatible`
 refuses any difference in those three identity fields before the engine is deserialized.
+
+``engine_mac`` (absent before 0.3): HMAC-SHA256 of the sidecar's other fields (``engine_sha256`` among them)
+with this device's engine key, a 32-byte random file outside every bundle (``$SNP_EDGE_ENGINE_KEY``, default
+``$XDG_CONFIG_HOME/snp-edge/engine-key`` or ``~/.config/snp-edge/engine-key``, mode 0600, made by the first
+build). A cached engine is reused or run only when its MAC checks (:func:`check_signed`): whoever can write
+``trt-cache/`` but not the user's key cannot make the device side run an engine it did not build. An engine
+given explicitly (``--engine PATH``) is the user's choice and needs no MAC.
 """
 
 import hashlib
+import hmac
 import json
 import os
 import re
+import stat
 
-from .errors import EnginesError, IncompatibleEngine
+from .errors import EnginesError, IncompatibleEngine, MissingPrerequisite
 from .fileio import read_json, write_json_atomic
 from .trt_compat import version_key
 
@@ -67,9 +76,69 @@ def cache_key(onnx_sha256, trt_version, gpu_name, precision, profile, dla_core=N
     return f"{onnx_sha256[:8]}_{slug(gpu_name)}_trt{slug(trt_version)}_{precision}{dla}_b{profile.min_shape[0]}-{profile.opt_shape[0]}-{profile.max_shape[0]}_{digest}"
 
 
+KEY_ENV = "SNP_EDGE_ENGINE_KEY"
+KEY_BYTES = 32
+
+
+def key_path():
+    """Where this device's engine key lives (see the module docstring)."""
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV]
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(config, "snp-edge", "engine-key")
+
+
+def device_key(create=False):
+    """This device's engine key (bytes), made on first use with ``create``; None when absent."""
+    path = key_path()
+    if create and not os.path.lexists(path):
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(KEY_BYTES))
+        except FileExistsError:
+            pass  # another build made it first
+        except OSError as exc:
+            raise MissingPrerequisite("cannot create the engine key {}: {}; set {} to a writable file path".format(
+                path, exc.strerror or exc, KEY_ENV)) from None
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise EnginesError("the engine key {} is not a regular file".format(path))
+        with open(path, "rb") as f:
+            key = f.read(4096)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EnginesError("cannot read the engine key {}: {}".format(path, exc.strerror or exc)) from None
+    if len(key) < 16:
+        raise EnginesError("the engine key {} is shorter than 16 bytes: remove it (the next build makes a new "
+                           "one)".format(path))
+    return key
+
+
+def engine_mac(sidecar, key):
+    """HMAC-SHA256 (hex) of every sidecar field except ``engine_mac`` itself."""
+    body = json.dumps({k: v for k, v in sidecar.items() if k != "engine_mac"}, sort_keys=True).encode("utf-8")
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def check_signed(sidecar, engine_path):
+    """Refuse (:class:`EnginesError`) an engine whose sidecar this device's key did not sign."""
+    key = device_key()
+    mac = sidecar.get("engine_mac")
+    if key is None or not isinstance(mac, str) or not hmac.compare_digest(mac, engine_mac(sidecar, key)):
+        raise EnginesError("engine {}: its sidecar is not signed with this device's engine key ({}): it was built "
+                           "elsewhere or replaced; rebuild it with `python3 -m engines build --force`".format(
+                               engine_path, key_path()))
+
+
 def write_sidecar(engine_path, data):
-    """Write the sidecar for ``engine_path`` atomically."""
+    """Sign (``engine_mac``) and write the sidecar for ``engine_path`` atomically."""
+    data = dict(data)
+    data["engine_mac"] = engine_mac(data, device_key(create=True))
     write_json_atomic(sidecar_path(engine_path), data)
+    return data
 
 
 def read_sidecar(engine_path):

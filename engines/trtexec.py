@@ -271,7 +271,7 @@ def build_with_trtexec(bundle_dir, manifest, options, trt_version=None, force=Fa
              "dla": dla_flags(options.dla_core, parse_dla_fallback(setup.api, log))}
     sidecar = make_sidecar(setup.engine, digest, setup.identity, manifest, options.label, options.profile, flags,
                            seconds, "trtexec", options.dla_core)
-    write_sidecar(setup.engine, sidecar)
+    sidecar = write_sidecar(setup.engine, sidecar)
     return BuildResult(setup.engine, sidecar, False)
 
 
@@ -323,7 +323,7 @@ class TrtexecBackend(object):
         if not os.path.isfile(self.setup.engine):
             raise EnginesError("no engine {} for these flags: run `python3 -m engines build {}` (or scripts/build.sh) "
                                "with the same flags first".format(self.setup.engine, bundle_dir))
-        self.sidecar = check_engine(self.setup.engine, self.setup.identity)
+        self.sidecar = check_engine(self.setup.engine, self.setup.identity, signed=not options.engine)
         self.max_batch = self.sidecar["profile"]["max"][0]
         self.min_batch = self.sidecar["profile"]["min"][0]
 

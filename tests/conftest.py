@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
+
+# the device engine key (engines/sidecar.py) of this test session, never the user's ~/.config one; subprocesses
+# inherit it
+os.environ.setdefault("SNP_EDGE_ENGINE_KEY", os.path.join(tempfile.mkdtemp(prefix="snp-edge-key-"), "engine-key"))
 
 SMALL = {"img_size": 64}  # DeiT geometry at 64 px: 16 patches + class token, fast on 2 cores
 

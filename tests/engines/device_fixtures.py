@@ -147,6 +147,17 @@ def gpu_python(folder, python=None, identity=None):
 import importlib, importlib.util, os, sys
 args = [a for a in sys.argv[1:] if a not in ("-I", "-B")]
 here = os.path.dirname(os.path.abspath(args[0]))
+import types
+boot = types.ModuleType("engines._bootstrap")  # the launcher's first step: the bootstrap, from source
+boot.__file__ = os.path.join(here, "_bootstrap.py")
+exec(compile(open(boot.__file__, "rb").read(), boot.__file__, "exec"), boot.__dict__)
+sys.modules["engines._bootstrap"] = boot
+try:
+    boot.enter(here)
+except boot.BundleIntegrityError as exc:
+    print("error: " + str(exc), file=sys.stderr)
+    boot.deploy_refusal_status(args[1:], str(exc))
+    sys.exit(2)
 spec = importlib.util.spec_from_file_location("engines", os.path.join(here, "__init__.py"),
                                               submodule_search_locations=[here])
 pkg = importlib.util.module_from_spec(spec)
