@@ -99,3 +99,26 @@ def test_manifest_and_readme_carry_the_fast_agreement(device):
     for text in ("## On the device", "clf = Classifier(\".\")", "python3 -m engines classify . photo.jpg",
                  "scripts/bench.sh", "scripts/deploy.sh --backend onnxruntime", "| 3 | a prerequisite is missing"):
         assert text in readme, text
+
+
+def test_preprocess_speed_benchmark_runs(device, tmp_path):
+    """benchmarks/preprocess_speed.py under the device's Python: the machine named, min/median/max per path and
+    frame size, the exact/fast ratio (its numbers are for reading, not asserting: this machine is shared)."""
+    import subprocess
+
+    from tests.engines.device_fixtures import REPO
+
+    python, version, bundle, _ = device
+    out = tmp_path / "speed.json"
+    res = subprocess.run([str(python), str(REPO / "benchmarks" / "preprocess_speed.py"), "--runs", "3", "--warmup",
+                          "1", "--bundle", str(bundle), "--json-file", str(out)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["versions"]["python"].startswith(version + ".") and doc["machine"]["cores"] >= 1
+    assert set(doc["frames"]) == {"640x480", "1920x1080"}
+    for rows in doc["frames"].values():
+        assert set(rows) == {"exact", "fast-pil", "fast-opencv"}
+        assert all(r["wall_ms"]["min"] <= r["wall_ms"]["median"] <= r["wall_ms"]["max"] for r in rows.values())
+        assert rows["fast-pil"]["speedup_wall"] > 0
+    assert res.stdout.startswith("machine: ") and "exact/fast" in res.stdout
