@@ -122,3 +122,18 @@ def test_preprocess_speed_benchmark_runs(device, tmp_path):
         assert all(r["wall_ms"]["min"] <= r["wall_ms"]["median"] <= r["wall_ms"]["max"] for r in rows.values())
         assert rows["fast-pil"]["speedup_wall"] > 0
     assert res.stdout.startswith("machine: ") and "exact/fast" in res.stdout
+
+
+def test_info_and_power_mode_off_a_jetson(device):
+    """Issue 22 point 8: info names onnxruntime, Pillow and OpenCV versions; power-mode off a Jetson says so."""
+    from tests.engines.device_python import DEVICE_PYTHONS
+
+    python, _, bundle, _ = device
+    pins = dict(p.split("==") for p in DEVICE_PYTHONS[device[1]].pins)
+    res = launch(python, bundle, "info", bundle)
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[0]
+    assert f"numpy {pins['numpy']}  onnxruntime {pins['onnxruntime']}  Pillow {pins['Pillow']}" in first
+    assert "OpenCV 4." in first and res.stdout.splitlines()[1].startswith("os: ")
+    res = launch(python, bundle, "power-mode", env={"PATH": "/usr/bin:/bin", "SNP_EDGE_NVPMODEL": ""})
+    assert res.returncode == 0 and res.stdout.startswith("no Jetson power modes here: nvpmodel not found"), res.stdout
