@@ -515,8 +515,11 @@ def cmd_power_mode(args):
         if listed:
             lines.append("modes: {} (from {}); fastest: {} (id {})".format(
                 listed, modes["source"], modes["fastest"]["mode"], modes["fastest"]["id"]))
+        if not power and not listed:
+            lines = ["no Jetson power modes here: nvpmodel not found, $SNP_EDGE_NVPMODEL unset, no nvpmodel.conf{}"
+                     .format("" if envinfo.is_jetson() else " (not a Jetson)")]
         _emit(args, {"power_mode": power, "power_modes": {str(i): n for i, n in modes["modes"].items()},
-                     "fastest": modes["fastest"] if listed else None}, lines if power or listed else [])
+                     "fastest": modes["fastest"] if listed else None, "jetson": envinfo.is_jetson()}, lines)
         return 0
     import subprocess
 

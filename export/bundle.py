@@ -138,6 +138,24 @@ def _write_reference(tmp: Path, names: list[str]) -> None:
     (tmp / reference.BUNDLE_DIR / reference.SOURCES_FILE).write_bytes(reference.image_bytes(reference.SOURCES_FILE))
 
 
+def _with_fast_agreement(handle: ModelHandle, export: ExportResult, onnx_path: Path) -> dict:
+    """The manifest's ``preprocess`` block with ``fast``: the fast path's agreement with the exact one on the
+    reference photographs and camera-sized frames of them (export/fast_preprocess.py)."""
+    import io
+
+    from PIL import Image
+    from snp_edge.engines.preprocess import spec_from_manifest
+
+    from .fast_preprocess import measure_fast_agreement
+
+    pre = reference.preprocess_spec(handle)
+    inp = {"normalization": export.input_form.to_dict()} if export.input_form is not None else {}
+    spec = spec_from_manifest({"schema_version": SCHEMA_VERSION, "preprocess": pre, "onnx": {"input": inp}})
+    photos = [np.asarray(Image.open(io.BytesIO(reference.image_bytes(n))).convert("RGB"))
+              for n in reference.REFERENCE_IMAGES]
+    return {**pre, "fast": measure_fast_agreement(str(onnx_path), spec, "input", "logits", photos)}
+
+
 def make_manifest(handle: ModelHandle, target: str, folder: Path, export: ExportResult, labels: str,
                   extra: dict | None = None) -> dict:
     """The manifest of the bundle being assembled in ``folder`` (its files already written); ``extra`` adds
@@ -224,6 +242,8 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         if image_names:
             golden["images"] = image_names
         extra = {"golden": golden, "readme": README_FILE}
+        if image_names:
+            extra["preprocess"] = _with_fast_agreement(handle, export, tmp / "model.onnx")
         if results:
             extra["flavors"] = {name: r.manifest for name, r in results.items()}
         extra["writable"] = merge_writable(DEFAULT_WRITABLE, *(r.writable for r in results.values()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from snp_edge.engines.targets import get_target
 
+from .fast_preprocess import readme_lines as fast_readme_lines
+
 README_FILE = "README.md"
 
 
@@ -37,14 +39,44 @@ def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str
         f"`{manifest.get('labels', 'labels.txt')}`, line i = class i. Golden data (inputs in the form above and "
         f"ONNX Runtime FP32 outputs): `{manifest['golden']['inputs']}`, `{manifest['golden']['outputs']}`.",
         "",
-        "## Check on the device",
+        "## On the device",
+        "",
+        "Python 3.6+ with numpy and Pillow, and TensorRT (JetPack) or ONNX Runtime; OpenCV (JetPack's python3-opencv, "
+        "or opencv-python-headless) for videos, cameras and streams. Run from this folder:",
         "",
         "```bash",
+        "scripts/deploy.sh --no-prompt --max-perf  # unattended: preflight, build, verify; status in deploy-status.json",
+        "scripts/deploy.sh --backend onnxruntime   # no TensorRT here: ONNX Runtime, verified the same way",
         "scripts/build.sh && scripts/verify.sh     # TensorRT FP16 engine against the golden outputs",
         *dla,
-        "scripts/deploy.sh --no-prompt --max-perf  # unattended: preflight, build, verify, status JSON",
+        "scripts/bench.sh --json-file bench.json   # batch sweep: latency percentiles, telemetry, energy per image",
+        "python3 -m engines classify . photo.jpg   # top-5 (TensorRT where it loads, else ONNX Runtime)",
+        "python3 -m engines classify . csi://0 --preprocess fast --smoothing 0.8 --json-lines  # a camera, live",
+        "python3 -m engines classify . clip.mp4 --every 5 --json   # a video file; also /dev/video0, rtsp://...",
         "```",
         "",
+        "The app, in three lines:",
+        "",
+        "```python",
+        "from engines import Classifier        # from this folder (or sys.path.insert(0, BUNDLE_DIR))",
+        "clf = Classifier(\".\")                 # backend=\"auto\": TensorRT where it loads, else ONNX Runtime",
+        "print(clf.classify(\"photo.jpg\")[0])   # [(class_id, probability, label), ...] top 5; also arrays, PIL",
+        "```",
+        "",
+        "and for a stream: `for frame, result in clf.stream(\"csi://0\", smoothing=0.8, threshold=0.3): ...`.",
+        "",
+        "Exit status of every command and script (the same in `deploy-status.json`):",
+        "",
+        "| Status | Meaning | What to do |",
+        "|---:|---|---|",
+        "| 0 | success | |",
+        "| 1 | a verification gate failed: the result is wrong | rebuild (e.g. `--fp32-norms`), report it |",
+        "| 2 | bad input: a flag, a file, the bundle (modified or corrupt) | fix the command; copy the bundle again |",
+        "| 3 | a prerequisite is missing (TensorRT, GPU, OpenCV, disk, memory) | install it; the message names it |",
+        "| 4 | the power mode or clocks could not be set or restored | `sudo -n` must work for nvpmodel |",
+        "| 130 / 143 | interrupted (Ctrl-C) / terminated (SIGTERM) | staged files are removed; run again |",
+        "",
+        *(fast_readme_lines(pre["fast"]) if pre.get("fast") else []),
         "## Polygraphy",
         "",
         "The golden data is also in Polygraphy's formats. On any machine with Polygraphy and ONNX Runtime (tested "

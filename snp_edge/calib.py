@@ -20,7 +20,8 @@ from .errors import SnpEdgeError, first_line
 from .memory import check_allocation
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-SYNTHETIC_NOTICE = "no --calib given: data-driven scores use seeded noise images, not real data"
+SYNTHETIC_NOTICE = ("pruned without calibration images (snp-edge prune --calib): its data-driven scores came "
+                    "from seeded noise images, not real data")
 
 
 @dataclass
