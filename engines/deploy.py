@@ -152,6 +152,12 @@ def run_deploy(args, deployment):
 
     deployment.step("bundle", check_bundle)
     manifest, options = opened
+    from .targets import get_target
+
+    if get_target(manifest["target"]).runtime == "onnxruntime":  # CPU boards: engines/deploy_cpu.py
+        from .deploy_cpu import run_cpu_deploy
+
+        return run_cpu_deploy(args, deployment, manifest)
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
