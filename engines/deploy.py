@@ -164,8 +164,10 @@ def run_deploy(args, deployment):
 
     deployment.step("bundle", check_bundle)
     manifest, options = opened
-    if getattr(args, "backend", "tensorrt") == "onnxruntime":
-        return _deploy_onnxruntime(args, deployment, manifest)
+    from .targets import get_target
+
+    if getattr(args, "backend", "tensorrt") == "onnxruntime" or get_target(manifest["target"]).runtime == "onnxruntime":
+        return _deploy_onnxruntime(args, deployment, manifest)  # --backend onnxruntime, and the CPU boards
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
@@ -225,12 +227,17 @@ def check_onnxruntime(threads=None):
 
 
 def _deploy_onnxruntime(args, deployment, manifest):
-    """``--backend onnxruntime``: the runtime's checks, then the golden data through model.onnx."""
+    """``--backend onnxruntime`` and the CPU targets (``runtime == "onnxruntime"`` in the target table: Raspberry
+    Pi, ARM64 boards): the runtime's checks, the CPU's cores, clocks and temperatures where the board exposes
+    them, then the golden data through model.onnx (an INT8 bundle is gated with the int8 tolerance)."""
+    from .deploy_cpu import cpu_info
     from .inference import make_backend
     from .power import power_session
     from .verify import tolerance_for, verify_bundle_outputs
 
-    deployment.step("onnxruntime", check_onnxruntime)
+    threads = getattr(args, "threads", None)
+    deployment.step("onnxruntime", lambda: check_onnxruntime(threads))
+    deployment.step("cpu", cpu_info)
     if getattr(args, "preflight_only", False):
         deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
         return
@@ -239,17 +246,20 @@ def _deploy_onnxruntime(args, deployment, manifest):
         deployment.finish(record, power)
 
         def verify():
-            backend = make_backend("onnxruntime", deployment.bundle, manifest)
+            backend = make_backend("onnxruntime", deployment.bundle, manifest, threads=threads)
             try:
-                report = verify_bundle_outputs(deployment.bundle, manifest, backend, tolerance_for("fp32"))
+                precision = backend.describe()["precision"]
+                report = verify_bundle_outputs(deployment.bundle, manifest, backend, tolerance_for(precision))
             finally:
                 backend.close()
             if not report["passed"]:
                 raise VerificationFailed("verification failed: " + report["failures"][0])
             deployment.engine = os.path.join(os.path.abspath(deployment.bundle), manifest["onnx"]["file"])
-            return {"logits_max_abs_err": report["logits"]["max_abs_err"],
+            return {"backend": "onnxruntime", "precision": precision,
+                    "logits_max_abs_err": report["logits"]["max_abs_err"],
                     "preprocessing_max_abs_err": (report["preprocessing"] or {}).get("max_abs_err"),
-                    "top_k_max_prob_err": (report["top_k"] or {}).get("max_prob_err")}
+                    "top_k_max_prob_err": (report["top_k"] or {}).get("max_prob_err"),
+                    "fp32_distance": report.get("fp32_distance")}
 
         deployment.step("verify", verify)
 

@@ -47,7 +47,9 @@ class OnnxRuntimeBackend(object):
 
         self.manifest = manifest
         self.path = os.path.join(bundle_dir, manifest["onnx"]["file"])
-        self.session = ort_session(self.path, threads, device)
+        from .quantization import ort_optimization
+
+        self.session = ort_session(self.path, threads, device, ort_optimization(manifest))
         self.device, self.threads = device, threads
         self.version = import_onnxruntime().__version__
 

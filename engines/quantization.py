@@ -28,6 +28,17 @@ def is_int8(manifest):
     return (manifest.get("quantization") or {}).get("precision") == "int8"
 
 
+def ort_optimization(manifest):
+    """ONNX Runtime's graph optimisation level for a bundle: "basic" (Q/DQ computed as written: ONNX Runtime
+    as the reference of a TensorRT target's INT8 model, whose Q/DQ placement ONNX Runtime's int8 fusions are
+    not made for) for an INT8 bundle of a TensorRT target, else "all" (a CPU target's INT8 runs ONNX
+    Runtime's int8 kernels)."""
+    from .targets import TARGETS
+
+    spec = TARGETS.get(manifest.get("target"))
+    return "basic" if is_int8(manifest) and spec is not None and spec.runtime == "tensorrt" else "all"
+
+
 def engine_precision(manifest, precision):
     """The precision an engine of this bundle is built in: an INT8 bundle builds INT8 (its Q/DQ nodes decide;
     the FP16 default becomes int8, fp32 is refused); a float bundle refuses int8."""

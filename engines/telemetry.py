@@ -106,6 +106,11 @@ def read_sysfs_sample():
                 temps[name] = int(f.read().strip()) / 1000.0
         except (OSError, ValueError):
             continue
+    from .cpu_telemetry import read_cpu_sample
+
+    cpu = read_cpu_sample()  # CPU clocks; vcgencmd temperature and throttling on a Raspberry Pi
+    temps.update(cpu.pop("temps_c", {}))
+    sample.update(cpu)
     if temps:
         sample["temps_c"] = temps
     return sample or None
@@ -217,5 +222,9 @@ def summarize(samples, start, end, images, peak_gpu_mhz=None):
         reasons.append("GPU clock fell to {} MHz (peak {} MHz)".format(min(gpu_mhz), peak))
     if temps and max(temps) >= THROTTLE_TEMP_C:
         reasons.append("temperature reached {:.1f} C".format(max(temps)))
+    cpu_mhz = [min(s["cpu_mhz"]) for s in window if s.get("cpu_mhz")]
+    out["cpu_mhz_min"] = min(cpu_mhz) if cpu_mhz else None
+    if any(s.get("pi_throttled") for s in window):
+        reasons.append("the Raspberry Pi firmware reports throttling (vcgencmd get_throttled)")
     out["throttled"], out["throttle_reasons"] = bool(reasons), reasons
     return out

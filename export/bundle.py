@@ -199,7 +199,8 @@ def bundle_output(out: str | Path, archive: bool = False, force: bool = False) -
 def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | None = None,
                 images: torch.Tensor | None = None, fp16_safe: bool = False, archive: bool = False,
                 force: bool = False, labels: str | Path | None = None, input_form: InputForm | None = None,
-                flavors: tuple[str, ...] | list[str] = (), photos: list | None = None) -> Path:
+                flavors: tuple[str, ...] | list[str] = (), photos: list | None = None, precision: str = "fp16",
+                int8=None) -> Path:
     """Assemble a verified bundle for ``target`` in ``out`` (a folder, or ``out`` + .tar.gz with ``archive``).
 
     Golden inputs, in the ONNX's input form: the reference photographs preprocessed on the host (RGB models),
@@ -210,7 +211,12 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     ``input_form``: what model.onnx takes (default: normalised input; ``InputForm.raw(...)`` folds it in).
     ``flavors``: names from :data:`export.flavors.FLAVORS`, each adding its runtime's files in its folder.
     ``photos``: reference photographs (name, HxWx3 uint8 RGB) for measurements that need real images.
+    ``precision`` "int8": model.onnx is the target's Q/DQ model (:mod:`export.int8_bundle`, ``int8``: its
+    :class:`~export.int8_bundle.Int8Options`), golden outputs and top-k are its own, FP32 logits beside.
     """
+    from .int8_bundle import Int8Options, check_int8, quantize_bundle_model, top_k_of
+
+    check_int8(target, precision)
     spec = get_target(target)
     chosen = check_flavors(list(flavors), target)
     check_alignment(handle, target)
@@ -228,6 +234,9 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
         if not np.isfinite(outputs).all():
             raise SnpEdgeError("the ONNX model gives NaN or Inf logits on the golden inputs: refusing to bundle")
+        quantization = None
+        if precision == "int8":  # model.onnx becomes the Q/DQ model; its logits are the golden outputs
+            outputs, quantization = quantize_bundle_model(tmp, inputs, outputs, target, int8 or Int8Options())
         np.save(tmp / "golden" / "inputs.npy", inputs)
         if not np.isfinite(outputs).all():
             raise VerificationFailed("the golden outputs hold NaN or infinite logits; no bundle written")
@@ -242,6 +251,8 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         if image_names:
             golden["images"] = image_names
         extra = {"golden": golden, "readme": README_FILE}
+        if quantization:
+            golden["top_k"], extra["quantization"] = top_k_of(outputs, golden["top_k"]["k"]), quantization
         if image_names:
             extra["preprocess"] = _with_fast_agreement(handle, export, tmp / "model.onnx")
         if results:

@@ -205,6 +205,46 @@ def device_target(p: argparse.ArgumentParser, required: bool = False, multiple: 
                        help=f"{purpose} ({lines})")
 
 
+QUANTIZERS = ("ort", "modelopt")  # export.quantize.QUANTIZERS (checked in the tests; no onnx import here)
+CALIBRATIONS = ("entropy", "percentile", "minmax")  # export.quantize.CALIBRATION_METHODS (checked in the tests)
+
+
+def precision(p: argparse.ArgumentParser, choice: bool = True) -> None:
+    """--precision fp16|int8 and how an INT8 model is made (export/quantize.py); ``choice`` False: the INT8
+    flags only (``snp-edge quantize``)."""
+    g = p.add_argument_group("precision and int8 quantisation")
+    if choice:
+        g.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
+                       help="fp16: a float ONNX (FP16/FP32 engines); int8: the target's Q/DQ model, post-training "
+                            "quantised on the calibration images and gated against FP32 (not jetson-nano)")
+    g.add_argument("--quantizer", choices=QUANTIZERS,
+                   help="Q/DQ placement: ort (ONNX Runtime int8 kernels: CPU targets) or modelopt (NVIDIA Model "
+                        "Optimizer: TensorRT explicit quantisation); default: the target's")
+    g.add_argument("--calibration", choices=CALIBRATIONS,
+                   help="how activation ranges come from the calibration images (default: minmax, measured best "
+                        "in docs/int8.md; percentile: ort only)")
+    g.add_argument("--int8-min-top1", type=float_range(0.0, 1.0), default=0.9, metavar="F",
+                   help="INT8 gate: top-1 agreement with FP32 on the calibration images at least F")
+    g.add_argument("--int8-max-error", type=float_range(0.0, 1e6, lo_open=True), default=0.25, metavar="F",
+                   help="INT8 gate: max abs logit error at most F x the largest |FP32 logit|")
+    g.add_argument("--no-int8-gate", action="store_true",
+                   help="skip the INT8 gate (it is skipped anyway, with a notice, for random-weight models)")
+
+
+def int8_options(args: argparse.Namespace, accuracy_meaningful: bool = True):
+    """The :class:`export.int8_bundle.Int8Options` the --quantizer/--calibration/gate flags select; the gate
+    is off for models whose accuracy means nothing (random weights)."""
+    from ..export.int8_bundle import Int8Options
+    from ..export.quantize import GateThresholds
+
+    gate = not args.no_int8_gate and accuracy_meaningful
+    if not args.no_int8_gate and not accuracy_meaningful:
+        print("notice: INT8 accuracy gate skipped: random weights give meaningless top-1 agreement",
+              file=sys.stderr)
+    return Int8Options(args.quantizer, args.calibration, GateThresholds(args.int8_min_top1, args.int8_max_error),
+                       gate)
+
+
 def output(p: argparse.ArgumentParser, what: str, required: bool = True, json_flag: bool = True) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, required=required, metavar="PATH", help=what)
@@ -220,5 +260,5 @@ def references(p: argparse.ArgumentParser, default: tuple[str, ...]) -> None:
     hidden_alias(p, "--baseline-models", "--references", nargs="*")
 
 
-__all__ = ["POSITIVE_FLOAT", "device_target", "formatter", "measurement", "model", "output", "protocol_counts",
+__all__ = ["POSITIVE_FLOAT", "device_target", "int8_options", "precision", "formatter", "measurement", "model", "output", "protocol_counts",
            "prune_target", "references", "scoring", "seed"]

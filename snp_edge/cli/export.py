@@ -94,8 +94,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     target, parser = args.target, args.parser
     if target in PARSERS:  # before 0.2, --target named the parser
         target, parser = None, parser or target
+    if args.precision == "int8":
+        from ..export.int8_bundle import check_int8
+
+        check_int8(target, "int8")  # before the model loads: jetson-nano refuses, a target is needed
     handle, images = handle_and_images(args)
     form = input_form(args)
+    if args.precision == "int8":
+        from .quantize import export_int8
+
+        return export_int8(args, handle, images, form)
     result = export_onnx(handle, Path(args.out), opset=args.opset, parser=parser, target=target,
                          fp16_safe=args.fp16_safe, verify=not args.no_verify, images=images, force=args.force,
                          input_form=form)
@@ -123,11 +131,16 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     bundle_output(args.out, args.archive, args.force)  # refused before the model loads
     form = input_form(args)
     check_flavors(args.flavor, args.target)  # before any work
+    from ..export.int8_bundle import check_int8
+
+    check_int8(args.target, args.precision)  # before the model loads: jetson-nano refuses int8
     handle, images = handle_and_images(args)
+    int8 = groups.int8_options(args, handle.accuracy_meaningful) if args.precision == "int8" else None
     path = make_bundle(handle, args.target, Path(args.out), opset=args.opset, images=images,
                        fp16_safe=args.fp16_safe, archive=args.archive, force=args.force, labels=args.labels,
-                       input_form=form, flavors=args.flavor, photos=reference_photos(args))
-    report = {"bundle": str(path), "target": args.target, "model": handle.name, "flavors": list(dict.fromkeys(args.flavor)),
+                       input_form=form, flavors=args.flavor, photos=reference_photos(args),
+                       precision=args.precision, int8=int8)
+    report = {"bundle": str(path), "target": args.target, "model": handle.name, "precision": args.precision, "flavors": list(dict.fromkeys(args.flavor)),
               "input_form": (form.to_dict() if form else None)}
     if handle.notice:
         report["notice"] = handle.notice
@@ -152,6 +165,7 @@ def register(sub) -> None:
                    help="TensorRT ONNX-parser rules to check (default: the target's; without one trt8.2 at "
                         "opset 13, else trt10)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime parity gate")
+    groups.precision(p)
     groups.seed(p)
     groups.output(p, "output .onnx file")
     # --target took trt8.2 / trt10 before 0.2: still accepted, hidden
@@ -167,6 +181,7 @@ def register(sub) -> None:
                                    "manifest.json.")
     _source(p, calib_images=8)
     groups.device_target(p, required=True)
+    groups.precision(p)
     groups.seed(p)
     groups.output(p, "output folder (or archive name with --archive)")
     p.add_argument("--archive", action="store_true", help="write OUT.tar.gz instead of a folder")

@@ -8,34 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..engines.argtypes import float_range, int_range
+from ..engines.argtypes import int_range
 from . import args as groups
-
-QUANTIZER_NAMES = ("ort", "modelopt")  # export.quantize.QUANTIZERS (checked in the tests; no onnx import here)
-CALIBRATION_METHODS = ("entropy", "percentile", "minmax")  # export.quantize.CALIBRATION_METHODS (tests check)
-
-
-def int8_options(p: argparse.ArgumentParser) -> None:
-    """--quantizer, --calibration and the gate's thresholds: how an INT8 model is made (quantize, and
-    export / bundle / run with --precision int8)."""
-    g = p.add_argument_group("int8 quantisation (export/quantize.py)")
-    g.add_argument("--quantizer", choices=QUANTIZER_NAMES,
-                   help="Q/DQ placement: ort (ONNX Runtime int8 kernels, CPU targets) or modelopt (NVIDIA Model "
-                        "Optimizer, TensorRT explicit quantisation); default: the target's")
-    g.add_argument("--calibration", choices=CALIBRATION_METHODS,
-                   help="activation ranges from the calibration images (default: the quantizer's, minmax: "
-                        "measured best, docs/int8.md; percentile: ort only)")
-    g.add_argument("--min-top1", type=float_range(0.0, 1.0), default=0.9, metavar="F",
-                   help="gate: INT8 top-1 agreement with FP32 on the calibration images at least F")
-    g.add_argument("--max-logit-error", type=float_range(0.0, 1e6, lo_open=True), default=0.25, metavar="F",
-                   help="gate: max abs INT8 logit error at most F x the largest |FP32 logit|")
-    g.add_argument("--no-gate", action="store_true", help="skip the accuracy gate (random-weight models)")
-
-
-def thresholds(args: argparse.Namespace):
-    from ..export.quantize import GateThresholds
-
-    return GateThresholds(min_top1=args.min_top1, atol_frac=args.max_logit_error)
 
 
 def calibration_images(args: argparse.Namespace, data_config: dict):
@@ -70,7 +44,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     check_precision(args.target, "int8")  # before anything loads: jetson-nano refuses
     output = Output(args.out, args.force, kind="file")
-    notice = None
+    notice, meaningful = None, True
     with output, scratch_dir(output.path) as scratch:
         if source_kind(args.src) == "onnx":
             fp32 = Path(args.src)
@@ -81,14 +55,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             from ..vit import parse_model_args
 
             handle = load_handle(args.src, args.weights, parse_model_args(args.model_arg))
-            notice = handle.notice
+            notice, meaningful = handle.notice, handle.accuracy_meaningful
             calib = calibration_images(args, handle.data_config)
             import torch
 
             fp32 = Path(scratch) / "fp32.onnx"
             export_onnx(handle, fp32, target=args.target, images=torch.from_numpy(calib))
-        result = quantize_for_target(fp32, output.stage(), calib, args.target, args.quantizer, args.calibration,
-                                     thresholds(args), gate=not args.no_gate)
+        opts = groups.int8_options(args, meaningful)
+        result = quantize_for_target(fp32, output.stage(), calib, args.target, opts.quantizer, opts.method,
+                                     opts.thresholds, gate=opts.gate)
         output.publish()
     report = {**result.to_dict(), "path": str(args.out), "target": args.target, "source": args.src}
     if notice:
@@ -100,13 +75,42 @@ def cmd_quantize(args: argparse.Namespace) -> int:
               f"{g['thresholds']['min_top1']:.0%}), max abs logit error {g['max_abs_err']:.3g} (<= "
               f"{g['atol']:.3g} = {g['thresholds']['atol_frac']} x {g['logit_scale']:.3g})", file=text)
     else:
-        print("gate skipped (--no-gate)", file=text)
+        print("accuracy gate skipped", file=text)
     print(f"wrote {args.out} for {args.target}: {result.quantizer} ({result.method} calibration on "
           f"{result.calib_images} images, {result.qdq_nodes} QuantizeLinear nodes, {result.seconds:.1f} s)", file=text)
     if notice:
         print(f"NOTICE: {notice}", file=text)
     if args.json:
         print(json.dumps(report))
+    return 0
+
+
+def export_int8(args: argparse.Namespace, handle, images, form) -> int:
+    """``snp-edge export --precision int8``: the verified FP32 export (to a scratch file), then the target's
+    INT8 model at --out, calibrated and gated on the --calib images (seeded noise without them)."""
+    import torch
+
+    from ..engines.fileio import Output, scratch_dir
+    from ..export.onnx_export import export_onnx
+    from ..export.quantize import quantize_for_target
+
+    output = Output(args.out, args.force, kind="file")
+    if images is None:
+        images = torch.from_numpy(calibration_images(args, handle.data_config))
+    opts = groups.int8_options(args, handle.accuracy_meaningful)
+    with output, scratch_dir(output.path) as scratch:
+        fp32 = Path(scratch) / "fp32.onnx"
+        result = export_onnx(handle, fp32, opset=args.opset, target=args.target, fp16_safe=args.fp16_safe,
+                             verify=not args.no_verify, images=images, input_form=form)
+        onnx_images = result.input_form.encode(images, handle.data_config["mean"], handle.data_config["std"])
+        q = quantize_for_target(fp32, output.stage(), onnx_images, args.target, opts.quantizer, opts.method,
+                                opts.thresholds, gate=opts.gate)
+        output.publish()
+    text = sys.stderr if args.json else sys.stdout
+    print(f"wrote {args.out} (INT8 for {args.target}: {q.quantizer}, {q.method} calibration on {q.calib_images} "
+          f"images, {q.qdq_nodes} QuantizeLinear nodes; gate {'passed' if q.gate else 'skipped'})", file=text)
+    if args.json:
+        print(json.dumps({**q.to_dict(), "path": str(args.out), "target": args.target, "model": handle.name}))
     return 0
 
 
@@ -121,7 +125,7 @@ def register(sub) -> None:
     g.add_argument("--calib-images", type=int_range(1, groups.MAX_IMAGES), default=64, metavar="N",
                    help="calibration images used (also the gate's images)")
     groups.device_target(p, required=True, purpose="device target: its Q/DQ placement and parser rules")
-    int8_options(p)
+    groups.precision(p, choice=False)
     groups.seed(p)
     groups.output(p, "output QDQ .onnx file")
     p.set_defaults(func=cmd_quantize)

@@ -1,7 +1,9 @@
 """The device code under the real CPython of each device (JetPack 4.6's 3.6 for a jetson-nano bundle, JetPack
-5's 3.8 for jetson-orin-jp5, JetPack 6's 3.10 for jetson-orin) with that device's library versions (tests/engines/device_python.py), on a
+5's 3.8 for jetson-orin-jp5, JetPack 6's 3.10 for jetson-orin, Raspberry Pi OS Bookworm's 3.11 for
+raspberry-pi-5) with that device's library versions (tests/engines/device_python.py), on a
 bundle made by the host pipeline: classify with the ONNX Runtime backend (same top-5 as timm/PyTorch on the
-host, probabilities within 1e-4), verify, deploy up to the TensorRT step (exit 3, status written), bench.
+host, probabilities within 1e-4), verify, deploy up to the TensorRT step (exit 3, status written; a CPU target
+deploys completely with ONNX Runtime), bench.
 Skipped with the reason where that Python is not found. Per-version checks: test_device_py36.py, _py310.py."""
 
 import json
@@ -10,6 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from snp_edge.engines.targets import TARGETS
 
 from tests.engines.device_python import (
     DEVICE_TARGETS,
@@ -21,6 +24,7 @@ from tests.engines.device_python import (
 )
 
 pytestmark = pytest.mark.slow
+CPU_TARGETS = [n for n, t in TARGETS.items() if t.runtime == "onnxruntime"]
 
 
 @pytest.fixture(params=sorted(DEVICE_TARGETS), ids=lambda v: "py" + v.replace(".", ""))
@@ -67,6 +71,8 @@ def test_verify_with_onnxruntime(device, tmp_path):
 
 def test_deploy_stops_at_tensorrt_with_status(device, tmp_path):
     python, version, (bundle, _, _) = device
+    if DEVICE_TARGETS[version] in CPU_TARGETS:
+        pytest.skip("a CPU target's deploy needs no TensorRT: test_cpu_target_deploys_with_onnxruntime")
     status = tmp_path / "status.json"
     env = {"PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if "tensorrt" not in p)}
     res = launch(python, bundle, "deploy", bundle, "--no-prompt", "--status-file", status, env=env)
@@ -76,6 +82,21 @@ def test_deploy_stops_at_tensorrt_with_status(device, tmp_path):
     assert doc["status"] == "failed" and doc["exit_code"] == 3 and doc["failed_step"] == "tensorrt"
     assert [s["name"] for s in doc["steps"] if s["ok"]] == ["bundle"] and doc["engine"] is None
     assert doc["env"]["python"].startswith(version + ".")
+
+
+def test_cpu_target_deploys_with_onnxruntime(device, tmp_path):
+    """raspberry-pi-5 under Raspberry Pi OS Bookworm's Python 3.11: deploy is bundle, onnxruntime, cpu, verify."""
+    python, version, (bundle, _, _) = device
+    if DEVICE_TARGETS[version] not in CPU_TARGETS:
+        pytest.skip("a TensorRT target")
+    status = tmp_path / "status.json"
+    res = launch(python, bundle, "deploy", bundle, "--no-prompt", "--status-file", status)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(status.read_text())
+    assert doc["status"] == "ok" and [s["name"] for s in doc["steps"]] == ["bundle", "onnxruntime", "cpu", "verify"]
+    verify = doc["steps"][-1]["detail"]
+    assert verify["precision"] == "fp32" and verify["logits_max_abs_err"] < 1e-3 and doc["engine"] is None
+    assert doc["steps"][1]["detail"]["onnxruntime"] == "1.18.1" and doc["env"]["python"].startswith("3.11.")
 
 
 def test_bench_with_onnxruntime(device, tmp_path):
