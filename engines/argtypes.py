@@ -87,6 +87,21 @@ POSITIVE_FLOAT = float_range(0.0, lo_open=True)
 NONNEGATIVE_FLOAT = float_range(0.0)
 FRACTION = float_range(0.0, 1.0)
 
+# upper bounds of the device side's numeric options (python3 -m engines): nothing a user types runs for days
+# or sizes an allocation past any device's memory
+BATCH = int_range(1, 4096)              # images per run / profile batch sizes
+RUNS = int_range(1, 1000000)            # timed runs per batch size
+WARMUP = int_range(0, 100000)           # untimed runs per batch size
+WORKSPACE_MIB = int_range(1, 1 << 20)   # builder workspace, MiB (1 TiB)
+DLA_CORE = int_range(0, 15)
+TELEMETRY_MS = int_range(0, 60000)      # sampling interval, ms
+THREADS = int_range(1, 1024)
+TOP_K = int_range(1, 100000)
+FRAME_COUNT = int_range(1, 10 ** 9)   # --every, --max-frames: frames of a video or stream
+SMOOTHING = float_range(0.0, 1.0, hi_open=True)  # exponential smoothing factor, [0, 1)
+WARMUP_MS = float_range(0.0, 3600000.0)  # trtexec warm-up, ms (one hour)
+TOLERANCE = float_range(0.0, 1000.0)    # --atol-frac
+
 
 def hidden_alias(parser, old, new, **kwargs):
     """Accept the old spelling ``old`` of the flag ``new`` for one release: hidden from --help, with a note on

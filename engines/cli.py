@@ -20,10 +20,19 @@ import time
 
 from . import envinfo
 from .argtypes import (
+    BATCH,
+    DLA_CORE,
     FRACTION,
-    NONNEGATIVE_FLOAT,
-    NONNEGATIVE_INT,
-    POSITIVE_INT,
+    FRAME_COUNT,
+    RUNS,
+    SMOOTHING,
+    TELEMETRY_MS,
+    THREADS,
+    TOLERANCE,
+    TOP_K,
+    WARMUP,
+    WARMUP_MS,
+    WORKSPACE_MIB,
     DefaultsFormatter,
     OneLineParser,
 )
@@ -54,13 +63,13 @@ def _shared_flags():
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("engine selection (same flags for build, verify, bench)")
     g.add_argument("--target", choices=TARGET_NAMES, help="profile defaults (default: the manifest's target)")
-    g.add_argument("--min-batch", type=POSITIVE_INT, help="profile min batch, images (default: the target's)")
-    g.add_argument("--opt-batch", type=POSITIVE_INT, help="profile opt batch, images (default: the target's)")
-    g.add_argument("--max-batch", type=POSITIVE_INT, help="profile max batch, images (default: the target's)")
-    g.add_argument("--workspace-mib", type=POSITIVE_INT, help="builder workspace limit, MiB (default: the target's)")
+    g.add_argument("--min-batch", type=BATCH, help="profile min batch, images (default: the target's)")
+    g.add_argument("--opt-batch", type=BATCH, help="profile opt batch, images (default: the target's)")
+    g.add_argument("--max-batch", type=BATCH, help="profile max batch, images (default: the target's)")
+    g.add_argument("--workspace-mib", type=WORKSPACE_MIB, help="builder workspace limit, MiB (default: the target's)")
     g.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
                    help="engine precision (an INT8 bundle, snp-edge bundle --precision int8, builds int8)")
-    g.add_argument("--dla-core", type=NONNEGATIVE_INT, metavar="N",
+    g.add_argument("--dla-core", type=DLA_CORE, metavar="N",
                    help="run on DLA core N with GPU fallback (Jetson Orin NX / AGX Orin; one batch size; default: GPU)")
     g.add_argument("--fp32-norms", action="store_true",
                    help="pin the LayerNorm layers the manifest lists to FP32 (fp16 builds)")
@@ -112,7 +121,7 @@ def build_parser():
     p = command("verify", "check preprocessing, logits and top-k on the bundle's golden data")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
     _backend_flag(p, BACKENDS + ("auto",), "auto")
-    p.add_argument("--atol-frac", type=NONNEGATIVE_FLOAT,
+    p.add_argument("--atol-frac", type=TOLERANCE,
                    help="max abs error / logit scale (default: fp16 0.02, fp32 0.001)")
     p.add_argument("--min-top1", type=FRACTION, help="minimum top-1 agreement, 0..1 (default: 0.99)")
     p.add_argument("--prob-atol", type=FRACTION, help="max top-k probability error (default: fp16 0.01, fp32 1e-4)")
@@ -125,20 +134,20 @@ def build_parser():
     p.add_argument("bundle", metavar="BUNDLE_DIR")
     _backend_flag(p, BACKENDS + ("auto",), "auto")
     p.add_argument("--trtexec", dest="backend", action="store_const", const="trtexec", help=argparse.SUPPRESS)
-    p.add_argument("--batch", type=POSITIVE_INT, action="append",
+    p.add_argument("--batch", type=BATCH, action="append",
                    help="images per run; repeat for several (default: 1, 2, 4, ... up to the profile's maximum)")
-    p.add_argument("--warmup", type=NONNEGATIVE_INT, default=PROTOCOLS["paper"]["warmup"],
+    p.add_argument("--warmup", type=WARMUP, default=PROTOCOLS["paper"]["warmup"],
                    help="untimed runs first, per batch size")
-    p.add_argument("--runs", type=POSITIVE_INT, default=PROTOCOLS["paper"]["runs"], help="timed runs per batch size")
+    p.add_argument("--runs", type=RUNS, default=PROTOCOLS["paper"]["runs"], help="timed runs per batch size")
     p.add_argument("--preprocess", action="store_true",
                    help="include preprocessing of reference frames (numpy/PIL) in the end-to-end time")
     p.add_argument("--cuda-graph", action="store_true",
                    help="replay each inference as a CUDA graph (TensorRT backend; trtexec --useCudaGraph)")
-    p.add_argument("--telemetry-ms", type=NONNEGATIVE_INT, default=200,
+    p.add_argument("--telemetry-ms", type=TELEMETRY_MS, default=200,
                    help="tegrastats/sysfs sampling interval during the runs, ms (0: off)")
-    p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=THREADS, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
-    p.add_argument("--warmup-ms", type=NONNEGATIVE_FLOAT, default=1000.0, help="trtexec warm-up time, ms")
+    p.add_argument("--warmup-ms", type=WARMUP_MS, default=1000.0, help="trtexec warm-up time, ms")
     _power_flags(p)
 
     p = command("info", "environment, bundle and cached engines")
@@ -155,14 +164,14 @@ def build_parser():
     p.add_argument("--preprocess", choices=("exact", "fast"), default="exact",
                    help="exact: timm's eval transform bit for bit; fast: the crop region only, block average + "
                         "bilinear (agreement in the bundle's README)")
-    p.add_argument("--top-k", type=POSITIVE_INT, default=5, help="classes per frame")
-    p.add_argument("--every", type=POSITIVE_INT, default=1, help="classify every Nth frame of a video or stream")
-    p.add_argument("--max-frames", type=POSITIVE_INT, help="stop after this many frames per source (default: all)")
-    p.add_argument("--smoothing", type=NONNEGATIVE_FLOAT, default=0.0,
+    p.add_argument("--top-k", type=TOP_K, default=5, help="classes per frame")
+    p.add_argument("--every", type=FRAME_COUNT, default=1, help="classify every Nth frame of a video or stream")
+    p.add_argument("--max-frames", type=FRAME_COUNT, help="stop after this many frames per source (default: all)")
+    p.add_argument("--smoothing", type=SMOOTHING, default=0.0,
                    help="average probabilities over frames of a source, in [0, 1): p = s * previous + (1 - s) * now")
     p.add_argument("--threshold", type=FRACTION, help="leave out classes below this probability")
     p.add_argument("--json-lines", action="store_true", help="print one JSON object per frame as it is classified")
-    p.add_argument("--threads", type=POSITIVE_INT, help="ONNX Runtime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=THREADS, help="ONNX Runtime intra-op threads (default: all cores)")
 
     p = command("deploy", "preflight, build, verify: make this device ready; always writes a status JSON")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -181,9 +190,9 @@ def build_parser():
     p.add_argument("bundle", metavar="BUNDLE_DIR")
     p.add_argument("--stage", choices=("build", "bench"), default="build", help="which command line")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
-    p.add_argument("--batch", type=POSITIVE_INT, default=1, help="images per run (bench)")
-    p.add_argument("--runs", type=POSITIVE_INT, default=PROTOCOLS["paper"]["runs"], help="timed runs (bench)")
-    p.add_argument("--warmup-ms", type=NONNEGATIVE_FLOAT, default=1000.0, help="warm-up time, ms (bench)")
+    p.add_argument("--batch", type=BATCH, default=1, help="images per run (bench)")
+    p.add_argument("--runs", type=RUNS, default=PROTOCOLS["paper"]["runs"], help="timed runs (bench)")
+    p.add_argument("--warmup-ms", type=WARMUP_MS, default=1000.0, help="warm-up time, ms (bench)")
     p.add_argument("--export-times", metavar="PATH", help="--exportTimes file (bench)")
 
     p = command("power-mode", "print the Jetson power mode (nvpmodel -q or $SNP_EDGE_NVPMODEL), or run a "

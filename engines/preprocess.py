@@ -40,6 +40,8 @@ largest top-5 probability difference on the reference photographs and on camera 
 """
 
 import math
+import os
+import stat
 
 from .errors import EnginesError, MissingPrerequisite, UserError, first_line
 
@@ -55,6 +57,7 @@ FAST_METHOD = ("the crop's region only: k x k block average (k = the downscale f
 REFERENCE_TEXT = ("timm.data.create_transform(is_training=False) on a PIL RGB image: torchvision Resize "
                   "(PIL, antialiased), CenterCrop, ToTensor, Normalize")
 # Limit on decoded image size: PIL's own decompression-bomb limit, refused rather than warned about
+MAX_RESIZE_RATIO = 8  # preprocess.resize / crop at most (timm's crop_pct >= 0.125)
 MAX_IMAGE_PIXELS = 89478485
 
 
@@ -101,6 +104,8 @@ def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
     _number_list(pre, "std", positive=True)
     positive_int("resize")
     positive_int("crop")
+    if pre["resize"] > MAX_RESIZE_RATIO * pre["crop"]:  # timm's crop_pct >= 1/8; 65536 px would exhaust memory
+        _bad("resize", "at most {} x crop ({})".format(MAX_RESIZE_RATIO, MAX_RESIZE_RATIO * pre["crop"]), pre["resize"])
     if list(input_hw) != [pre["crop"], pre["crop"]]:
         _bad("crop", "the input's H and W {}".format(list(input_hw)), pre["crop"])
     if schema_version < 2:
@@ -159,13 +164,22 @@ def spec_from_manifest(manifest):
 # ---- geometry (pure Python: the rounding rules, tested against torchvision) ------------------------------------
 
 def resized_size(width, height, spec):
-    """(width, height) after the resize step."""
+    """(width, height) after the resize step; refuses a size larger than :data:`MAX_IMAGE_PIXELS` (2) or than
+    this machine's free memory (3) before anything is allocated."""
     size = spec["resize"]
     if spec["resize_mode"] == "squash":
-        return size, size
-    if width <= height:
-        return size, int(size * height / width)
-    return int(size * width / height), size
+        new = size, size
+    elif width <= height:
+        new = size, int(size * height / width)
+    else:
+        new = int(size * width / height), size
+    if new[0] * new[1] > MAX_IMAGE_PIXELS:
+        raise UserError("preprocess.resize {} makes a {}x{} px frame {}x{} px, more than {} px".format(
+            size, width, height, new[0], new[1], MAX_IMAGE_PIXELS))
+    from .memory import check_memory
+
+    check_memory(new[0] * new[1] * 3 * 2, "resizing a {}x{} px frame to {}x{} px".format(width, height, *new))
+    return new
 
 
 def crop_box(width, height, crop):
@@ -358,6 +372,8 @@ def load_image(path):
 
     Image = import_pil()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block the read forever
+            raise UserError("{}: not a regular file (a FIFO, device or folder); give an image file".format(path))
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:

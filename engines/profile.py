@@ -244,7 +244,7 @@ def profile_trt(plan, precision="fp16", warmup=50, runs=200, time_budget=None, p
 
 def add_parser(sub, formatter):
     """The ``profile`` subcommand of ``python3 -m engines``."""
-    from .argtypes import POSITIVE_FLOAT, POSITIVE_INT
+    from .argtypes import RUNS, WARMUP, float_range
 
     p = sub.add_parser("profile", help="measure a latency table with TensorRT (plan from snp-edge profile "
                                        "--plan-only)", description=__doc__.splitlines()[0], formatter_class=formatter)
@@ -252,9 +252,9 @@ def add_parser(sub, formatter):
     p.add_argument("--out", required=True, metavar="PATH", help="latency table to write (JSON)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
-    p.add_argument("--warmup", type=POSITIVE_INT, default=50, help="untimed runs per part")
-    p.add_argument("--runs", type=POSITIVE_INT, default=200, help="timed runs per part (the median is kept)")
-    p.add_argument("--time-budget", type=POSITIVE_FLOAT, metavar="S",
+    p.add_argument("--warmup", type=WARMUP, default=50, help="untimed runs per part")
+    p.add_argument("--runs", type=RUNS, default=200, help="timed runs per part (the median is kept)")
+    p.add_argument("--time-budget", type=float_range(0.0, 7 * 86400.0, lo_open=True), metavar="S",
                    help="stop after S seconds (the table is then marked partial)")
     p.set_defaults(func=cmd_profile)
 
