@@ -137,3 +137,11 @@ def test_info_and_power_mode_off_a_jetson(device):
     assert "OpenCV 4." in first and res.stdout.splitlines()[1].startswith("os: ")
     res = launch(python, bundle, "power-mode", env={"PATH": "/usr/bin:/bin", "SNP_EDGE_NVPMODEL": ""})
     assert res.returncode == 0 and res.stdout.startswith("no Jetson power modes here: nvpmodel not found"), res.stdout
+
+
+def test_sigterm_to_a_stage_script(device, tmp_path):
+    """Issue 22 point 2 under the device's Python: SIGTERM to bench.sh's PID ends Python and its tegrastats."""
+    from tests.engines.test_device_signals import sigterm_ends_the_stage
+
+    (tmp_path / "sigterm").mkdir()
+    sigterm_ends_the_stage(tmp_path / "sigterm", device[0])
