@@ -19,7 +19,7 @@ HOST_DIRS = ("snp_edge", "export", "bench")
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "onnx_graphsurgeon": "onnx-graphsurgeon",
                 "huggingface_hub": "huggingface_hub", "safetensors": "safetensors"}
-DEVICE_ONLY = {"tensorrt", "pycuda", "cuda"}  # the trt extra; imported lazily, on the device
+DEVICE_ONLY = {"tensorrt", "pycuda", "cuda", "cv2"}  # the trt extra, and OpenCV where present (sources, fast path)
 
 
 def _tool(name: str) -> str:
