@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fast_loop import pytest_runtest_call, pytest_runtest_makereport  # noqa: F401 (the fast loop's guard)
+
 SMALL = {"img_size": 64}  # DeiT geometry at 64 px: 16 patches + class token, fast on 2 cores
 
 
@@ -43,3 +45,4 @@ def image_folder(tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     return root
+
