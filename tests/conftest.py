@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.fast_loop import pytest_runtest_call, pytest_runtest_makereport  # noqa: F401 (the fast loop's guard)
+
 # the device engine key (engines/sidecar.py) of this test session, never the user's ~/.config one; subprocesses
 # inherit it
 os.environ.setdefault("SNP_EDGE_ENGINE_KEY", os.path.join(tempfile.mkdtemp(prefix="snp-edge-key-"), "engine-key"))
@@ -50,3 +52,4 @@ def image_folder(tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     return root
+

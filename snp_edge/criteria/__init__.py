@@ -33,7 +33,8 @@ blocks    E |f(x)| / |x|: relative residual update       same                   
 residual base scores, or how heads are chosen: those choices are ours, documented here, and switchable.
 
 Where things are: this module holds the names, the defaults and :class:`ScoreOptions` (no torch, so the
-command line stays fast); :mod:`.snp` holds the SNP maths (the Q/K singular-vector criterion, the value
+command line stays fast); :mod:`.importance` holds the criteria, one registered class each (a new criterion is
+one class there); :mod:`.snp` holds the SNP maths (the Q/K singular-vector criterion, the value
 similarity rule); :mod:`.collect` runs the calibration images and scores every component.
 """
 
@@ -42,8 +43,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import SnpEdgeError
+from .importance import REGISTRY
 
-CRITERIA = ("snp", "snp-data", "snp-attn", "l1", "l2", "random")
+CRITERIA = tuple(name for name, crit in REGISTRY.items() if crit.public)  # snp snp-data snp-attn l1 l2 random
 COMPONENTS = ("qk", "v", "mlp", "embed", "heads", "blocks")
 # The default: the paper's criteria, except for value neurons, where the paper's weight-similarity rule
 # measured far worse than every baseline and the data-driven output score best (docs/accuracy.md).
@@ -80,17 +82,14 @@ class ScoreOptions:
         if self.gamma < 1:
             raise SnpEdgeError(f"--snp-gamma must be >= 1, got {self.gamma}")
 
+    @property
+    def embed_reads_data(self) -> bool:
+        """Whether ``embed_score`` reads calibration images."""
+        return self.embed_score in DATA_DRIVEN_EMBED_SCORES
+
     def data_driven(self, comp: str) -> bool:
-        crit = self.criteria[comp]
-        if comp == "mlp":
-            return crit in ("snp", "snp-data", "snp-attn") and self.ffn_score == "act"
-        if comp == "embed":
-            return crit in ("snp", "snp-data", "snp-attn") and self.embed_score in DATA_DRIVEN_EMBED_SCORES
-        if comp == "v":
-            return crit in ("snp-data", "snp-attn")
-        return crit in ("snp", "snp-data", "snp-attn")
-
-
+        """Whether scoring ``comp`` under its criterion reads calibration images."""
+        return REGISTRY[self.criteria[comp]].data_driven(comp, self)
 
 
 _LAZY = {"compute_scores": "collect", "Scores": "collect", "snp_qk_scores": "snp", "attn_qk_scores": "snp",

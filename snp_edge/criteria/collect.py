@@ -12,8 +12,11 @@ from ..attention import attn_layout, split_qkv
 from ..errors import SnpEdgeError
 from ..progress import bar
 from . import COMPONENTS, ScoreOptions
+from .importance import REGISTRY, pnorm
 from .residual import ablation_scores, fisher_scores, kl_order, order_scores, rank_onto
-from .snp import EPS, attn_qk_scores, snp_qk_scores, snp_v_scores
+from .snp import EPS
+
+BLOCK_COMPONENTS = tuple(c for c in COMPONENTS if c != "embed")  # scored block by block, in this order
 
 
 @dataclass
@@ -58,16 +61,12 @@ class _Collector:
 
     def _qkv_hook(self, i: int):
         attn = self.model.blocks[i].attn
-        crit, need = self.opts.criteria, self.need
+        qk_criterion, need = REGISTRY[self.opts.criteria["qk"]], self.need
 
         def hook(_module, _inputs, out):
             q, k, v = split_qkv(attn, out)
-            if need("qk") and crit["qk"] == "snp":
-                self._add("qk", i, snp_qk_scores(q, k, self.opts.gamma).sum(0))
-            elif need("qk") and crit["qk"] == "snp-attn":
-                self._add("qk", i, attn_qk_scores(q, k, attn.scale).sum(0))
-            elif need("qk"):
-                self._add("qk", i, (q.norm(dim=2) * k.norm(dim=2)).sum(0))
+            if need("qk"):
+                self._add("qk", i, qk_criterion.qk_statistic(q, k, attn, self.opts).sum(0))
             if need("v") or need("heads"):
                 probs = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(-1)
                 o = probs @ v  # (B, H, N, d_v)
@@ -122,21 +121,17 @@ class _Collector:
         return self.stats[key][i] / self.images
 
 
-def _pnorm(w: torch.Tensor, p: int, dim) -> torch.Tensor:
-    return w.abs().sum(dim=dim) if p == 1 else w.pow(2).sum(dim=dim).sqrt()
-
-
 def _tss_embed(model: nn.Module, p: int, act: list[torch.Tensor] | None) -> torch.Tensor:
     """Residual-channel scores: each coupled layer's per-channel score divided by its total ("total sum
     scaling"), averaged over the layers. (E,)"""
-    per_layer = [_pnorm(model.patch_embed.proj.weight.flatten(1), p, 1)]
+    per_layer = [pnorm(model.patch_embed.proj.weight.flatten(1), p, 1)]
     for blk in model.blocks:
-        per_layer += [_pnorm(blk.attn.qkv.weight, p, 0), _pnorm(blk.mlp.fc1.weight, p, 0),
-                      _pnorm(blk.attn.proj.weight, p, 1), _pnorm(blk.mlp.fc2.weight, p, 1)]
+        per_layer += [pnorm(blk.attn.qkv.weight, p, 0), pnorm(blk.mlp.fc1.weight, p, 0),
+                      pnorm(blk.attn.proj.weight, p, 1), pnorm(blk.mlp.fc2.weight, p, 1)]
     for name in ("head", "head_dist"):
         head = getattr(model, name, None)
         if isinstance(head, nn.Linear) and head.out_features > 0:
-            per_layer.append(_pnorm(head.weight, p, 0))
+            per_layer.append(pnorm(head.weight, p, 0))
     per_layer += act or []
     return torch.stack([s / (s.sum() + EPS) for s in per_layer]).mean(0)
 
@@ -179,14 +174,76 @@ def _output_embed(model: nn.Module, images: torch.Tensor, opts: ScoreOptions) ->
     return rank_onto(OUTPUT_EMBED_SCORES[opts.embed_score](model, images, opts), _tss_embed(model, 1, None))
 
 
+@dataclass
+class BlockView:
+    """What a criterion reads to score one block (:mod:`.importance`): its weights, split per role (rows of
+    ``wq``/``wk`` (H*d_qk, D), ``wv`` (H*d_v, D); ``fc1`` (M, D), ``fc2`` (D, M)), its calibration statistics
+    and the generator shared by the whole model."""
+
+    index: int
+    block: nn.Module
+    opts: ScoreOptions
+    collector: _Collector | None
+    generator: torch.Generator
+
+    def __post_init__(self) -> None:
+        self.attn = self.block.attn
+        self.H, self.dqk, self.dv = attn_layout(self.attn)
+        self.wq, self.wk, self.wv = self.attn.qkv.weight.split([self.H * self.dqk, self.H * self.dqk,
+                                                                self.H * self.dv], dim=0)
+        self.fc1, self.fc2 = self.block.mlp.fc1.weight, self.block.mlp.fc2.weight
+
+    def stat(self, key: str) -> torch.Tensor:
+        """The calibration statistic ``key`` of this block, averaged over the images."""
+        return self.collector.mean(key, self.index)
+
+    def rand(self, *shape) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.generator)
+
+    def zeros(self, *shape) -> torch.Tensor:
+        return torch.zeros(*shape)
+
+
+@dataclass
+class ModelView:
+    """What a criterion reads to score the residual width: the model, the calibration images and statistics,
+    and the measurements behind each ``--embed-score`` (:meth:`base_embed`)."""
+
+    model: nn.Module
+    images: torch.Tensor | None
+    opts: ScoreOptions
+    collector: _Collector | None
+    generator: torch.Generator
+
+    @property
+    def width(self) -> int:
+        return self.model.patch_embed.proj.out_channels
+
+    def rand(self, *shape) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.generator)
+
+    def zeros(self, *shape) -> torch.Tensor:
+        return torch.zeros(*shape)
+
+    def base_embed(self, score: str) -> torch.Tensor:
+        """Residual-channel scores by the per-layer base score ``score`` (a name of ``EMBED_SCORES``). (E,)"""
+        if score == "ln":
+            return _ln_embed(self.model, self.collector)
+        if score in OUTPUT_EMBED_SCORES:
+            return _output_embed(self.model, self.images, self.opts)
+        act = [self.collector.mean("embed", i) for i in range(len(self.model.blocks))] if score == "act" else None
+        return _tss_embed(self.model, 2 if score == "l2" else 1, act)
+
+
 @torch.no_grad()
 def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOptions,
                    wanted: frozenset[str] = frozenset(COMPONENTS), progress: bool = False) -> Scores:
     """Score every prunable unit of ``model`` (eval mode) on calibration ``images`` (N, C, H, W).
 
     Components not in ``wanted`` (nothing of them is pruned) get zero scores and cost no calibration work.
+    Each component is scored by its criterion's class in :data:`~.importance.REGISTRY`.
     """
-    crit = {c: (crit if c in wanted else "zero") for c, crit in opts.criteria.items()}
+    crit = {c: REGISTRY[name if c in wanted else "zero"] for c, name in opts.criteria.items()}
     gen = torch.Generator().manual_seed(opts.seed)
     col = None
     if any(c in wanted and opts.data_driven(c) for c in COMPONENTS):
@@ -194,82 +251,11 @@ def compute_scores(model: nn.Module, images: torch.Tensor | None, opts: ScoreOpt
             raise SnpEdgeError("data-driven criteria need calibration images")
         col = _Collector(model, opts, wanted)
         col.run(images, progress)
-    qk, v, mlp, heads = [], [], [], []
-    block_scores = []
+    per_block: dict[str, list[torch.Tensor]] = {c: [] for c in BLOCK_COMPONENTS}
     for i, blk in enumerate(model.blocks):
-        attn = blk.attn
-        H, dqk, dv = attn_layout(attn)
-        w = attn.qkv.weight
-        wq, wk, wv = w.split([H * dqk, H * dqk, H * dv], dim=0)
-        # query/key pairs
-        if crit["qk"] == "zero":
-            qk.append(torch.zeros(H, dqk))
-        elif crit["qk"] in ("snp", "snp-data", "snp-attn"):
-            qk.append(col.mean("qk", i))
-        elif crit["qk"] == "random":
-            qk.append(torch.rand(H, dqk, generator=gen))
-        else:
-            p = 1 if crit["qk"] == "l1" else 2
-            pair = torch.stack([wq, wk], dim=1)  # (H*dqk, 2, D)
-            qk.append(_pnorm(pair.flatten(1), p, 1).reshape(H, dqk))
-        # values
-        if crit["v"] == "zero":
-            v.append(torch.zeros(H, dv))
-        elif crit["v"] == "snp":
-            v.append(snp_v_scores(wv).reshape(H, dv))
-        elif crit["v"] in ("snp-data", "snp-attn"):
-            v.append(col.mean("v", i))
-        elif crit["v"] == "random":
-            v.append(torch.rand(H, dv, generator=gen))
-        else:
-            v.append(_pnorm(wv, 1 if crit["v"] == "l1" else 2, 1).reshape(H, dv))
-        # FFN neurons
-        fc1, fc2 = blk.mlp.fc1.weight, blk.mlp.fc2.weight
-        if crit["mlp"] == "zero":
-            mlp.append(torch.zeros(fc1.shape[0]))
-        elif crit["mlp"] == "random":
-            mlp.append(torch.rand(fc1.shape[0], generator=gen))
-        elif crit["mlp"] in ("l1", "l2"):
-            mlp.append(_pnorm(fc1, 1 if crit["mlp"] == "l1" else 2, 1))
-        elif opts.ffn_score == "act":
-            mlp.append(col.mean("mlp", i) * fc2.norm(dim=0))
-        else:
-            mlp.append(_pnorm(fc1, 1 if opts.ffn_score == "l1" else 2, 1))
-        # whole heads
-        if crit["heads"] == "zero":
-            heads.append(torch.zeros(H))
-        elif crit["heads"] in ("snp", "snp-data", "snp-attn"):
-            heads.append(col.mean("heads", i))
-        elif crit["heads"] == "random":
-            heads.append(torch.rand(H, generator=gen))
-        else:
-            p = 1 if crit["heads"] == "l1" else 2
-            rows = torch.cat([wq.reshape(H, -1), wk.reshape(H, -1), wv.reshape(H, -1)], dim=1)
-            cols = attn.proj.weight.reshape(-1, H, dv).transpose(0, 1).reshape(H, -1)
-            heads.append(_pnorm(torch.cat([rows, cols], dim=1), p, 1))
-        # whole blocks
-        if crit["blocks"] == "zero":
-            block_scores.append(torch.zeros(()))
-        elif crit["blocks"] in ("snp", "snp-data", "snp-attn"):
-            block_scores.append(col.mean("blocks", i)[0])
-        elif crit["blocks"] == "random":
-            block_scores.append(torch.rand((), generator=gen))
-        else:
-            ws = [blk.attn.qkv.weight, blk.attn.proj.weight, fc1, fc2]
-            p = 1 if crit["blocks"] == "l1" else 2
-            block_scores.append(torch.stack([_pnorm(x.flatten(), p, 0) / x.numel() for x in ws]).sum())
-    # residual width
-    E = model.patch_embed.proj.out_channels
-    if crit["embed"] == "zero":
-        embed = torch.zeros(E)
-    elif crit["embed"] == "random":
-        embed = torch.rand(E, generator=gen)
-    elif crit["embed"] not in ("l1", "l2") and opts.embed_score == "ln":
-        embed = _ln_embed(model, col)
-    elif crit["embed"] not in ("l1", "l2") and opts.embed_score in OUTPUT_EMBED_SCORES:
-        embed = _output_embed(model, images, opts)
-    else:
-        base = crit["embed"] if crit["embed"] in ("l1", "l2") else opts.embed_score
-        act = [col.mean("embed", i) for i in range(len(model.blocks))] if base == "act" else None
-        embed = _tss_embed(model, 2 if base == "l2" else 1, act)
-    return Scores(qk=qk, v=v, mlp=mlp, heads=heads, embed=embed, blocks=torch.stack(block_scores))
+        view = BlockView(i, blk, opts, col, gen)
+        for comp in BLOCK_COMPONENTS:  # this order draws the random scores as before
+            per_block[comp].append(crit[comp].score(comp, view))
+    embed = crit["embed"].embed(ModelView(model, images, opts, col, gen))
+    return Scores(qk=per_block["qk"], v=per_block["v"], mlp=per_block["mlp"], heads=per_block["heads"], embed=embed,
+                  blocks=torch.stack(per_block["blocks"]))

@@ -168,6 +168,7 @@ def test_identical_prunes_give_identical_files(snp, work):
     assert _hashes(work / "a") == _hashes(work / "b") and len(_hashes(work / "a")) == 2
 
 
+@pytest.mark.slow
 def test_identical_exports_and_bundles(snp, work, tiny_pruned):
     """ONNX: byte-identical; bundles: every file identical, the manifest except its creation time."""
     for name in ("a", "b"):

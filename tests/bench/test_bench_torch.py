@@ -22,6 +22,7 @@ def pruned_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_torch_cpu(cli, tmp_path, pruned_dir):
     rc, stdout, err = cli("bench", "vit_tiny_patch16_224", pruned_dir, *MODEL_ARGS, "--backend", "torch",
                           "--quick", "--threads", "1", "--out", tmp_path)

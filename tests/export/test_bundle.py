@@ -27,6 +27,7 @@ def pruned_tiny():
 
 @pytest.mark.parametrize("target,opset", [("jetson-nano", 13), ("rtx3090", 17), ("jetson-orin", 17),
                                           ("jetson-orin-jp5", 13)])
+@pytest.mark.slow
 def test_bundle_per_target(pruned_tiny, tmp_path, target, opset):
     out = make_bundle(pruned_tiny, target, tmp_path / "b")
     manifest = check_bundle(out)
@@ -97,6 +98,7 @@ def test_orin_bundle_from_the_command_line(tmp_path, capsys):
     assert "LayerNormalization" in ops  # TensorRT 10.3 parses it: not decomposed as for the Nano
 
 
+@pytest.mark.slow
 def test_archive_unpacks_and_verifies_without_the_repository(pruned_tiny, tmp_path):
     archive = make_bundle(pruned_tiny, "jetson-nano", tmp_path / "nano", archive=True)
     assert archive.name == "nano.tar.gz" and not (tmp_path / "nano").exists()
@@ -113,6 +115,7 @@ def test_archive_unpacks_and_verifies_without_the_repository(pruned_tiny, tmp_pa
     assert int(proc.stdout) == len(json.loads((bundle / "manifest.json").read_text())["files"])
 
 
+@pytest.mark.slow
 def test_tampered_file_is_named(pruned_tiny, tmp_path):
     out = make_bundle(pruned_tiny, "rtx3090", tmp_path / "b")
     golden = out / "golden" / "outputs.npy"
@@ -121,6 +124,7 @@ def test_tampered_file_is_named(pruned_tiny, tmp_path):
         check_bundle(out)
 
 
+@pytest.mark.slow
 def test_bad_manifest_field_is_named(pruned_tiny, tmp_path):
     out = make_bundle(pruned_tiny, "rtx3090", tmp_path / "b")
     manifest = json.loads((out / "manifest.json").read_text())
@@ -130,6 +134,7 @@ def test_bad_manifest_field_is_named(pruned_tiny, tmp_path):
         check_bundle(out)
 
 
+@pytest.mark.slow
 def test_cli_bundle_errors(capsys, tmp_path):
     base = ["bundle", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random"]
     assert main([*base, "--target", "jetson-nano", "--opset", "17", "--out", str(tmp_path / "b")]) == 2
@@ -142,6 +147,7 @@ def test_cli_bundle_errors(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+@pytest.mark.slow
 def test_labels_ship_with_the_bundle(tmp_path):
     from snp_edge.engines.manifest import load_manifest
 

@@ -26,6 +26,7 @@ def pruned_tiny():
                  criteria="l1", heads=2).handle
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opset", [13, 17])
 def test_pruned_export_carries_widths_and_matches(pruned_tiny, tmp_path, opset):
     result = export_onnx(pruned_tiny, tmp_path / "m.onnx", opset=opset)
@@ -46,6 +47,7 @@ def test_pruned_export_carries_widths_and_matches(pruned_tiny, tmp_path, opset):
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
 
 
+@pytest.mark.slow
 def test_softmax_scale_folded(tmp_path, pruned_tiny):
     """The query rows of qkv are multiplied by the softmax scale (1/8 for head_dim 64: exact in float32), the
     rest is untouched, and the graph has no scale Mul left; the ONNX weights are the folded ones."""
@@ -68,6 +70,7 @@ def test_softmax_scale_folded(tmp_path, pruned_tiny):
     assert np.array_equal(w if w.shape == ref.shape else w.T, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "deit_tiny_distilled_patch16_224"])
 def test_unpruned_baselines_export(tmp_path, name):
     handle = load_model(name, "random", SMALL)
@@ -84,6 +87,7 @@ def test_deit_small_preset_full_size(tmp_path):
     assert max(p.max_abs for p in result.parity) <= 1e-4
 
 
+@pytest.mark.slow
 def test_allow_list_names_the_offending_node(tmp_path, pruned_tiny):
     export_onnx(pruned_tiny, tmp_path / "m17.onnx", opset=17)
     graph = onnx.load(tmp_path / "m17.onnx")
@@ -113,6 +117,7 @@ def test_compare_maths():
     assert p.top1_agreement == 0.5
 
 
+@pytest.mark.slow
 def test_cli_export_json_and_errors(capsys, tmp_path, pruned_tiny):
     from snp_edge.saved import save_pruned
 

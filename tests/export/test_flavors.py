@@ -332,6 +332,7 @@ def test_preprocessing_agreement_report(deit, nano):
     assert 0.05 < report["input_mean_abs_diff"] < 2  # stretch + nearest neighbour against resize + crop: not equal
 
 
+@pytest.mark.slow
 def test_flavors_leave_the_plain_bundle_alone(rtx, deit, tmp_path):
     """A bundle without --flavor has no flavour folders and no flavors field; its model.onnx is the same graph."""
     plain = make_bundle(deit, "rtx3090", tmp_path / "plain")

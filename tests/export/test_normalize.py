@@ -63,6 +63,7 @@ def test_folding_a_form_onto_itself_changes_nothing(deit):
         assert torch.equal(model.patch_embed.proj.bias, deit.model.patch_embed.proj.bias)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1, 255])
 def test_folded_model_on_raw_pixels_equals_the_original_on_normalised(deit, tmp_path, scale):
     """ORT(folded ONNX, raw x) against PyTorch(original, (x - mean) / std) at max abs <= 1e-4; the export's own
@@ -84,6 +85,7 @@ def test_folded_model_on_raw_pixels_equals_the_original_on_normalised(deit, tmp_
     assert np.abs(wrong - ref).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_any_runtime_normalisation_folds_exactly(tmp_path):
     """A model trained with mean = std = 0.5 fed jetson-inference's ImageNet-normalised tensor: the fold maps
     one to the other, checked by ORT against the original on the same pixels."""
@@ -106,6 +108,7 @@ def test_bad_forms_are_refused(deit):
         fold_into_patch_embed(export_copy(deit.model), InputForm(1.0, (0.0,), (1.0,)), IMAGENET_MEAN, IMAGENET_STD)
 
 
+@pytest.mark.slow
 def test_manifest_records_the_input_form(tmp_path):
     base = ["bundle", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--model-arg",
             "patch_size=8", "--weights", "random", "--target", "jetson-nano"]
@@ -136,6 +139,7 @@ def test_manifest_records_the_input_form(tmp_path):
     validate_manifest(plain)  # and so is a bundle from before the field existed
 
 
+@pytest.mark.slow
 def test_cli_export_normalize_in_graph(tmp_path, capsys):
     base = ["export", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--model-arg", "patch_size=8",
             "--weights", "random"]

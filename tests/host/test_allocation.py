@@ -110,6 +110,7 @@ class _FreeAttention(MacCost):
         return super().block(embed, replace(block, qk=0, v=0))
 
 
+@pytest.mark.slow
 def test_cost_is_pluggable():
     base, consts = _base("deit_small_patch16_224")
     macs = MacCost(**consts)

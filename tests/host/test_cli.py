@@ -17,6 +17,7 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_prune_json_contract(capsys, tmp_path, calib_npy):
     out = tmp_path / "pruned"
     code, stdout, _ = _run(capsys, "prune", *TINY, "--preset", "deit_t_0.6g", "--calib", str(calib_npy),
@@ -40,6 +41,7 @@ def test_prune_target_gmacs_round_to(capsys, tmp_path):
     assert summary["widths"]["embed"] % 8 == 0
 
 
+@pytest.mark.slow
 def test_prune_kl_residual_and_rescore(capsys, tmp_path, calib_npy):
     """--embed-score kl and --rescore reach the recipe; the budget is met as with any other criterion."""
     out = tmp_path / "p"
@@ -57,6 +59,7 @@ def _widths(summary: dict) -> list[int]:
     return [w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")]
 
 
+@pytest.mark.slow
 def test_prune_aligns_widths_for_the_target(capsys, tmp_path):
     """--round-to defaults to the --target's alignment: 8 for FP16 tensor cores (jetson-orin, rtx3090), 1 for
     the Nano; the preset itself stays the paper's (an explicit --round-to 1 gives its exact widths)."""
@@ -77,6 +80,7 @@ def test_prune_aligns_widths_for_the_target(capsys, tmp_path):
     assert any(w % 8 for w in _widths(runs["exact"][0]))  # the paper's odd widths
 
 
+@pytest.mark.slow
 def test_prune_heads_and_blocks(capsys, tmp_path):
     code, stdout, _ = _run(capsys, "prune", *TINY, "--config", str(_config(tmp_path, "qk: 32\n")), "--heads", "2",
                            "--drop-blocks", "2", "--criterion-heads", "l1", "--out", str(tmp_path / "p"), "--json")

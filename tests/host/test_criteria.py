@@ -59,6 +59,7 @@ def test_scores_have_one_value_per_unit(tiny_handle, tiny_inputs, criterion):
     assert all(torch.isfinite(s).all() for s in [scores.embed, scores.blocks, *scores.qk, *scores.v, *scores.mlp])
 
 
+@pytest.mark.slow
 def test_criteria_rank_differently(tiny_handle, tiny_inputs):
     ranks = {}
     for criterion in CRITERIA:

@@ -162,6 +162,7 @@ def test_bad_tables_are_refused(tmp_path):
         lt.read_table(path)
 
 
+@pytest.mark.slow
 def test_latency_cost_drives_the_allocation_within_two_percent():
     """--target-latency: the score allocation lands within 2% under the predicted budget; a latency table where
     the FFN is expensive per MAC makes the FFN narrower than the MAC cost does at the same budget in ms."""
@@ -257,6 +258,7 @@ def test_profile_then_prune_to_a_speedup(tmp_path):
     assert res.returncode == 2 and "--latency-table" in res.stderr
 
 
+@pytest.mark.slow
 def test_latency_budgets_measure_group_weights_by_default(tmp_path):
     """--group-weight auto: a latency budget measures each group's loss (the recipe says ``loss``, and the
     widths differ from the ``macs`` weights'), a MAC budget keeps ``macs``; an unknown name is refused. The
@@ -298,6 +300,7 @@ def test_latency_budgets_measure_group_weights_by_default(tmp_path):
     assert [probe_images(g) for g in (4.6, 17.6, 2.0, 0.0118)] == [8, 8, 20, 32]
 
 
+@pytest.mark.slow
 def test_latency_allocation_stays_inside_the_table():
     """A latency table does not extrapolate below its narrowest measured widths (a DeiT-S with six FFNs of 8
     neurons was predicted 15% fast): with a latency cost no width goes under the grid's smallest, whatever the

@@ -163,6 +163,7 @@ def test_greedy_quadratic_takes_the_least_rise_each_step():
     assert sorted(greedy_quadratic(g, fisher, candidates, 10)) == candidates
 
 
+@pytest.mark.slow
 def test_kl_order_is_a_seeded_permutation(tiny_handle, tiny_inputs):
     """1000 classes: the Fisher matrix samples labels, from the seed; the same seed gives the same order."""
     a = kl_order(tiny_handle.model, tiny_inputs[:2], chunk=48, floor=96, seed=0)

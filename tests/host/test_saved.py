@@ -60,6 +60,7 @@ def test_existing_output_needs_force(pruned_tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
 
 
+@pytest.mark.slow
 def test_weights_from_checkpoint_file(tmp_path, tiny_inputs):
     ref = load_model("deit_tiny_patch16_224", "random", SMALL)
     torch.save({"model": ref.model.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
@@ -92,6 +93,7 @@ def test_auto_weights_fall_back_loudly(monkeypatch):
     assert not handle.accuracy_meaningful and "meaningless" in handle.notice
 
 
+@pytest.mark.slow
 def test_same_inputs_same_model(calib_npy):
     def run(seed):
         return prune("deit_tiny_patch16_224", weights="random", model_args=SMALL, preset="deit_t_0.6g",

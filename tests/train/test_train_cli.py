@@ -61,6 +61,7 @@ def test_teacher_with_other_class_count(capsys, tiny_pruned, tiny_data, other_pr
     assert "teacher has 4 classes" in msg and not out.exists()
 
 
+@pytest.mark.slow
 def test_existing_output_and_foreign_resume_are_refused(capsys, tiny_pruned, tiny_data, other_pruned, tmp_path):
     out = tmp_path / "run"
     assert _run(capsys, "finetune", tiny_pruned, "--data", tiny_data, "--out", out, *QUICK, "--no-aug")[0] == 0
@@ -99,6 +100,7 @@ def test_eval_pruned_timm_and_onnx(capsys, tiny_pruned, tiny_data, tmp_path):
     assert "4 classes" in _one_line_error(*_run(capsys, "eval", onnx_path, "--data", four)[::2], "eval")
 
 
+@pytest.mark.slow
 def test_attention_fidelity_against_original_and_self(capsys, tiny_pruned, tiny_data):
     from snp_edge.models import load_model
     from snp_edge.saved import load_pruned_handle, read_description

@@ -33,6 +33,7 @@ def _log(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+@pytest.mark.slow
 def test_finetune_writes_checkpoint_log_and_pruned_models(tiny_pruned, tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["finetune", str(tiny_pruned), "--data", str(tiny_data), "--out", str(out), "--epochs", "2",
