@@ -71,6 +71,7 @@ def test_json_on_failure_and_preflight_only(code_bundle, tmp_path):
     assert not (code_bundle / "trt-cache").exists()
 
 
+@pytest.mark.slow
 def test_deploy_with_onnxruntime(code_bundle, tmp_path):
     status = tmp_path / "status.json"
     status.write_text(json.dumps(STALE))
