@@ -21,7 +21,9 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import tarfile
 import warnings
 from datetime import datetime, timezone
@@ -155,7 +157,7 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
     return {
         "schema_version": SCHEMA_VERSION,
         "target": target,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": build_time().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model,
         "onnx": {"file": "model.onnx", "opset": export.opset, "input": inp,
                  "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": export.fp16_safe,
@@ -238,10 +240,38 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         if archive:
             apply_umask(tmp)  # the members' modes too (package files keep their installed modes otherwise)
             tar_path = output.stage()
-            with tarfile.open(tar_path, "w:gz") as tar:
-                tar.add(tmp, arcname=final.name.removesuffix(".tar.gz"))
+            write_archive(Path(tar_path), tmp, final.name.removesuffix(".tar.gz"), int(build_time().timestamp()))
         output.publish()
     return final
+
+
+def build_time() -> datetime:
+    """The bundle's ``created`` time: ``$SOURCE_DATE_EPOCH`` where set (reproducible builds), else now (UTC,
+    whole seconds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise SnpEdgeError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}") from None
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def write_archive(tar_path: Path, folder: Path, arcname: str, mtime: int) -> None:
+    """``folder`` as a reproducible .tar.gz: members sorted by path, every mtime ``mtime``, owner 0/0 without
+    names, gzip header without file name or time; the same tree always gives the same bytes."""
+    paths = [folder] + sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
+    with open(tar_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in paths:
+            rel = path.relative_to(folder).as_posix()
+            info = tar.gettarinfo(str(path), arcname=arcname if rel == "." else f"{arcname}/{rel}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            if info.isreg():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
 
 
 def check_bundle(folder: str | Path) -> dict:
