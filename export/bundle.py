@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from snp_edge.engines._bootstrap import DEFAULT_WRITABLE
+from snp_edge.engines.degenerate import degenerate_problem, fp16_problem
 from snp_edge.engines.errors import ManifestError
 from snp_edge.engines.fileio import Output, apply_umask, current_umask, scratch_dir
 from snp_edge.engines.manifest import (
@@ -204,6 +205,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     with output, scratch_dir(final) as scratch:
         tmp = Path(scratch if archive else output.stage())
         reference.preprocess_spec(handle)  # refuses, before any work, preprocessing the device cannot do
+        check_fp16_weights(handle)  # the device builds FP16 engines (--precision fp16, the default)
         images, image_names = _golden_inputs(handle, images)
         export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
                              fp16_safe=fp16_safe, images=images, target=target, input_form=input_form)
@@ -212,6 +214,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
         if not np.isfinite(outputs).all():
             raise SnpEdgeError("the ONNX model gives NaN or Inf logits on the golden inputs: refusing to bundle")
+        check_golden_outputs(outputs)
         np.save(tmp / "golden" / "inputs.npy", inputs)
         if not np.isfinite(outputs).all():
             raise VerificationFailed("the golden outputs hold NaN or infinite logits; no bundle written")
@@ -243,6 +246,24 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
             write_archive(Path(tar_path), tmp, final.name.removesuffix(".tar.gz"), int(build_time().timestamp()))
         output.publish()
     return final
+
+
+def check_fp16_weights(handle: ModelHandle) -> None:
+    """Refuse a model with a weight or buffer outside FP16's range, naming the tensor: the device's FP16 engine
+    would overflow it (a 1e38-scaled weight makes every logit 0 in PyTorch and ONNX Runtime alike)."""
+    for name, tensor in list(handle.model.named_parameters()) + list(handle.model.named_buffers()):
+        if tensor.is_floating_point() and tensor.numel():
+            problem = fp16_problem(name, tensor.detach().abs().max().double().cpu().numpy())
+            if problem is not None:
+                raise SnpEdgeError(f"model weight {problem}: the device builds FP16 engines; refusing to bundle")
+
+
+def check_golden_outputs(outputs: np.ndarray) -> None:
+    """Golden logits that carry information and fit in FP16 (engines/degenerate.py)."""
+    problem = degenerate_problem(outputs) or fp16_problem("golden logits", outputs)
+    if problem is not None:
+        raise SnpEdgeError(f"the ONNX model's outputs on the golden images are degenerate or out of range: {problem}; "
+                           "refusing to bundle")
 
 
 def build_time() -> datetime:
