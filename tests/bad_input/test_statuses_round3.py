@@ -61,3 +61,28 @@ def test_bundle_archive_is_reproducible(snp, tiny_pruned, work, monkeypatch):
     assert [m[0] for m in members(second)][1:] == names[1:]  # the same members under another top folder (b/)
     again = snp("bundle", tiny_pruned, "--target", "jetson-nano", "--out", work / "a", "--archive", "--force")
     assert again.status == 0 and (work / "a.tar.gz").read_bytes() == first  # byte-identical
+
+
+INFO_CASES = {
+    "mlp-above-base": (lambda d: d["arch"]["blocks"][0].__setitem__("mlp", 300),
+                       "field arch.blocks[0].mlp: expected an integer in [1, 256], got 300"),
+    "embed-above-base": (lambda d: d["arch"].__setitem__("embed", 65), "field arch.embed: expected an integer in "
+                                                                       "[1, 64], got 65"),
+    "index-out-of-range": (lambda d: d["arch"]["blocks"][1].__setitem__("index", 7), "field arch.blocks[1].index"),
+    "resnet50": (lambda d: d.__setitem__("base_model", "resnet50"), "(ResNet): not a timm VisionTransformer"),
+    "path": (lambda d: d.__setitem__("base_model", "../../etc/passwd"), "unknown model '../../etc/passwd'"),
+}
+
+
+@pytest.mark.parametrize("case", INFO_CASES)
+def test_info_applies_exports_model_json_checks(snp, work, pruned_copy, case):
+    """`snp-edge info` printed model.json files that `export` refuses as valid."""
+    from .conftest import assert_one_line_error, edit_json
+
+    change, message = INFO_CASES[case]
+    edit_json(pruned_copy / "model.json", change)
+    before = snapshot(work)
+    assert_one_line_error(snp("info", pruned_copy), 2, message, "info")
+    export = snp("export", pruned_copy, "--out", work / "m.onnx", "--no-verify")
+    assert export.status == 2 and message in export.err.splitlines()[-1]
+    assert snapshot(work) == before
