@@ -19,6 +19,7 @@ from typing import Any
 
 from snp_edge.engines.errors import EnginesError
 from snp_edge.engines.schema import Document, check_finite_tree
+from snp_edge.engines.stats import summary_problem
 from snp_edge.engines.trtexec import compute_times_ms, parse_summary
 
 from snp_edge.errors import SnpEdgeError
@@ -38,6 +39,16 @@ def _latencies(doc: Document, values: object, field: str) -> list[float]:
     for i, t in enumerate(values):
         doc.number_value(t, f"{field}[{i}]", 0, MAX_MS, exclusive_minimum=True)
     return [float(t) for t in values]
+
+
+def _check_summary(doc: Document, stats: object, field: str) -> None:
+    """A latency summary (None: absent) internally consistent: all > 0, min <= median <= p95 <= max, ..."""
+    if stats is None:
+        return
+    problem = summary_problem(stats)
+    if problem is not None:
+        key, expected = problem
+        doc.fail(f"{field}.{key}" if key else field, expected, stats.get(key) if isinstance(stats, dict) else stats)
 
 
 def _model_facts(doc: Document, model: object) -> dict[str, Any]:
@@ -121,6 +132,7 @@ def _from_trtexec_log(text: str, path: Path) -> dict[str, Any]:
         d.number(stats, key, key, 0, MAX_MS, exclusive_minimum=True)
     for key, value in stats.items():
         d.number_value(value, key, 0, MAX_MS, exclusive_minimum=True)
+    _check_summary(d, stats, "gpu_compute_ms")
     return {"tool": "trtexec log", "times_ms": None, "latency_ms": stats,
             "settings": {"metric": "GPU compute time", "trtexec_summary": summary}}
 
@@ -143,6 +155,8 @@ def _from_device_sweep(doc: dict, path: Path) -> dict[str, Any]:
         gpu = s.get("gpu_latencies_ms") or []
         key = "gpu_latencies_ms" if gpu else "e2e_latencies_ms"
         times = _latencies(d, s.get(key), f"sections[{i}].{key}")
+        for stats_key in ("gpu_ms", "e2e_ms"):
+            _check_summary(d, s.get(stats_key), f"sections[{i}].{stats_key}")
         metric = "GPU time per run (CUDA events / trtexec computeMs)" if gpu else "end-to-end time per run"
         settings = {"engine": doc.get("engine"), "target": doc.get("target"), "precision": doc.get("precision"),
                     "backend": backend.get("backend"), "metric": metric, "e2e_ms": s.get("e2e_ms"),

@@ -555,6 +555,10 @@ COMMANDS = {"build": cmd_build, "verify": cmd_verify, "bench": cmd_bench, "info"
             "power-mode": cmd_power_mode, "profile": cmd_profile}
 
 
+INSTALL_HINTS = {"numpy": "the device code needs it (python3 -m pip install --user numpy; on JetPack: sudo apt-get "
+                           "install python3-numpy)"}  # Pillow, TensorRT, onnxruntime raise their own hints
+
+
 class Terminated(Exception):
     """SIGTERM (``timeout``, ``docker stop``, a supervisor): unwinds like Ctrl-C, so staged files go."""
 
@@ -573,6 +577,9 @@ def describe_failure(exc):
         return EXIT_TERMINATED, "terminated"
     if isinstance(exc, MemoryError):
         return EXIT_MISSING_PREREQUISITE, "out of memory"
+    if isinstance(exc, ImportError) and (getattr(exc, "name", None) or "").split(".")[0] in INSTALL_HINTS:
+        name = exc.name.split(".")[0]
+        return EXIT_MISSING_PREREQUISITE, "{} does not import ({}): {}".format(name, first_line(exc), INSTALL_HINTS[name])
     if isinstance(exc, OSError):
         status = EXIT_MISSING_PREREQUISITE if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM) \
             else EXIT_BAD_INPUT

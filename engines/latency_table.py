@@ -220,8 +220,11 @@ def check_table(doc, source="latency table"):
         if ms.shape != tuple(len(grid[a]) for a in axes):
             raise EnginesError(f"{source}: terms.{term}.ms has shape {ms.shape}, the grid needs "
                             f"{tuple(len(grid[a]) for a in axes)}")
-        if not doc.get("partial") and (not np.all(np.isfinite(ms)) or np.any(ms < 0)):
-            raise EnginesError(f"{source}: terms.{term}.ms has a missing, NaN or negative latency")
+        if not doc.get("partial") and not np.all(np.isfinite(ms)):
+            raise EnginesError(f"{source}: terms.{term}.ms has a missing or NaN latency")
+        if np.any(ms[np.isfinite(ms)] <= 0):  # every measured term costs time: 0 or less is a broken table
+            raise EnginesError(f"{source}: terms.{term}.ms has a latency <= 0 ms at grid index "
+                               f"{np.argwhere(np.isfinite(ms) & (ms <= 0))[0].tolist()}; every term must be > 0")
     cal = doc.get("calibration")
     if cal is not None:
         factor = cal.get("factor") if isinstance(cal, dict) else None

@@ -69,3 +69,26 @@ def speedups(base, cand, base_gmacs=None, cand_gmacs=None):
     by_mean = base["mean"] / cand["mean"]
     eff = by_median / (base_gmacs / cand_gmacs) if base_gmacs and cand_gmacs else None
     return {"speedup_median": by_median, "speedup_mean": by_mean, "kernel_efficiency": eff}
+
+
+ORDERED_KEYS = ("min", "median", "p90", "p95", "p99", "max")  # each at most the next
+
+
+def summary_problem(stats):
+    """The first inconsistency in a latency summary (:func:`summarize`'s keys, any subset), as ``(key,
+    expected)``, or None: every latency a finite number > 0 ms, min <= median <= p90 <= p95 <= p99 <= max,
+    mean between min and max."""
+    if not isinstance(stats, dict):
+        return "", "an object of latency statistics in ms"
+    for key in ("mean",) + ORDERED_KEYS:
+        value = stats.get(key)
+        if key in stats and (isinstance(value, bool) or not isinstance(value, (int, float)) or
+                             not math.isfinite(value) or value <= 0):
+            return key, "a finite latency > 0 ms"
+    present = [k for k in ORDERED_KEYS if k in stats]
+    for low, high in zip(present, present[1:]):  # noqa: B905 (strict= is 3.10+)
+        if stats[low] > stats[high]:
+            return high, "at least {} ({:g} ms)".format(low, stats[low])
+    if "mean" in stats and "min" in stats and "max" in stats and not stats["min"] <= stats["mean"] <= stats["max"]:
+        return "mean", "between min ({:g}) and max ({:g} ms)".format(stats["min"], stats["max"])
+    return None

@@ -27,6 +27,7 @@ broken bundle, refused as bad input).
 
 from collections import namedtuple
 
+from .degenerate import degenerate_problem
 from .errors import EnginesError
 from .quantization import INT8_TOLERANCE, fp32_distance
 
@@ -58,6 +59,9 @@ def compare_logits(outputs, golden, tolerance):
         raise EnginesError(f"engine outputs {out.shape} do not match golden outputs {ref.shape} (expected (N, classes))")
     if not np.isfinite(ref).all():
         raise EnginesError("the golden outputs contain NaN or Inf: not a usable reference (rebuild the bundle)")
+    problem = degenerate_problem(ref)
+    if problem is not None:
+        raise EnginesError("the reference logits are degenerate: {}; not a usable reference".format(problem))
     finite = bool(np.isfinite(out).all())
     diff = np.abs(out - ref)
     scale = max(float(np.abs(ref).max()), 1.0)
@@ -85,6 +89,8 @@ def compare_logits(outputs, golden, tolerance):
     failures = []
     if not finite:
         failures.append("engine outputs contain NaN or Inf (FP16 overflow? try --fp32-norms)")
+    elif degenerate_problem(out) is not None:
+        failures.append("engine outputs are degenerate: " + degenerate_problem(out))
     elif report["max_abs_err"] > atol:
         failures.append("max abs error {:.4g} > {:.4g} ({} x logit scale {:.4g})".format(
             report["max_abs_err"], atol, tolerance.atol_frac, scale))
@@ -158,6 +164,10 @@ def load_golden(bundle_dir, manifest):
     if inputs.ndim != 4 or list(inputs.shape[1:]) != want or outputs.shape != (len(inputs), manifest["num_classes"]):
         raise EnginesError(f"golden arrays {inputs.shape} and {outputs.shape} do not match the manifest's input "
                            f"{want} and num_classes {manifest['num_classes']}")
+    problem = degenerate_problem(outputs)
+    if problem is not None:
+        raise EnginesError(f"golden outputs {manifest['golden']['outputs']}: {problem}; not a usable reference: "
+                           "rebuild the bundle from a working model")
     golden = manifest["golden"]
     if len(golden.get("images", [])) > len(inputs) or len(golden.get("top_k", {}).get("class_ids", [])) > len(inputs):
         raise EnginesError("manifest.json golden.images/top_k have more rows than golden inputs")

@@ -21,7 +21,9 @@ Layout (see ``engines/manifest.py`` for the manifest schema)::
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import tarfile
 import warnings
 from datetime import datetime, timezone
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from snp_edge.engines._bootstrap import DEFAULT_WRITABLE
+from snp_edge.engines.degenerate import degenerate_problem, fp16_problem
 from snp_edge.engines.errors import ManifestError
 from snp_edge.engines.fileio import Output, apply_umask, current_umask, scratch_dir
 from snp_edge.engines.manifest import (
@@ -173,7 +176,7 @@ def make_manifest(handle: ModelHandle, target: str, folder: Path, export: Export
     return {
         "schema_version": SCHEMA_VERSION,
         "target": target,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": build_time().strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": model,
         "onnx": {"file": "model.onnx", "opset": export.opset, "input": inp,
                  "output": {"name": "logits", "shape": [-1, handle.num_classes]}, "fp16_safe": export.fp16_safe,
@@ -226,6 +229,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     with output, scratch_dir(final) as scratch:
         tmp = Path(scratch if archive else output.stage())
         reference.preprocess_spec(handle)  # refuses, before any work, preprocessing the device cannot do
+        check_fp16_weights(handle)  # the device builds FP16 engines (--precision fp16, the default)
         images, image_names = _golden_inputs(handle, images)
         export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
                              fp16_safe=fp16_safe, images=images, target=target, input_form=input_form)
@@ -234,9 +238,11 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)
         if not np.isfinite(outputs).all():
             raise SnpEdgeError("the ONNX model gives NaN or Inf logits on the golden inputs: refusing to bundle")
+        check_golden_outputs(outputs)
         quantization = None
         if precision == "int8":  # model.onnx becomes the Q/DQ model; its logits are the golden outputs
             outputs, quantization = quantize_bundle_model(tmp, inputs, outputs, target, int8 or Int8Options())
+            check_golden_outputs(outputs)
         np.save(tmp / "golden" / "inputs.npy", inputs)
         if not np.isfinite(outputs).all():
             raise VerificationFailed("the golden outputs hold NaN or infinite logits; no bundle written")
@@ -269,10 +275,56 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         if archive:
             apply_umask(tmp)  # the members' modes too (package files keep their installed modes otherwise)
             tar_path = output.stage()
-            with tarfile.open(tar_path, "w:gz") as tar:
-                tar.add(tmp, arcname=final.name.removesuffix(".tar.gz"))
+            write_archive(Path(tar_path), tmp, final.name.removesuffix(".tar.gz"), int(build_time().timestamp()))
         output.publish()
     return final
+
+
+def check_fp16_weights(handle: ModelHandle) -> None:
+    """Refuse a model with a weight or buffer outside FP16's range, naming the tensor: the device's FP16 engine
+    would overflow it (a 1e38-scaled weight makes every logit 0 in PyTorch and ONNX Runtime alike)."""
+    for name, tensor in list(handle.model.named_parameters()) + list(handle.model.named_buffers()):
+        if tensor.is_floating_point() and tensor.numel():
+            problem = fp16_problem(name, tensor.detach().abs().max().double().cpu().numpy())
+            if problem is not None:
+                raise SnpEdgeError(f"model weight {problem}: the device builds FP16 engines; refusing to bundle")
+
+
+def check_golden_outputs(outputs: np.ndarray) -> None:
+    """Golden logits that carry information and fit in FP16 (engines/degenerate.py)."""
+    problem = degenerate_problem(outputs) or fp16_problem("golden logits", outputs)
+    if problem is not None:
+        raise SnpEdgeError(f"the ONNX model's outputs on the golden images are degenerate or out of range: {problem}; "
+                           "refusing to bundle")
+
+
+def build_time() -> datetime:
+    """The bundle's ``created`` time: ``$SOURCE_DATE_EPOCH`` where set (reproducible builds), else now (UTC,
+    whole seconds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            raise SnpEdgeError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}") from None
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def write_archive(tar_path: Path, folder: Path, arcname: str, mtime: int) -> None:
+    """``folder`` as a reproducible .tar.gz: members sorted by path, every mtime ``mtime``, owner 0/0 without
+    names, gzip header without file name or time; the same tree always gives the same bytes."""
+    paths = [folder] + sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix())
+    with open(tar_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in paths:
+            rel = path.relative_to(folder).as_posix()
+            info = tar.gettarinfo(str(path), arcname=arcname if rel == "." else f"{arcname}/{rel}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            if info.isreg():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
 
 
 def check_bundle(folder: str | Path) -> dict:

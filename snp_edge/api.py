@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .allocation import ALLOCATORS, GROUP_WEIGHTS, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
-from .calib import load_calibration
+from .calib import check_model_outputs, load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
 from .engines.latency_table import alignment
 from .errors import SnpEdgeError, SnpEdgeWarning
@@ -201,6 +201,8 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         wanted = pruned_components(arch, base, drop_blocks)
     needs_data = measured or any(c in wanted and opts.data_driven(c) for c in COMPONENTS)
     cal = load_calibration(calib, calib_images, handle.data_config, seed) if needs_data or calib else None
+    check_model_outputs(handle.model, cal.images if cal is not None else  # degenerate outputs: refused first
+                        load_calibration(None, 4, handle.data_config, seed).images)
     scores = compute_scores(handle.model.eval(), cal.images if cal is not None else None, opts, frozenset(wanted),
                             progress)
     if arch is None:

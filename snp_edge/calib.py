@@ -92,6 +92,9 @@ def _from_folder(folder: Path, n: int, data_config: dict, seed: int) -> torch.Te
     return images
 
 
+MAX_CALIB_ABS = 1e4  # |value| of a preprocessed calibration image: normalised pixels, or 0..255 at most
+
+
 def _from_npy(path: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r")
@@ -113,7 +116,24 @@ def _from_npy(path: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
         first = int(np.argwhere(~finite.reshape(len(images), -1).all(axis=1))[0][0])
         raise SnpEdgeError(f"calibration array {path} holds NaN or infinite values (image {first} of those "
                            "drawn); calibration images must be finite")
+    peak = float(np.abs(images).max())
+    if peak > MAX_CALIB_ABS:
+        raise SnpEdgeError(f"calibration array {path} holds values up to {peak:.3g}; preprocessed images lie within "
+                           f"+-{MAX_CALIB_ABS:g} (normalised pixels are a few units)")
     return torch.from_numpy(images)
+
+
+@torch.no_grad()
+def check_model_outputs(model: torch.nn.Module, images: torch.Tensor, limit: int = 16) -> None:
+    """Refuse scoring a model whose unpruned outputs on (up to ``limit``) calibration images are degenerate:
+    non-finite, all logits of an image equal, or the same for every image (engines/degenerate.py)."""
+    from snp_edge.engines.degenerate import degenerate_problem
+
+    logits = model.eval()(images[:limit])
+    problem = degenerate_problem(logits.double().numpy()) if logits.ndim == 2 else None
+    if problem is not None:
+        raise SnpEdgeError(f"the unpruned model's outputs on the calibration images are degenerate: {problem}; "
+                           "refusing to score it (check the weights and the calibration data)")
 
 
 def load_calibration(source: str | Path | None, n: int, data_config: dict, seed: int = 0) -> Calibration:

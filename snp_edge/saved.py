@@ -153,6 +153,16 @@ def read_description(path: str | Path) -> dict:
     return validate_description(read_json(arch_file, SnpEdgeError, max_bytes=16 << 20), str(arch_file))
 
 
+def check_against_base(desc: dict, label: str) -> None:
+    """What :func:`load_pruned_handle` checks before building the model, without building it (the meta
+    device): the base model is a timm ViT this tool prunes, and every width and block index fits it."""
+    from .arch import arch_of, check_arch
+    from .vit import create_model
+
+    base = create_model(desc["base_model"], desc.get("model_args") or {}, device="meta")
+    check_arch(Arch.from_dict(desc["arch"]), arch_of(base), label)
+
+
 def load_pruned_handle(path: str | Path) -> ModelHandle:
     """Rebuild a saved pruned model as a :class:`ModelHandle` (no original weights, no pickles): model.json
     is checked before anything is allocated, the weights against its sha256."""

@@ -64,9 +64,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..saved import read_description
+    from ..saved import check_against_base, read_description
 
     desc = read_description(args.path)
+    check_against_base(desc, str(args.path))  # export's checks: a base model it prunes, widths that fit it
     if "summary" not in desc:
         from ..errors import SnpEdgeError
 
