@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 from torch.utils.data import Subset
 
 from snp_edge.api import prune, target_arch
 from snp_edge.criteria import COMPONENTS, CRITERIA
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.data import AugConfig, eval_loader, eval_transform, load_split
 from snp_edge.train.evaluate import evaluate, torch_predictor
 from snp_edge.train.fidelity import attention_fidelity

@@ -45,10 +45,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
 from .accuracy_retention import DIGIT_AUG, elapsed_log, experiment_data, machine

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.finetune import finetune
 
 from . import accuracy_retention as small
@@ -153,9 +153,10 @@ def tables(rows: list[dict]) -> str:
         if emb:
             E = round(emb[0]["widths"]["embed"] / float(emb[0]["target"]))
             seeds = sorted({r["seed"] for r in emb})
+            unpruned = _cell([r["base_top1"] for r in {r["seed"]: r for r in emb}.values()])
             out += [f"### {kind} model: only the residual width pruned", "",
                     f"val top-1 (%) before / after 1 epoch of distillation, mean ± std over {len(seeds)} seeds "
-                    f"(independently trained base models; unpruned: {_cell([r['base_top1'] for r in {r['seed']: r for r in emb}.values()])}).",
+                    f"(independently trained base models; unpruned: {unpruned}).",
                     "", "| residual width kept | " + " | ".join(CRITERIA) + " |", "|---|" + "---:|" * len(CRITERIA)]
             for kept in KEPT:
                 for metric, label in (("top1_before", "before KD"), ("top1_after", "after KD")):
