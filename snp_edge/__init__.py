@@ -18,7 +18,7 @@ safetensors + JSON, :func:`load_pruned` it back. These names import torch on fir
 __version__ = "0.2.0"
 
 _LAZY = {
-    "prune": "api", "PruneResult": "api",
+    "prune": "api", "prune_spec": "api", "PruneResult": "api", "PruneSpec": "spec",
     "SnpEdgeError": "errors",
     "ModelHandle": "models", "load_model": "models",
     "load_handle": "sources", "source_kind": "sources",
