@@ -20,25 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 from torch.utils.data import Subset
 
 from snp_edge.api import prune, target_arch
 from snp_edge.criteria import COMPONENTS, CRITERIA
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.data import AugConfig, eval_loader, eval_transform, load_split
 from snp_edge.train.evaluate import evaluate, torch_predictor
 from snp_edge.train.fidelity import attention_fidelity
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
+from .harness import RowCache, plan_key, stats
 from .mnist5k import materialize
 
 MODEL = "deit_tiny_patch16_224"
@@ -119,21 +119,14 @@ def width_config(handle, fraction: float) -> dict:
 def _plan_key(plan: Plan) -> str:
     """What a cached row depends on (seeds excepted): rows measured under another plan are not reused."""
     key = {k: v for k, v in asdict(plan).items() if k != "seeds"}
-    return json.dumps({**key, "model_args": MODEL_ARGS, "targets": TARGETS}, sort_keys=True)
-
-
-def _cached_rows(path: Path, key: str) -> dict[tuple, dict]:
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["seed"], r["target"], r["criterion"]): r for r in rows if r.get("plan_key") == key}
+    return plan_key({**key, "model_args": MODEL_ARGS, "targets": TARGETS})
 
 
 def measure(data: Path, out: Path, plan: Plan, criteria: list[str], log) -> list[dict]:
     """One row per (seed, target, criterion); rows already in ``out/rows.jsonl`` (same plan) are reused."""
     rows = []
-    cache_path, key = out / "rows.jsonl", _plan_key(plan)
-    cached = _cached_rows(cache_path, key)
+    key = _plan_key(plan)
+    cached = RowCache(out / "rows.jsonl", ("seed", "target", "criterion"), key)
     val_ds = None
     (out / "finetune").mkdir(parents=True, exist_ok=True)
     bases = {}
@@ -170,16 +163,13 @@ def measure(data: Path, out: Path, plan: Plan, criteria: list[str], log) -> list
                              "attention_kl": fid.attention_kl, "attention_cosine": fid.attention_cosine,
                              "logits_kl": fid.logits_kl, "logits_cosine": fid.logits_cosine,
                              "ft_last_epoch": ft["epoch"], "seconds": time.perf_counter() - t, "plan_key": key})
-                with open(cache_path, "a") as f:  # one line per finished measurement: a rerun continues here
-                    f.write(json.dumps(rows[-1]) + "\n")
+                cached.add(rows[-1])  # one line per finished measurement: a rerun continues here
                 log(f"seed {seed} {target} {crit:>9}: top-1 {before:6.2f} -> {after:6.2f}  "
                     f"attn KL {fid.attention_kl:.4f} cos {fid.attention_cosine:.4f}")
     return rows
 
 
-def _stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
+_stats = stats  # experiments.harness.stats
 
 
 METRICS = ("top1_before", "top1_after", "attention_kl", "attention_cosine", "logits_kl", "logits_cosine")

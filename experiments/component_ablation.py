@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.api import prune
 from snp_edge.criteria import CRITERIA
 from snp_edge.models import load_model
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.data import eval_loader, eval_transform, load_split
 from snp_edge.train.evaluate import evaluate, torch_predictor
 

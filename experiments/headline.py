@@ -45,13 +45,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
 from .accuracy_retention import DIGIT_AUG, elapsed_log, experiment_data, machine
+from .harness import RowCache, plan_key, stats
 
 WIDE = ("deit_small_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 96, "depth": 6, "num_heads": 6,
                                    "num_classes": 10})
@@ -250,7 +251,7 @@ def section_key(plan: Plan, section: str) -> str:
     """What a cached row of ``section`` depends on: rows measured under another plan are not reused."""
     fields = {"base_epochs", "steps", "calib_images", "train_per_class", "val_per_class"}
     fields |= {"headline": {"kd_epochs"}, "latency": {"kd_epochs"}, "allocation": {"cmp_kd_epochs"}}.get(section, set())
-    return json.dumps({k: v for k, v in asdict(plan).items() if k in fields}, sort_keys=True)
+    return plan_key({k: v for k, v in asdict(plan).items() if k in fields})
 
 
 def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list[dict]:
@@ -259,14 +260,9 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
 
     from snp_edge.train.data import eval_loader, eval_transform, load_split
 
-    cache = out / "rows.jsonl"
     keys = {section: section_key(plan, section) for section in SECTIONS}
-    done = {}
-    if cache.is_file():
-        for line in cache.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("plan_key") == keys[r["section"]]:
-                done[(r["section"], r["seed"], r["target"], r["method"], r["criterion"])] = r
+    done = RowCache(out / "rows.jsonl", ("section", "seed", "target", "method", "criterion"),
+                    lambda r: keys[r["section"]])
     rows = []
     (out / "kd").mkdir(parents=True, exist_ok=True)
     for seed in plan.seeds:
@@ -350,17 +346,12 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log) -> list
                 finetune(handle, data, run, kd_config(plan, seed, epochs), teacher=wide.model, force=True)
                 row.update(top1_after=evaluate_top1(handle.model, val), kd_epochs=epochs, kd_dir=str(run))
             row["seconds"] = time.perf_counter() - t
-            rows.append(row)
-            with open(cache, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            rows.append(done.add(row))
             log(f"seed {seed} {section} {target} {method} {criterion}: {row['gmacs'] * 1e3:.2f} MMACs, top-1 "
                 f"{row['top1_before']:.1f}" + (f" -> {row['top1_after']:.1f}" if "top1_after" in row else ""))
     return rows
 
 
-def stats(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values), "n": len(values)}
 
 
 def _ms(values: list[float], digits: int = 1) -> str:

@@ -13,7 +13,7 @@ import time
 import torch
 
 from snp_edge.criteria import ScoreOptions, compute_scores
-from snp_edge.criteria.residual import _reference, kl_curvature
+from snp_edge.criteria.residual import kl_curvature, reference_log_probs
 from snp_edge.models import load_model
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     compute_scores(model, x, ScoreOptions())
     t_default = time.perf_counter() - t
     t = time.perf_counter()
-    ref = _reference(model, x, 16)
+    ref = reference_log_probs(model, x, 16)
     t_ref = time.perf_counter() - t
     t = time.perf_counter()
     kl_curvature(model, x[:16], ref[:1], torch.ones(384), 16, torch.Generator().manual_seed(0))

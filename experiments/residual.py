@@ -32,14 +32,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
-from snp_edge.train.checkpoint import atomic_write_text
 from snp_edge.train.finetune import finetune
 
 from . import accuracy_retention as small
 from . import headline as wide
 from .accuracy_retention import elapsed_log, experiment_data, machine
+from .harness import RowCache, plan_key, stats
 
 CRITERIA = ("random", "l1", "l2", "fisher", "ablation", "kl")
 KEPT = (0.75, 0.625)
@@ -95,14 +96,8 @@ def prune_row(base, section: str, target: str, criterion: str, data: Path, calib
 def measure(data: Path, out: Path, bases: Path, plan: Plan, sections: list[str], log) -> list[dict]:
     from snp_edge.train.data import eval_loader, eval_transform, load_split
 
-    cache = out / "rows.jsonl"
-    key = json.dumps({"quick": plan.quick}, sort_keys=True)
-    done = {}
-    if cache.is_file():
-        for line in cache.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("plan_key") == key:
-                done[(r["model"], r["section"], r["seed"], r["target"], r["criterion"])] = r
+    key = plan_key({"quick": plan.quick})
+    done = RowCache(out / "rows.jsonl", ("model", "section", "seed", "target", "criterion"), key)
     rows = []
     (out / "kd").mkdir(parents=True, exist_ok=True)
     calib_images = 16 if plan.quick else 64
@@ -127,16 +122,14 @@ def measure(data: Path, out: Path, bases: Path, plan: Plan, sections: list[str],
                 run = out / "kd" / "-".join(str(x) for x in ident)
                 finetune(handle, data, run, kd_config(kind, plan, seed), teacher=base.model, force=True)
                 row.update(top1_after=wide.evaluate_top1(handle.model, val), seconds=time.perf_counter() - t)
-                rows.append(row)
-                with open(cache, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                rows.append(done.add(row))
                 log(f"{kind} seed {seed} {section} {target} {criterion}: top-1 {row['top1_before']:.1f} -> "
                     f"{row['top1_after']:.1f} ({row['prune_s']:.1f} s to prune)")
     return rows
 
 
 def _cell(values: list[float]) -> str:
-    st = wide.stats(values)
+    st = stats(values)
     return f"{st['mean']:.1f} ± {st['std']:.1f}"
 
 
@@ -149,7 +142,7 @@ def paired(rows: list[dict], a: str, b: str, metric: str, **where) -> dict:
     d = [xa[s] - xb[s] for s in sorted(set(xa) & set(xb))]
     if not d:
         return {}
-    st = wide.stats(d)
+    st = stats(d)
     return {**st, "wins": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d), "losses": sum(x < 0 for x in d)}
 
 
@@ -160,9 +153,10 @@ def tables(rows: list[dict]) -> str:
         if emb:
             E = round(emb[0]["widths"]["embed"] / float(emb[0]["target"]))
             seeds = sorted({r["seed"] for r in emb})
+            unpruned = _cell([r["base_top1"] for r in {r["seed"]: r for r in emb}.values()])
             out += [f"### {kind} model: only the residual width pruned", "",
                     f"val top-1 (%) before / after 1 epoch of distillation, mean ± std over {len(seeds)} seeds "
-                    f"(independently trained base models; unpruned: {_cell([r['base_top1'] for r in {r['seed']: r for r in emb}.values()])}).",
+                    f"(independently trained base models; unpruned: {unpruned}).",
                     "", "| residual width kept | " + " | ".join(CRITERIA) + " |", "|---|" + "---:|" * len(CRITERIA)]
             for kept in KEPT:
                 for metric, label in (("top1_before", "before KD"), ("top1_after", "after KD")):
@@ -214,7 +208,7 @@ def plot(rows: list[dict], out: Path) -> None:
             ax = axes[i][j]
             sel = [r for r in rows if r["model"] == kind and r["section"] == "embed" and r["target"] == f"{kept:g}"]
             for off, metric, label in ((-0.2, "top1_before", "before KD"), (0.2, "top1_after", "after KD")):
-                st = [wide.stats([r[metric] for r in sel if r["criterion"] == c] or [0.0]) for c in CRITERIA]
+                st = [stats([r[metric] for r in sel if r["criterion"] == c] or [0.0]) for c in CRITERIA]
                 ax.bar([x + off for x in range(len(CRITERIA))], [s["mean"] for s in st], 0.4,
                        yerr=[s["std"] for s in st], capsize=2, label=label)
             ax.set_xticks(range(len(CRITERIA)), CRITERIA, fontsize=8)

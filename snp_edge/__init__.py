@@ -5,8 +5,9 @@ Layers, bottom up (nothing imports a layer above its own; ``tests/test_architect
 * ``snp_edge.engines`` (folder ``engines/``): device code, Python 3.6-clean, and the definitions both sides
   share (device targets, exit statuses, atomic outputs, latency statistics, logit comparison, ORT sessions).
 * host core (this package's modules): timm models (:mod:`.vit`, :mod:`.models`, :mod:`.sources`), dependency
-  groups (:mod:`.groups`), the SNP criterion (:mod:`.criteria`), surgery (:mod:`.prune`, :mod:`.arch`),
-  targets and presets (:mod:`.targets`, :mod:`.presets`), the saved format (:mod:`.saved`).
+  groups (:mod:`.groups`), the SNP criteria (:mod:`.criteria`), surgery (:mod:`.surgery`, :mod:`.arch`),
+  width allocation (:mod:`.allocation`), what to prune as one object (:mod:`.spec`), targets and presets
+  (:mod:`.targets`, :mod:`.presets`), the saved format (:mod:`.saved`), the host stage as one call (:mod:`.api`).
 * stages: ``snp_edge.export`` (``export/``), ``snp_edge.bench`` (``bench/``), :mod:`snp_edge.train`.
 * application: :mod:`snp_edge.cli`, the ``snp-edge`` command line and its ``run``/``compare`` orchestrator.
 
@@ -17,7 +18,7 @@ safetensors + JSON, :func:`load_pruned` it back. These names import torch on fir
 __version__ = "0.2.0"
 
 _LAZY = {
-    "prune": "api", "PruneResult": "api",
+    "prune": "api", "prune_spec": "api", "PruneResult": "api", "PruneSpec": "spec",
     "SnpEdgeError": "errors",
     "ModelHandle": "models", "load_model": "models",
     "load_handle": "sources", "source_kind": "sources",

@@ -56,7 +56,6 @@ from .surgery import choose_blocks, top_indices
 from .targets import round_arch
 
 TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
-WIDTHS = ("qk", "v", "mlp")
 GROUP_WEIGHTS = ("macs", "loss")  # what a group's units are worth against other groups' (see the docstring)
 PROBE_KEPT = (0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the ladder's last)
 
@@ -240,10 +239,6 @@ def _with_width(arch: Arch, group: _Group, width: int) -> Arch:
     blocks = list(arch.blocks)
     blocks[group.pos] = replace(blocks[group.pos], **{group.comp: width})
     return replace(arch, blocks=blocks)
-
-
-def _width(arch: Arch, group: _Group) -> int:
-    return arch.embed if group.pos is None else getattr(arch.blocks[group.pos], group.comp)
 
 
 class _Walk:

@@ -3,7 +3,8 @@
 Widths come from a preset or a configuration (fixed per layer), or from a budget: ``target_gmacs``,
 ``target_latency`` (ms, with a latency table) or ``target_speedup`` (relative to the unpruned model in the
 table). A budget is turned into widths by an allocator (:mod:`snp_edge.allocation`) from the same scores
-that then choose which neurons stay.
+that then choose which neurons stay. What to prune and how is one :class:`~snp_edge.spec.PruneSpec`
+(:func:`prune_spec`); :func:`prune` builds one from flat keywords.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from .engines.latency_table import alignment
 from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
+from .spec import BUDGETS, TARGET_KEYS, PruneSpec, Target, round_to_for
 from .summary import summarize
 from .surgery import apply_widths, choose_blocks, pruned_components
 from .targets import arch_from_config, fit_under, load_preset, read_config, round_arch
 
-DEFAULT_ALLOCATION = "score"
-DEFAULT_RESCORE = False
-DEFAULT_GROUP_WEIGHT = "auto"  # loss for latency budgets (docs/accuracy.md), macs for MAC budgets
+DEFAULT_ALLOCATION = PruneSpec.scoring.allocation  # "score"
+DEFAULT_RESCORE = PruneSpec.scoring.rescore  # False
+DEFAULT_GROUP_WEIGHT = PruneSpec.scoring.group_weight  # "auto": loss for latency budgets, macs for MAC budgets
 RESCORED = ("qk", "v", "mlp")  # components re-scored after the residual cut (heads and blocks set the structure)
-BUDGETS = ("target_gmacs", "target_latency", "target_speedup")
 
 
 @dataclass
@@ -52,9 +53,8 @@ class Budget:
 def budget_of(handle: ModelHandle, target_gmacs: float | None = None, target_latency: float | None = None,
               target_speedup: float | None = None, latency_table: str | Path | None = None) -> Budget | None:
     """The budget named by at most one of the three targets (None: no budget target given)."""
-    given = [n for n, v in zip(BUDGETS, (target_gmacs, target_latency, target_speedup), strict=True) if v is not None]
-    if len(given) > 1:
-        raise SnpEdgeError(f"give one of --target-gmacs, --target-latency, --target-speedup, not {given}")
+    Target(target_gmacs=target_gmacs, target_latency=target_latency,
+           target_speedup=target_speedup).require_one(BUDGETS, at_most=True)
     macs = MacCost(**macs_constants(handle.model))
     if target_gmacs is not None:
         if target_gmacs <= 0:
@@ -122,8 +122,7 @@ def target_arch(handle: ModelHandle, preset: str | None = None, config: str | Pa
 
     Without scores, a GMACs target is met by the ``uniform`` allocation (:func:`prune` allocates from the
     scores by default)."""
-    if sum(x is not None for x in (preset, config, target_gmacs)) != 1:
-        raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs")
+    Target(preset, config, target_gmacs).require_one(("preset", "config", "target_gmacs"))
     base = arch_of(handle.model)
     _check_heads(heads, base)
     if target_gmacs is not None:
@@ -151,28 +150,32 @@ def _fixed_arch(handle: ModelHandle, base: Arch, preset, config, heads: int | No
     return fit_under(round_arch(arch, round_to), predict_macs(arch, **consts), consts, round_to)
 
 
-def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict | None = None,
-          preset: str | None = None, config: str | Path | dict | None = None, target_gmacs: float | None = None,
-          target_latency: float | None = None, target_speedup: float | None = None,
-          latency_table: str | Path | None = None, allocation: str = DEFAULT_ALLOCATION,
-          calib: str | Path | None = None, calib_images: int = 64, seed: int = 0,
-          criteria: dict[str, str] | str | None = None, gamma: int = 8, ffn_score: str = "act",
-          embed_score: str | None = None, heads: int | None = None, drop_blocks: int = 0, round_to: int | None = None,
-          batch_size: int = 16, rescore: bool = DEFAULT_RESCORE, group_weight: str = DEFAULT_GROUP_WEIGHT,
-          progress: bool = False) -> PruneResult:
+def prune(model: str | ModelHandle, *, progress: bool = False, **options) -> PruneResult:
     """Prune a timm DeiT/ViT with SNP. See ``snp-edge prune --help`` for the meaning of each option.
 
-    ``round_to`` None: the latency table's alignment for ``target_latency`` / ``target_speedup``
-    (:func:`~snp_edge.engines.latency_table.alignment`: the table saw aligned widths only), else 1.
-    ``group_weight`` ``auto``: ``loss`` for a latency budget, ``macs`` for a MAC budget
-    (:mod:`snp_edge.allocation`)."""
-    handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
+    ``options`` are :meth:`PruneSpec.of <snp_edge.spec.PruneSpec.of>`'s keywords (``weights``, ``preset``,
+    ``target_gmacs``, ``calib``, ``criteria``, ``round_to``, ...); ``model`` a timm name or a loaded handle."""
+    handle = model if isinstance(model, ModelHandle) else None
+    return prune_spec(PruneSpec.of(handle.base_model if handle else model, **options), handle, progress)
+
+
+def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: bool = False) -> PruneResult:
+    """Prune ``spec.model`` (or the loaded ``handle``) as ``spec`` says.
+
+    ``round_to`` None: :func:`~snp_edge.spec.round_to_for` (the device targets' multiple, else the latency
+    table's alignment for ``target_latency`` / ``target_speedup``, else 1). ``group_weight`` ``auto``: ``loss``
+    for a latency budget, ``macs`` for a MAC budget (:mod:`snp_edge.allocation`)."""
+    t, cs, sc, al = spec.target, spec.calibration, spec.scoring, spec.alignment
+    preset, config, target_latency, latency_table = t.preset, t.config, t.target_latency, t.latency_table
+    criteria, allocation, group_weight, heads = sc.criteria, sc.allocation, sc.group_weight, al.heads
+    seed, batch_size = cs.seed, cs.batch_size
+    handle = handle or load_model(spec.model, spec.weights, spec.model_args)
     if criteria is None:
         criteria = dict(DEFAULT_CRITERIA)
     elif isinstance(criteria, str):
         criteria = dict.fromkeys(COMPONENTS, criteria)
-    embed_score = embed_score or DEFAULT_EMBED_SCORE
-    opts = ScoreOptions(criteria=criteria, gamma=gamma, ffn_score=ffn_score, embed_score=embed_score,
+    embed_score = sc.embed_score or DEFAULT_EMBED_SCORE
+    opts = ScoreOptions(criteria=criteria, gamma=sc.gamma, ffn_score=sc.ffn_score, embed_score=embed_score,
                         seed=seed, batch_size=batch_size)
     if allocation not in ALLOCATORS:
         raise SnpEdgeError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATORS)}")
@@ -180,38 +183,35 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         raise SnpEdgeError(f"unknown group weight {group_weight!r}; use one of auto, {', '.join(GROUP_WEIGHTS)}")
     base = arch_of(handle.model)
     _check_heads(heads, base)
-    fixed = [x for x in (preset, config) if x is not None]
-    budget = budget_of(handle, target_gmacs, target_latency, target_speedup, latency_table)
+    t.require_one(TARGET_KEYS)
+    budget = budget_of(handle, t.target_gmacs, target_latency, t.target_speedup, latency_table)
     has_budget = budget is not None and budget.limit != float("inf")
-    if round_to is None:
-        round_to = alignment(budget.table) if has_budget and budget.table is not None else 1
+    round_to = round_to_for(al.round_to, al.device_targets,
+                            alignment(budget.table) if has_budget and budget.table is not None else None)
     if group_weight == "auto":
         group_weight = "loss" if has_budget and budget.table is not None else "macs"
     measured = has_budget and allocation == "score" and group_weight == "loss"
-    if len(fixed) + has_budget != 1:
-        raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
-                           "--target-speedup")
     if has_budget:
         wanted = {"qk", "v", "mlp", "embed"} | ({"heads"} if heads and heads < base.num_heads else set()) | \
-            ({"blocks"} if drop_blocks else set())
+            ({"blocks"} if al.drop_blocks else set())
         arch = None
     else:
         arch = _fixed_arch(handle, base, preset, config, heads, round_to)
         check_arch(arch, base)
-        wanted = pruned_components(arch, base, drop_blocks)
+        wanted = pruned_components(arch, base, al.drop_blocks)
     needs_data = measured or any(c in wanted and opts.data_driven(c) for c in COMPONENTS)
-    cal = load_calibration(calib, calib_images, handle.data_config, seed) if needs_data or calib else None
+    cal = load_calibration(cs.source, cs.images, handle.data_config, seed) if needs_data or cs.source else None
     check_model_outputs(handle.model, cal.images if cal is not None else  # degenerate outputs: refused first
                         load_calibration(None, 4, handle.data_config, seed).images)
     scores = compute_scores(handle.model.eval(), cal.images if cal is not None else None, opts, frozenset(wanted),
                             progress)
     if arch is None:
-        shell = structure(base, scores, drop_blocks, heads)
+        shell = structure(base, scores, al.drop_blocks, heads)
         arch = _allocate(handle, allocation, shell, budget, round_to, scores, cal if measured else None,
                          batch_size, progress)
     else:
-        arch = choose_blocks(scores, arch, drop_blocks)
-    if rescore:
+        arch = choose_blocks(scores, arch, al.drop_blocks)
+    if sc.rescore:
         scores = rescored(handle, scores, arch, cal.images if cal is not None else None, opts, wanted)
     pruned = apply_widths(handle, arch, scores)
     notices = [n for n in (handle.notice, cal.notice if cal else None) if n]
@@ -223,14 +223,14 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
         summary.update(predicted_summary(budget.table, handle, arch))
     recipe = {
         "target": {"preset": preset, "config": str(config) if config is not None and not isinstance(config, dict)
-                   else config, "target_gmacs": target_gmacs, "target_latency_ms": target_latency,
-                   "target_speedup": target_speedup, "latency_table": str(latency_table) if latency_table else None,
-                   "heads": heads, "drop_blocks": drop_blocks, "round_to": round_to,
+                   else config, "target_gmacs": t.target_gmacs, "target_latency_ms": target_latency,
+                   "target_speedup": t.target_speedup, "latency_table": str(latency_table) if latency_table else None,
+                   "heads": heads, "drop_blocks": al.drop_blocks, "round_to": round_to,
                    "allocation": allocation if has_budget else None,
                    "group_weight": group_weight if has_budget and allocation == "score" else None,
                    "budget": {"limit": budget.limit, "unit": budget.cost.unit} if has_budget else None},
-        "criteria": opts.criteria, "snp_gamma": gamma, "ffn_score": ffn_score, "embed_score": embed_score,
+        "criteria": opts.criteria, "snp_gamma": sc.gamma, "ffn_score": sc.ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},
-        "rescore": rescore,
+        "rescore": sc.rescore,
     }
     return PruneResult(pruned, summary, recipe)

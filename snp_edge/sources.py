@@ -22,7 +22,6 @@ from .errors import SnpEdgeError
 from .models import load_model
 from .saved import ARCH_FILE, WEIGHTS_FILE, load_pruned_handle, read_description
 
-KINDS = ("pruned", "timm", "weights", "onnx", "engine", "measurement")
 SUFFIXES = {
     "weights": (".safetensors", ".pth", ".pt", ".bin"),
     "onnx": (".onnx",),

@@ -22,7 +22,6 @@ from .errors import SnpEdgeError, first_line
 from .groups import check_supported
 from .memory import check_allocation
 
-WEIGHT_CHOICES = ("pretrained", "random", "auto")
 # --model-arg keys: (type, minimum, maximum); far beyond any real ViT, far below an allocation accident
 MODEL_ARGS = {
     "img_size": (int, 1, 8192),
@@ -34,7 +33,6 @@ MODEL_ARGS = {
     "in_chans": (int, 1, 1024),
     "mlp_ratio": (float, 1e-3, 1024.0),
 }
-MODEL_ARG_TYPES = {key: kind for key, (kind, _, _) in MODEL_ARGS.items()}
 
 
 def check_model_args(args: object, doc: Document, field: str = "model_args") -> dict:

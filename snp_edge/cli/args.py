@@ -11,13 +11,19 @@ group                  flags
 :func:`model`          ``--model-arg KEY=VALUE``, ``--weights``
 :func:`prune_target`   ``--preset`` / ``--config`` / ``--target-gmacs`` / ``--target-latency`` /
                        ``--target-speedup`` (one, or several for compare), ``--latency-table``
-:func:`scoring`        ``--calib``, ``--calib-images``, ``--criterion[-COMP]``, ``--snp-gamma``, ...,
-                       ``--allocation``, ``--heads``, ``--drop-blocks``, ``--round-to``, ``--batch-size``
+:func:`scoring`        ``--calib``, ``--calib-images``, ``--heads``, ``--drop-blocks``, ``--round-to``,
+                       ``--batch-size``
+:func:`advanced`       the research knobs, shown last: ``--criterion``, ``--criterion-for COMP=CRIT``,
+                       ``--snp-gamma``, ``--ffn-score``, ``--embed-score``, ``--rescore``, ``--allocation``,
+                       ``--group-weight``
 :func:`seed`           ``--seed``: every random choice the command makes
 :func:`measurement`    ``--backend``, ``--device``, ``--batch``, ``--warmup``, ``--runs``, ``--quick``, ...
 :func:`device_target`  ``--target`` (a device from :mod:`snp_edge.engines.targets`)
 :func:`output`         ``--out``, ``--force``, ``--json``
 =====================  ===========================================================================
+
+:func:`prune_spec` parses the model, target, scoring, advanced and device-target groups into one
+:class:`~snp_edge.spec.PruneSpec`, once per command.
 """
 
 from __future__ import annotations
@@ -40,12 +46,13 @@ from ..engines.argtypes import (
 from ..engines.stats import PROTOCOLS
 from ..engines.targets import TARGETS
 from ..presets import list_presets
+from ..spec import TARGET_KEYS, Alignment, Calibration, PruneSpec, Scoring, Target, device_multiple
 
 BACKENDS = ("ort", "torch", "trt")  # snp_edge.bench.backends.BACKENDS (checked in the tests)
 ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)
-DEFAULT_ALLOCATION = "score"  # snp_edge.api.DEFAULT_ALLOCATION (checked in the tests; no torch here)
+DEFAULT_ALLOCATION = Scoring.allocation  # "score": snp_edge.spec, the one default (no torch)
 GROUP_WEIGHTS = ("auto", "macs", "loss")  # "auto" + snp_edge.allocation.GROUP_WEIGHTS (checked in the tests)
-DEFAULT_GROUP_WEIGHT = "auto"  # snp_edge.api.DEFAULT_GROUP_WEIGHT (checked in the tests)
+DEFAULT_GROUP_WEIGHT = Scoring.group_weight  # "auto": snp_edge.spec, the one default
 WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
                 "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
 MAX_IMAGES = 1_000_000  # calibration/parity images: far above any use, far below an allocation accident
@@ -90,19 +97,56 @@ def prune_target(p: argparse.ArgumentParser, required: bool = True, multiple: bo
 
 
 def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
-    """How neurons are scored and which structures go: calibration data, criteria, heads, blocks, rounding."""
-    g = p.add_argument_group("scoring and structure")
+    """Calibration data and structure: which images score the neurons, heads and blocks kept, rounding. The
+    research knobs are :func:`advanced`, added last so --help shows the deployer's flags first."""
+    g = p.add_argument_group("calibration and structure")
     g.add_argument("--calib", metavar="SRC",
                    help="calibration images: an image folder (ImageFolder or flat) or an .npy array (N,C,H,W "
                         "float32, preprocessed); none: seeded noise, with a notice in every output")
     g.add_argument("--calib-images", type=int_range(1, MAX_IMAGES), default=calib_images, metavar="N",
                    help="calibration images used")
+    g.add_argument("--heads", type=POSITIVE_INT, metavar="H", help="keep H heads per block (head pruning)")
+    g.add_argument("--drop-blocks", type=NONNEGATIVE_INT, default=0, metavar="K",
+                   help="also remove the K least important blocks (chosen before the widths of a budget)")
+    g.add_argument("--round-to", type=int_range(1, 4096), metavar="N",
+                   help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
+                        "back under the target's MACs (default: what the device --target(s) want: 8 for FP16 "
+                        "tensor cores; with --target-latency/--target-speedup the latency table's grid alignment, "
+                        "8 for DeiT: the table measured aligned widths only; otherwise 1)")
+    g.add_argument("--batch-size", type=int_range(1, 4096), default=16, metavar="B",
+                   help="calibration images per forward pass")
+
+
+def criterion_for(text: str) -> tuple[str, str]:
+    """``COMP=CRIT`` -> (component, criterion), both checked (argparse type of --criterion-for)."""
+    comp, sep, crit = text.partition("=")
+    if not sep or comp not in COMPONENTS or crit not in CRITERIA:
+        raise argparse.ArgumentTypeError(f"expected COMP=CRIT with COMP one of {', '.join(COMPONENTS)} and CRIT "
+                                         f"one of {', '.join(CRITERIA)}, got {text!r}")
+    return comp, crit
+
+
+class _OldCriterionFlag(argparse.Action):
+    """``--criterion-COMP CRIT``, the old spelling of ``--criterion-for COMP=CRIT`` (hidden, for one release)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        comp = option_string.removeprefix("--criterion-")
+        print(f"note: {option_string} {values} is now --criterion-for {comp}={values}", file=sys.stderr)
+        namespace.criterion_for = [*(namespace.criterion_for or []), (comp, values)]
+
+
+def advanced(p: argparse.ArgumentParser) -> None:
+    """The research knobs: criteria, the SNP criterion's free parameters, how a budget becomes widths. Their
+    defaults are the options that measured best (docs/accuracy.md); a deployer never needs them."""
+    g = p.add_argument_group("advanced: scoring and allocation (research knobs; the defaults measured best)")
     g.add_argument("--criterion", choices=CRITERIA,
                    help="criterion for every component (default: snp, with the data-driven value score snp-data "
                         "that measured best, docs/accuracy.md; `--criterion snp` is the paper's, literally)")
+    g.add_argument("--criterion-for", type=criterion_for, action="append", default=[], metavar="COMP=CRIT",
+                   help=f"criterion for one component ({', '.join(COMPONENTS)}), over --criterion's; repeatable")
     for comp in COMPONENTS:
-        g.add_argument(f"--criterion-{comp}", choices=CRITERIA,
-                       help=f"criterion for {comp} (default: --criterion's)")
+        g.add_argument(f"--criterion-{comp}", choices=CRITERIA, action=_OldCriterionFlag, dest="criterion_for",
+                       help=argparse.SUPPRESS)
     g.add_argument("--snp-gamma", type=int_range(1, 4096), default=8, metavar="G",
                    help="singular triplets of S^h used by the snp Q/K score")
     g.add_argument("--ffn-score", choices=FFN_SCORES, default="act", help="FFN base score under snp")
@@ -122,16 +166,35 @@ def scoring(p: argparse.ArgumentParser, calib_images: int = 64) -> None:
                         "smallest width, the KL divergence of the predictions on the calibration images (3 "
                         "forward passes per layer); auto = loss for --target-latency/--target-speedup, macs "
                         "for --target-gmacs")
-    g.add_argument("--heads", type=POSITIVE_INT, metavar="H", help="keep H heads per block (head pruning)")
-    g.add_argument("--drop-blocks", type=NONNEGATIVE_INT, default=0, metavar="K",
-                   help="also remove the K least important blocks (chosen before the widths of a budget)")
-    g.add_argument("--round-to", type=int_range(1, 4096), metavar="N",
-                   help="round every pruned width to the nearest multiple of N (hardware alignment), then fit "
-                        "back under the target's MACs (default: what the device --target(s) want: 8 for FP16 "
-                        "tensor cores; with --target-latency/--target-speedup the latency table's grid alignment, 8 for DeiT: the "
-                        "table measured aligned widths only; otherwise 1)")
-    g.add_argument("--batch-size", type=int_range(1, 4096), default=16, metavar="B",
-                   help="calibration images per forward pass")
+
+
+def criteria_of(args: argparse.Namespace) -> dict[str, str]:
+    """Criterion per component: --criterion-for COMP=CRIT, else --criterion, else the default."""
+    from ..criteria import DEFAULT_CRITERIA
+
+    chosen = dict(getattr(args, "criterion_for", None) or [])
+    return {c: chosen.get(c) or args.criterion or DEFAULT_CRITERIA[c] for c in DEFAULT_CRITERIA}
+
+
+def prune_spec(args: argparse.Namespace, **target) -> PruneSpec:
+    """The :class:`~snp_edge.spec.PruneSpec` of a command's model, target, scoring, advanced and device-target
+    options, parsed once; the target from ``args`` unless one of :data:`~snp_edge.spec.TARGET_KEYS` is given
+    (``compare`` passes each of its targets in turn). Call after :func:`resolve_round_to`."""
+    from ..vit import parse_model_args
+
+    if not any(v is not None for v in target.values()):
+        target = {k: getattr(args, k, None) for k in TARGET_KEYS}
+    return PruneSpec(
+        args.model, args.weights, parse_model_args(args.model_arg),
+        Target(**target, latency_table=getattr(args, "latency_table", None)),
+        Calibration(args.calib, args.calib_images, args.seed, args.batch_size),
+        Scoring(criteria_of(args), args.snp_gamma, args.ffn_score, args.embed_score, args.rescore, args.allocation,
+                args.group_weight),
+        Alignment(args.heads, args.drop_blocks, args.round_to, tuple(_device_targets(args))))
+
+
+def _device_targets(args: argparse.Namespace) -> list[str]:
+    return list(getattr(args, "targets", None) or []) or ([args.target] if getattr(args, "target", None) else [])
 
 
 def resolve_round_to(args: argparse.Namespace) -> int | None:
@@ -140,10 +203,8 @@ def resolve_round_to(args: argparse.Namespace) -> int | None:
     gives one: :func:`snp_edge.api.prune` then steps by the latency table's alignment for a latency target
     and keeps exact widths otherwise."""
     if args.round_to is None:
-        from ..engines.targets import width_multiple_for
-
-        names = list(getattr(args, "targets", None) or []) or ([args.target] if getattr(args, "target", None) else [])
-        multiple = width_multiple_for(names)
+        names = _device_targets(args)
+        multiple = device_multiple(names)  # the rule itself: snp_edge.spec.round_to_for
         if multiple > 1:
             args.round_to = multiple
             print(f"note: widths rounded to multiples of {args.round_to} for {', '.join(names)} (FP16 tensor cores); "
@@ -260,5 +321,6 @@ def references(p: argparse.ArgumentParser, default: tuple[str, ...]) -> None:
     hidden_alias(p, "--baseline-models", "--references", nargs="*")
 
 
-__all__ = ["POSITIVE_FLOAT", "device_target", "int8_options", "precision", "formatter", "measurement", "model", "output", "protocol_counts",
-           "prune_target", "references", "scoring", "seed"]
+__all__ = ["POSITIVE_FLOAT", "advanced", "criteria_of", "device_target", "formatter", "int8_options", "measurement",
+           "model", "output", "precision", "protocol_counts", "prune_spec", "prune_target", "references", "scoring",
+           "seed"]

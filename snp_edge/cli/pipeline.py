@@ -29,9 +29,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..spec import TARGET_KEYS
 from . import args as groups
 from .bench import apply_top1, bench_config, default_out, log_to_stderr, measure_and_write
-from .prune import TARGET_KEYS, prune_from_args
+from .prune import prune_from_args
 
 DEFAULT_MODEL = "deit_small_patch16_224"
 DEFAULT_PRESET = "deit_s_1.3g"
@@ -205,6 +206,7 @@ def register(sub) -> None:
     groups.measurement(p, protocol="run", backends=(*groups.BACKENDS[:2], "none"))
     groups.seed(p)
     groups.output(p, "output folder (default: runs/run-<time>)", required=False, json_flag=False)
+    groups.advanced(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="unpruned vs SNP-pruned vs reference models, benchmarked together",
@@ -221,4 +223,5 @@ def register(sub) -> None:
     groups.measurement(p, backends=groups.BACKENDS[:2])
     groups.seed(p)
     groups.output(p, "output folder (default: runs/compare-<time>)", required=False, json_flag=False)
+    groups.advanced(p)
     p.set_defaults(func=cmd_compare)

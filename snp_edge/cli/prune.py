@@ -21,33 +21,14 @@ def print_result(summary: dict, as_json: bool) -> None:
         print(format_summary(summary))
 
 
-def criteria_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """Criterion per component: --criterion-COMP, else --criterion, else the default."""
-    from ..criteria import DEFAULT_CRITERIA
-
-    return {c: getattr(args, f"criterion_{c}") or args.criterion or DEFAULT_CRITERIA[c] for c in DEFAULT_CRITERIA}
-
-
-TARGET_KEYS = ("preset", "config", "target_gmacs", "target_latency", "target_speedup")
-
-
 def prune_from_args(args: argparse.Namespace, model=None, **target):
-    """:func:`snp_edge.prune` with the model and scoring groups' options; the target from ``args`` unless one
-    of ``preset``/``config``/``target_gmacs``/``target_latency``/``target_speedup`` is given (``model``: a loaded
-    handle instead of ``args.model``)."""
-    from ..api import prune
-    from ..vit import parse_model_args
+    """:func:`snp_edge.api.prune_spec` of the command's :func:`~snp_edge.cli.args.prune_spec`; the target from
+    ``args`` unless one of ``preset``/``config``/``target_gmacs``/``target_latency``/``target_speedup`` is given
+    (``model``: a loaded handle instead of ``args.model``)."""
+    from ..api import prune_spec
 
-    if not any(v is not None for v in target.values()):
-        target = {k: getattr(args, k, None) for k in TARGET_KEYS}
-    return prune(
-        model or args.model, weights=args.weights, model_args=parse_model_args(args.model_arg), **target,
-        latency_table=getattr(args, "latency_table", None), allocation=args.allocation,
-        calib=args.calib, calib_images=args.calib_images, seed=args.seed, criteria=criteria_from_args(args),
-        gamma=args.snp_gamma, ffn_score=args.ffn_score, embed_score=args.embed_score,
-        heads=args.heads, drop_blocks=args.drop_blocks, round_to=groups.resolve_round_to(args),
-        batch_size=args.batch_size, rescore=args.rescore,
-        group_weight=args.group_weight, progress=not getattr(args, "json", False))
+    groups.resolve_round_to(args)
+    return prune_spec(groups.prune_spec(args, **target), model, progress=not getattr(args, "json", False))
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -102,6 +83,7 @@ def register(sub) -> None:
     groups.device_target(p, purpose="the device the widths are aligned for (--round-to's default)")
     groups.seed(p)
     groups.output(p, "output folder (model.safetensors + model.json)")
+    groups.advanced(p)
     p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("info", help="summary of a pruned model folder", formatter_class=groups.formatter)

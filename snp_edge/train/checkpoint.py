@@ -12,15 +12,11 @@ from pathlib import Path
 
 import torch
 
-from ..engines.fileio import atomic_path, write_text_atomic
+from ..engines.fileio import atomic_path
 from ..errors import SnpEdgeError
 from ..vit import torch_load
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -40,12 +40,12 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..engines.fileio import Output
+from ..engines.fileio import Output, write_text_atomic
 from ..errors import SnpEdgeError, first_line
 from ..models import ModelHandle
 from ..progress import bar as progress_bar
 from ..saved import save_pruned
-from .checkpoint import CHECKPOINT_FILE, atomic_write_text, load_checkpoint, model_identity, save_checkpoint
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity, save_checkpoint
 from .config import AMP_CHOICES, KD_KINDS, AugConfig, FinetuneConfig  # noqa: F401 (re-exported)
 from .data import eval_loader, eval_transform, load_split, train_loader, train_transform
 from .distill import DistillationLoss
@@ -172,19 +172,18 @@ class RunFolder:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
-              resume: Path | None, force: bool, extra: dict, info: DistInfo, folder: RunFolder) -> dict:
-    num_classes = handle.num_classes
+def _check_teacher(teacher: nn.Module | None, cfg: FinetuneConfig, num_classes: int) -> None:
+    """Distillation needs a teacher with the student's classes."""
     if teacher is None and cfg.distill != "none":
         raise SnpEdgeError(f"--distill {cfg.distill} needs a --teacher (or use --distill none)")
     if teacher is not None and cfg.distill != "none":
         t_classes = getattr(teacher, "num_classes", None)
         if t_classes != num_classes:
             raise SnpEdgeError(f"the teacher has {t_classes} classes but the student has {num_classes}")
-    data_config = handle.data_config
-    train_ds = load_split(data, "train", train_transform(data_config, cfg.aug), num_classes)
-    val_ds = load_split(data, "val", eval_transform(data_config), num_classes, classes=train_ds.classes)
-    identity = model_identity(handle.base_model, handle.model_args, handle.arch, num_classes)
+
+
+def _resume_state(resume: Path | None, identity: dict, cfg: FinetuneConfig) -> dict | None:
+    """The checkpoint to resume from (None: a fresh run), refused when trained with other options."""
     state = load_checkpoint(resume, identity) if resume is not None else None
     if state is not None:
         ignore = {"progress", "workers"}
@@ -193,22 +192,92 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
         if differ:
             raise SnpEdgeError(f"resume checkpoint {resume} was trained with other options ({', '.join(differ)}); "
                                "resume with the options of the interrupted run")
-    if state is None:
+    return state
+
+
+def _check_output(out: Path, force: bool, fresh: bool) -> None:
+    """The output folder: free (or ``force``) for a fresh run, present for a resumed one."""
+    if fresh:
         Output(out, force, kind="dir")  # checks: exists without --force, parent missing or read-only
     elif not out.is_dir():
         raise SnpEdgeError(f"--resume needs the run's output folder {out}; it does not exist")
-    global_batch = cfg.batch_size * info.world * cfg.accum_steps
-    if len(train_ds) < cfg.batch_size * info.world:
-        raise SnpEdgeError(f"train data has {len(train_ds)} images, fewer than one global batch ({global_batch})")
+
+
+def _create_output(out: Path, fresh: bool, info: DistInfo, folder: RunFolder) -> None:
+    """Once every process has checked its inputs, the main one creates a fresh run's folder."""
     if info.world > 1:
         dist.barrier()  # every process has checked the output folder before the main one creates it
-    if state is None and info.main:
+    if fresh and info.main:
         if out.exists():  # --force: clear the old run only now that every input has been checked
             shutil.rmtree(out)
         out.mkdir(parents=True)
         folder.created = True
     if info.world > 1:
         dist.barrier()
+
+
+def _loss(cfg: FinetuneConfig, teacher: nn.Module | None, num_classes: int) -> tuple[Mixup | None, DistillationLoss]:
+    """Mixup/cutmix (None when off) and the training loss: soft targets, label smoothing or cross-entropy, with
+    distillation from ``teacher``."""
+    mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                  switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing,
+                  num_classes=num_classes) if cfg.mixup_active else None
+    if mixup is not None:
+        base_loss = SoftTargetCrossEntropy()
+    elif cfg.smoothing > 0:
+        base_loss = LabelSmoothingCrossEntropy(cfg.smoothing)
+    else:
+        base_loss = nn.CrossEntropyLoss()
+    return mixup, DistillationLoss(base_loss, teacher, cfg.distill, cfg.distill_alpha, cfg.distill_tau)
+
+
+def _optimizer(model: nn.Module, cfg: FinetuneConfig, lr: float):
+    """timm's optimizer factory; a bad --opt is one line."""
+    try:
+        return create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
+    except (ValueError, KeyError) as exc:
+        raise SnpEdgeError(f"--opt {cfg.opt}: {first_line(exc)}") from None
+
+
+def _scheduler(optimizer, cfg: FinetuneConfig, updates_per_epoch: int):
+    """timm's scheduler factory, stepped per optimizer update; a bad --sched is one line."""
+    try:
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    except (ValueError, KeyError) as exc:
+        raise SnpEdgeError(f"--sched {cfg.sched}: {first_line(exc)}") from None
+    return scheduler
+
+
+def _restore(state: dict | None, model: nn.Module, optimizer, scheduler, ema, scaler) -> tuple[int, int, float]:
+    """Load a resumed run's states; (first epoch, optimizer steps done, best val top-1)."""
+    if state is None:
+        return 0, 0, -1.0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if ema is not None and state.get("ema") is not None:
+        ema.module.load_state_dict(state["ema"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    return state["epoch"], state["updates"], state["best"]
+
+
+def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
+              resume: Path | None, force: bool, extra: dict, info: DistInfo, folder: RunFolder) -> dict:
+    num_classes = handle.num_classes
+    _check_teacher(teacher, cfg, num_classes)
+    data_config = handle.data_config
+    train_ds = load_split(data, "train", train_transform(data_config, cfg.aug), num_classes)
+    val_ds = load_split(data, "val", eval_transform(data_config), num_classes, classes=train_ds.classes)
+    identity = model_identity(handle.base_model, handle.model_args, handle.arch, num_classes)
+    state = _resume_state(resume, identity, cfg)
+    _check_output(out, force, state is None)
+    global_batch = cfg.batch_size * info.world * cfg.accum_steps
+    if len(train_ds) < cfg.batch_size * info.world:
+        raise SnpEdgeError(f"train data has {len(train_ds)} images, fewer than one global batch ({global_batch})")
+    _create_output(out, state is None, info, folder)
 
     device = info.device
     seed_all(cfg.seed, -1, 0)  # identical model-side randomness in every process
@@ -223,45 +292,18 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
         teacher = teacher.to(device).eval()
 
     lr = cfg.lr if cfg.lr is not None else 5e-4 * global_batch / 512
-    try:
-        optimizer = create_optimizer_v2(model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay)
-    except (ValueError, KeyError) as exc:
-        raise SnpEdgeError(f"--opt {cfg.opt}: {first_line(exc)}") from None
+    optimizer = _optimizer(model, cfg, lr)
     loader = train_loader(train_ds, cfg.batch_size, info.world, info.rank, cfg.seed, cfg.workers)
     updates_per_epoch = len(loader) // cfg.accum_steps
     if cfg.steps_per_epoch:
         updates_per_epoch = min(updates_per_epoch, cfg.steps_per_epoch)
     if updates_per_epoch < 1:
         raise SnpEdgeError(f"one epoch of {len(train_ds)} images makes no optimizer step at global batch {global_batch}")
-    try:
-        scheduler, _ = create_scheduler_v2(
-            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
-    except (ValueError, KeyError) as exc:
-        raise SnpEdgeError(f"--sched {cfg.sched}: {first_line(exc)}") from None
+    scheduler = _scheduler(optimizer, cfg, updates_per_epoch)
     dtype = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                  switch_prob=cfg.mixup_switch_prob, label_smoothing=cfg.smoothing,
-                  num_classes=num_classes) if cfg.mixup_active else None
-    if mixup is not None:
-        base_loss = SoftTargetCrossEntropy()
-    elif cfg.smoothing > 0:
-        base_loss = LabelSmoothingCrossEntropy(cfg.smoothing)
-    else:
-        base_loss = nn.CrossEntropyLoss()
-    criterion = DistillationLoss(base_loss, teacher, cfg.distill, cfg.distill_alpha, cfg.distill_tau)
-
-    start_epoch, updates, best = 0, 0, -1.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.module.load_state_dict(state["ema"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, updates, best = state["epoch"], state["updates"], state["best"]
+    mixup, criterion = _loss(cfg, teacher, num_classes)
+    start_epoch, updates, best = _restore(state, model, optimizer, scheduler, ema, scaler)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if info.world > 1 else None
     net = ddp or model
@@ -269,10 +311,10 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
     log_path = out / LOG_FILE
     rows = _read_log(log_path, start_epoch) if info.main else []
     if info.main:
-        atomic_write_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "world_size": info.world,
+        write_text_atomic(out / "config.json", json.dumps({"config": cfg.to_dict(), "world_size": info.world,
                                                            "global_batch": global_batch, "lr": lr,
                                                            "model": identity}, indent=2) + "\n")
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(log_path, "".join(json.dumps(r) + "\n" for r in rows))
     eval_dl = eval_loader(val_ds, cfg.eval_batch_size or cfg.batch_size, info.world, info.rank, cfg.workers)
     row: dict = rows[-1] if rows else {}
     for epoch in range(start_epoch, cfg.epochs):

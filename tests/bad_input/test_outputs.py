@@ -125,6 +125,7 @@ def _expected(path: Path, mode: int, mask: int) -> int:
     return (0o777 if executable else 0o666) & ~mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mask", [0o022, 0o077])
 def test_outputs_follow_the_umask(snp, work, tiny_pruned, mask):
     """Pruned folders, ONNX files, bundles, tarballs and bench reports: the permissions a new file gets under

@@ -31,6 +31,7 @@ def test_unreadable_onnx(tmp_path):
         onnx_macs(bad)
 
 
+@pytest.mark.slow
 def test_pruned_model_exported_by_export_stage(tmp_path):
     """The count from the ONNX graph equals the handle's (torch FLOP counter) after SNP and export."""
     from snp_edge.export.onnx_export import export_onnx

@@ -33,6 +33,7 @@ def test_prune_json_contract(capsys, tmp_path, calib_npy):
     assert info["pruning"]["calibration"]["images"] == 8
 
 
+@pytest.mark.slow
 def test_prune_target_gmacs_round_to(capsys, tmp_path):
     code, stdout, _ = _run(capsys, "prune", *TINY, "--target-gmacs", "0.05", "--round-to", "8",
                            "--criterion", "l2", "--out", str(tmp_path / "p"), "--json")
@@ -134,6 +135,7 @@ def test_bad_input_one_line_error_no_output(capsys, tmp_path, extra, message):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
+@pytest.mark.slow
 def test_existing_output_refused_without_force(capsys, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
