@@ -39,13 +39,12 @@ MODELS = [("DeiT-S", "deit_small_patch16_224", None, None),
 def build(tmp: Path, log) -> list[dict]:
     calib = np.random.default_rng(0).standard_normal((16, 3, 224, 224)).astype(np.float32)
     models = []
-    for label, name, preset, round_to in MODELS:
+    for index, (label, name, preset, round_to) in enumerate(MODELS):
         base = load_model(name, "random")
         handle = prune(base, preset=preset, criteria="l1", round_to=round_to).handle if preset else base
-        stem = tmp / label.replace(" ", "_").replace("/", "_")
-        fp32 = stem.with_suffix(".fp32.onnx")
+        fp32 = tmp / f"model{index}.fp32.onnx"
         export_onnx(handle, fp32, opset=17, images=None)
-        q = quantize_onnx(fp32, stem.with_suffix(".int8.onnx"), calib, "ort", "minmax", gate=False)
+        q = quantize_onnx(fp32, tmp / f"model{index}.int8.onnx", calib, "ort", "minmax", gate=False)
         models.append({"label": label, "gmacs": round(handle.gmacs, 3), "fp32": fp32, "int8": q.path,
                        "quantize_s": q.seconds, "qdq_nodes": q.qdq_nodes})
         log(f"{label}: {handle.gmacs:.3f} GMACs, quantised in {q.seconds:.1f} s ({q.qdq_nodes} Q nodes)")

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from snp_edge.api import prune
-from snp_edge.calib import load_calibration
 from snp_edge.engines.ort import ort_session
 from snp_edge.export.onnx_export import export_onnx
 from snp_edge.export.quantize import accuracy_gate, eval_session, logits_of, quantize_onnx
+
+from snp_edge.api import prune
+from snp_edge.calib import load_calibration
 from snp_edge.train.data import eval_loader, eval_transform, load_split
 from snp_edge.train.finetune import finetune
 
@@ -54,7 +54,8 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean() * 100)
 
 
-def measure(out: Path, plan: Plan, variants: list[tuple[str, str]], log) -> list[dict]:
+def measure(out: Path, plan: Plan, variants: list[tuple[str, str]], log, base_weights: Path | None = None
+            ) -> list[dict]:
     data = materialize(out / "data", val_per_class=plan.val_per_class, train_per_class=plan.train_per_class)
     cache = out / "rows.jsonl"
     done = {(r["seed"], r["budget"], r["quantizer"], r["method"]) for r in map(json.loads, cache.read_text().splitlines())
@@ -63,7 +64,14 @@ def measure(out: Path, plan: Plan, variants: list[tuple[str, str]], log) -> list
     (out / "finetune").mkdir(parents=True, exist_ok=True)
     for seed in plan.seeds:
         t = time.perf_counter()
-        base = train_base(data, out / f"base-s{seed}", plan, seed)
+        if base_weights:  # a base trained elsewhere: the headline experiment's wide model (experiments/headline.py)
+            from snp_edge.models import load_model
+
+            from .headline import WIDE
+
+            base = load_model(WIDE[0], str(base_weights), WIDE[1])
+        else:
+            base = train_base(data, out / f"base-s{seed}", plan, seed)
         log(f"seed {seed}: base trained/loaded in {time.perf_counter() - t:.0f} s")
         x_val, y_val = val_arrays(data, base)
         calib = load_calibration(data / "train", plan.calib_images, base.data_config, seed).images
@@ -136,21 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="*")
     p.add_argument("--base-epochs", type=int, help="epochs of the from-scratch base training (default: the plan's)")
     p.add_argument("--variants", nargs="*", help="quantizer:method pairs (default: all)")
+    p.add_argument("--base-weights", type=Path,
+                   help="weights of experiments.headline's wide model (28 px MNIST DeiT, trained there) used as the "
+                        "unpruned model of every seed instead of training one")
+    p.add_argument("--ft-steps", type=int, help="fine-tuning steps per pruned model (default: one epoch)")
     args = p.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     if args.seeds:
         plan = replace(plan, seeds=args.seeds)
     if args.base_epochs:
         plan = replace(plan, base_epochs=args.base_epochs)
+    if args.ft_steps:
+        plan = replace(plan, ft_steps=args.ft_steps)
     variants = [tuple(v.split(":")) for v in args.variants] if args.variants else VARIANTS
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(1)
     start = time.perf_counter()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - start:6.0f} s] {msg}", flush=True)
 
-    rows = measure(args.out, plan, variants, log)
+    rows = measure(args.out, plan, variants, log, args.base_weights)
     (args.out / "table.md").write_text(table(rows))
     (args.out / "results.json").write_text(json.dumps({"plan": plan.__dict__, "rows": rows,
                                                        "machine": platform.processor() or platform.machine()},

@@ -128,22 +128,24 @@ def _quantize_static(quantize_static, src, dst, reader, method, QuantFormat, Qua
                                    "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
 
 
-def _import_modelopt():
-    try:
-        from modelopt.onnx.quantization import quantize
-    except ImportError as exc:
-        raise MissingPrerequisite(f"NVIDIA Model Optimizer does not import ({first_line(exc)}): pip install "
-                                  "'nvidia-modelopt[onnx]' (or --quantizer ort)") from None
-    return quantize
-
-
 def _run_modelopt(src: Path, dst: Path, calib: np.ndarray, method: str) -> None:
-    quantize = _import_modelopt()
-    logging.getLogger("modelopt").setLevel(logging.WARNING)
-    quantize(str(src), quantize_mode="int8", calibration_data={_input_name(src): np.ascontiguousarray(calib)},
-             calibration_method={"minmax": "max"}.get(method, method), calibration_eps=["cpu"],
-             op_types_to_quantize=list(QUANTIZED_OPS), high_precision_dtype="fp32", output_path=str(dst),
-             log_level="WARNING")
+    """Model Optimizer in a subprocess (:mod:`export.modelopt_worker`: it patches ONNX Runtime on import)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=str(Path(dst).parent)) as tmp:
+        calib_path = Path(tmp) / "calib.npy"
+        np.save(calib_path, np.ascontiguousarray(calib, dtype=np.float32))
+        res = subprocess.run([sys.executable, "-m", "snp_edge.export.modelopt_worker", str(src), str(dst),
+                              str(calib_path), {"minmax": "max"}.get(method, method), _input_name(src)],
+                             capture_output=True, text=True)
+    if res.returncode:
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        message = lines[-1] if lines else f"exit status {res.returncode}"
+        if res.returncode == 3:
+            raise MissingPrerequisite(message)
+        raise SnpEdgeError(f"Model Optimizer failed on {src}: {message[:300]}")
 
 
 QUANTIZERS: dict[str, Quantizer] = {q.name: q for q in [
