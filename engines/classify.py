@@ -20,10 +20,10 @@ else ONNX Runtime; :meth:`Classifier.describe` says which and why (``backend``, 
 with the exact one is in the bundle's manifest and README).
 
 ``classify(frames, top_k=5, color="rgb")`` takes one HWC uint8 frame, a (N, H, W, C) batch, an image file's
-path, a PIL image, or a list of these (any sizes; paths and PIL images are RGB whatever ``color`` says), applies the manifest's preprocessing exactly as timm's
-eval transform does on the host, runs the model in batches the engine accepts, and returns per frame a list
-of ``(class_id, probability, label)`` tuples, most probable first (softmax over all classes). Non-finite
-logits raise :class:`engines.errors.VerificationFailed` rather than return a class.
+path, a PIL image, or a list of these (any sizes; paths and PIL images are RGB whatever ``color`` says),
+applies the manifest's preprocessing exactly as timm's eval transform does on the host, runs the model in
+batches the engine accepts, and returns per frame a list of ``(class_id, probability, label)`` tuples, most
+probable first (softmax over all classes). Non-finite logits raise :class:`engines.errors.VerificationFailed` rather than return a class.
 
 Thread safety: one Classifier may be shared by threads. Preprocessing runs in the calling thread, in
 parallel; inference is serialised by a lock held by each Classifier (a TensorRT execution context, its CUDA

@@ -140,8 +140,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
                        fp16_safe=args.fp16_safe, archive=args.archive, force=args.force, labels=args.labels,
                        input_form=form, flavors=args.flavor, photos=reference_photos(args),
                        precision=args.precision, int8=int8)
-    report = {"bundle": str(path), "target": args.target, "model": handle.name, "precision": args.precision, "flavors": list(dict.fromkeys(args.flavor)),
-              "input_form": (form.to_dict() if form else None)}
+    report = {"bundle": str(path), "target": args.target, "model": handle.name, "precision": args.precision,
+              "flavors": list(dict.fromkeys(args.flavor)), "input_form": (form.to_dict() if form else None)}
     if handle.notice:
         report["notice"] = handle.notice
     text = sys.stderr if args.json else sys.stdout
