@@ -138,6 +138,26 @@ def fit_calibration(points):
     return float(np.sum(s / m) / np.sum((s / m) ** 2)), 0.0
 
 
+FACTOR_RANGE = (0.2, 5.0)  # calibration.factor a table may carry (check_table)
+
+
+def accepted_calibration(points, factor, offset_ms):
+    """The ``calibration`` of a table from the fitted ``(factor, offset_ms)``: a factor outside
+    :data:`FACTOR_RANGE` (a tiny model whose fixed costs the parts do not model) is clamped into it, with the
+    offset refitted (0 to the unpruned model's time) and the fitted value kept as ``fitted_factor``, so that
+    a table ``profile`` measured is always one :func:`check_table` accepts."""
+    measured = points[0]["measured_ms"]
+    calibration = {"measured_ms": measured, "sum_ms": points[0]["sum_ms"], "factor": factor, "offset_ms": offset_ms,
+                   "points": points}
+    lo, hi = FACTOR_RANGE
+    if not lo <= factor <= hi:
+        clamped = min(max(factor, lo), hi)
+        rest = sorted(p["measured_ms"] - clamped * p["sum_ms"] for p in points)
+        offset = min(max(rest[len(rest) // 2], 0.0), 0.999 * measured)
+        calibration.update(factor=clamped, offset_ms=offset, fitted_factor=factor)
+    return calibration
+
+
 def measure_table(model, grid, measure, whole_model=None, time_budget=None, progress=None, passes=1):
     """Measure every grid point with ``measure(term, widths) -> ms`` (a median) and return the ``terms``
     and ``calibration`` parts of a table, and whether the time budget cut it short.
@@ -176,9 +196,7 @@ def measure_table(model, grid, measure, whole_model=None, time_budget=None, prog
             point = dict(widths, label=label, sum_ms=predict_parts(table, widths["embed"], [block] * model["depth"]),
                          measured_ms=float(whole_model(widths)))
             fitted.append(point)
-        a, b = fit_calibration(fitted)
-        calibration = {"measured_ms": fitted[0]["measured_ms"], "sum_ms": fitted[0]["sum_ms"], "factor": a,
-                       "offset_ms": b, "points": fitted}
+        calibration = accepted_calibration(fitted, *fit_calibration(fitted))
     return terms, calibration, partial
 
 
@@ -228,7 +246,7 @@ def check_table(doc, source="latency table"):
     cal = doc.get("calibration")
     if cal is not None:
         factor = cal.get("factor") if isinstance(cal, dict) else None
-        if not isinstance(factor, (int, float)) or not 0.2 <= factor <= 5:
+        if not isinstance(factor, (int, float)) or not FACTOR_RANGE[0] <= factor <= FACTOR_RANGE[1]:
             raise EnginesError(f"{source}: calibration.factor must be a number in [0.2, 5], got {factor!r}")
         offset = cal.get("offset_ms", 0.0)
         if not isinstance(offset, (int, float)) or not 0 <= offset < float(cal.get("measured_ms") or 0) + 1e-9:

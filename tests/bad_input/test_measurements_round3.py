@@ -83,3 +83,23 @@ def test_latency_table_with_zero_terms_is_refused(snp, work):
     assert_one_line_error(result, 2, "terms.stem.ms has a latency <= 0 ms at grid index [0]; every term must be > 0",
                           "prune")
     assert snapshot(work) == before
+
+
+def test_profile_accepts_what_it_measured():
+    """`snp-edge profile` of a tiny model measured the whole grid, then refused its own table (factor 0.139)."""
+    points = [{"label": "unpruned", "sum_ms": 10.0, "measured_ms": 1.39},
+              {"label": "half", "sum_ms": 6.0, "measured_ms": 0.85}, {"label": "quarter", "sum_ms": 3.0,
+                                                                      "measured_ms": 0.43}]
+    factor, offset = lt.fit_calibration(points)
+    assert factor < 0.2  # the fit alone gives a factor check_table refuses
+    cal = lt.accepted_calibration(points, factor, offset)
+    assert cal["factor"] == 0.2 and cal["fitted_factor"] == factor and 0 <= cal["offset_ms"] < cal["measured_ms"]
+    inside = lt.accepted_calibration(points, 1.1, 0.2)
+    assert inside["factor"] == 1.1 and "fitted_factor" not in inside
+
+
+def test_measured_table_with_a_tiny_models_factor_is_accepted(work):
+    table = json.loads(_table(work / "t.json").read_text())
+    geo_points = [{"label": "unpruned", "sum_ms": 10.0, "measured_ms": 1.39}]
+    table["calibration"] = lt.accepted_calibration(geo_points, 0.139, 0.0)
+    lt.check_table(table)  # accepted: factor clamped to 0.2, fitted value kept
