@@ -57,7 +57,8 @@ from .targets import round_arch
 
 TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
 GROUP_WEIGHTS = ("macs", "loss")  # what a group's units are worth against other groups' (see the docstring)
-PROBE_KEPT = (0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the ladder's last)
+PROBE_KEPT = (0.875, 0.75, 0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the
+# ladder's last); 1/2, 1/4, 0 alone made small cuts look costly (issue 21)
 
 Probe = Callable[["Arch"], float]  # loss of the unpruned model cut to the widths of an Arch (>= 0)
 
@@ -209,14 +210,21 @@ def _groups(shell: Arch, scores: Scores, step: int, cost: Cost | None = None) ->
     return groups
 
 
-def measure_loss(groups: list[_Group], shell: Arch, probe: Probe) -> None:
-    """Set every group's ``loss``: ``probe`` at the ladder widths nearest under :data:`PROBE_KEPT` of its
-    width (the group alone cut), made non-decreasing, interpolated linearly in the cumulative normalised score
-    removed (the ranking inside the group shapes the curve between probes)."""
+def measure_loss(groups: list[_Group], shell: Arch, probe: Probe, kept: tuple[float, ...] = PROBE_KEPT) -> None:
+    """Set every group's ``loss``: ``probe`` at the ladder widths nearest under ``kept`` fractions of its
+    width (the group alone cut from ``shell``), less the loss of ``shell`` itself (blocks or heads removed, or
+    a residual cut made already), made non-decreasing, interpolated linearly in the cumulative normalised
+    score removed (the ranking inside the group shapes the curve between probes). A probe with a ``rebase``
+    method is told ``shell`` first (:class:`snp_edge.sensitivity.KLProbe` keeps what the probes share)."""
+    rebase = getattr(probe, "rebase", None)
+    if rebase is not None:
+        rebase(shell)
+    offset = probe(shell)
     for g in groups:
-        at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * kept))),
-                          len(g.widths) - 1) for kept in PROBE_KEPT} - {0})
-        measured = torch.tensor([0.0] + [probe(_with_width(shell, g, g.widths[t])) for t in at], dtype=torch.float64)
+        at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * fraction))),
+                          len(g.widths) - 1) for fraction in kept} - {0})
+        measured = torch.tensor([offset] + [probe(_with_width(shell, g, g.widths[t])) for t in at],
+                                dtype=torch.float64) - offset
         if not torch.isfinite(measured).all():
             raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
         measured = torch.cummax(measured.clamp_min(0), 0).values
@@ -293,10 +301,14 @@ def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
 
 @register("score")
 def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None,
-                 probe: Probe | None = None, macs: MacCost | None = None, rounds: int = 3) -> Arch:
+                 probe: Probe | None = None, macs: MacCost | None = None, rounds: int = 3,
+                 reprobe: bool = True, kept: tuple[float, ...] = PROBE_KEPT) -> Arch:
     """See the module docstring. ``probe``: group weights ``loss`` measured with it (None: ``macs``);
     ``macs`` (for the ``macs`` weights) defaults to ``cost`` when that is a :class:`MacCost`; ``rounds``:
-    re-rankings at the widths found (step costs depend on the other widths)."""
+    re-rankings at the widths found (step costs depend on the other widths); ``reprobe``: when the widths
+    found cut the residual width, the blocks' groups are probed again on the model with that residual width
+    (their losses do not add to the residual cut's: every block reads the narrower stream) and the widths
+    allocated again; ``kept``: the probe ladder (:func:`measure_loss`)."""
     if scores is None:
         raise SnpEdgeError("the score allocation needs the criterion's scores")
     macs = macs or getattr(cost, "macs", None) or cost
@@ -304,7 +316,17 @@ def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: 
         raise SnpEdgeError("the score allocation needs a MAC count beside a latency cost")
     groups = _groups(shell, scores, round_to, cost)
     if probe is not None:
-        measure_loss(groups, shell, probe)
+        measure_loss(groups, shell, probe, kept)
+    arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+    if probe is not None and reprobe and arch.embed < shell.embed:
+        measure_loss([g for g in groups if g.pos is not None], replace(shell, embed=arch.embed), probe, kept)
+        arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+    return arch
+
+
+def _allocate_steps(shell: Arch, budget: float, cost: Cost, macs: MacCost, groups: list[_Group],
+                    rounds: int) -> Arch:
+    """Steps removed globally by importance per cost, given back, exchanged (see the module docstring)."""
     at, arch = shell, shell
     for _ in range(rounds):
         keys = _step_keys(groups, at, cost, macs)

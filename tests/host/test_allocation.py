@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from snp_edge import prune
-from snp_edge.allocation import ALLOCATORS, MacCost, allocate, ladder, structure, total_cost
+from snp_edge.allocation import ALLOCATORS, PROBE_KEPT, MacCost, allocate, ladder, structure, total_cost
 from snp_edge.criteria import Scores
 from snp_edge.errors import SnpEdgeError
 from snp_edge.macs import predict_macs
@@ -192,9 +192,14 @@ def test_loss_weights_follow_the_probe():
         assert 0.98 * budget <= total_cost(macs, arch) <= budget
         cut, was = _cut_fraction(arch, base), _cut_fraction(plain, base)
         assert cut[costly] < was[costly] / 8  # one step of the residual width at most: 8/384 against 35%
-        # every group probed alone, at most len(PROBE_KEPT) times: 1 residual + 3 x 12 block groups
-        assert len(calls) == 37 * 3
-        assert all(sum(v > 0 for v in _cut_fraction(a, base).values()) == 1 for a in calls)
+        # the shell, then every group probed alone len(PROBE_KEPT) times: 1 residual + 3 x 12 block groups;
+        # when the residual width is cut, the block groups again on top of that cut (issue 21)
+        first = 1 + 37 * len(PROBE_KEPT)
+        assert len(calls) == first + (1 + 36 * len(PROBE_KEPT) if arch.embed < base.embed_orig else 0)
+        assert calls[0] == base and all(sum(v > 0 for v in _cut_fraction(a, base).values()) == 1
+                                        for a in calls[1:first])
+        assert all(a.embed < base.embed_orig and sum(v > 0 for v in _cut_fraction(a, base).values()) <= 2
+                   for a in calls[first:])
 
 
 def test_measured_loss_curve_meets_the_probes_and_never_falls():
@@ -209,24 +214,24 @@ def test_measured_loss_curve_meets_the_probes_and_never_falls():
 
     def probe(arch):  # falls between the half and the quarter probe of every group: noise a curve must absorb
         b = arch.blocks[0]
-        width = arch.embed if arch.embed < base.embed_orig else b.qk if b.qk < base.head_dim else \
-            b.v if b.v < base.head_dim else b.mlp
-        loss = {0.5: 2.0, 0.25: 1.5}.get(round(width / (base.embed_orig if arch.embed < base.embed_orig else
-                                                       base.head_dim if b.mlp == base.mlp else base.mlp), 2), 3.0)
+        width, full = next(((w, o) for w, o in ((arch.embed, base.embed_orig), (b.qk, base.head_dim),
+                                                 (b.v, base.head_dim), (b.mlp, base.mlp)) if w < o), (1, 1))
+        loss = {1.0: 0.0, 0.875: 0.5, 0.75: 1.0, 0.5: 2.0, 0.25: 1.5}.get(width / full, 3.0)
         measured[(arch.embed, b.qk, b.v, b.mlp)] = loss
-        return loss
+        return loss + shift[0]
 
-    groups = _groups(shell, scores, 1)
-    measure_loss(groups, shell, probe)
-    for g in groups:
-        curve = torch.cat([torch.zeros(1, dtype=torch.float64), g.loss.cumsum(0)])
-        assert (g.loss >= 0).all()
-        half = g.widths.index(g.widths[0] // 2)
-        assert curve[half].item() == pytest.approx(2.0, abs=1e-12)
-        assert curve[-1].item() == pytest.approx(3.0, abs=1e-12)
-        quarter = g.widths.index(g.widths[0] // 4)
-        assert curve[quarter].item() == pytest.approx(2.0, abs=1e-12)  # 1.5 measured, held at 2.0
-    assert len(measured) == 4 * len(PROBE_KEPT)
+    shift = [0.0]
+    for shift[0] in (0.0, 0.7):  # the shell's own loss (a cut made before) is not the groups'
+        measured.clear()
+        groups = _groups(shell, scores, 1)
+        measure_loss(groups, shell, probe)
+        for g in groups:
+            curve = torch.cat([torch.zeros(1, dtype=torch.float64), g.loss.cumsum(0)])
+            assert (g.loss >= 0).all()
+            for kept, want in ((0.875, 0.5), (0.75, 1.0), (0.5, 2.0), (0.25, 2.0)):  # 1.5 measured, held at 2.0
+                assert curve[g.widths.index(int(g.widths[0] * kept))].item() == pytest.approx(want, abs=1e-12)
+            assert curve[-1].item() == pytest.approx(3.0, abs=1e-12)
+        assert len(measured) == 1 + 4 * len(PROBE_KEPT)
     with pytest.raises(SnpEdgeError, match="loss probe of embed .* not finite"):
         measure_loss(_groups(shell, scores, 1), shell, lambda arch: float("nan"))
 
