@@ -254,20 +254,32 @@ def plan(handle: ModelHandle, points: int = 5, all_heads: bool = True, batch: in
 
 def profile_host(handle: ModelHandle, backend: str = "ort", threads: int | None = 1, batch: int = 1,
                  points: int = 5, all_heads: bool = True, warmup: int = 5, runs: int = 20,
-                 time_budget: float | None = None, progress=None, passes: int = 2) -> dict:
-    """Measure a latency table of ``handle``'s (unpruned) model on ``backend`` (ort | torch)."""
+                 time_budget: float | None = None, progress=None, passes: int = 2, precision: str = "fp32") -> dict:
+    """Measure a latency table of ``handle``'s (unpruned) model on ``backend`` (ort | torch), in ``precision``
+    (fp32, or int8 on ort: :mod:`bench.profile_int8`)."""
+    from snp_edge.errors import SnpEdgeError
+
     p = plan(handle, points, all_heads, batch)
+    if precision not in ("fp32", "int8") or (precision == "int8" and backend != "ort"):
+        raise SnpEdgeError(f"--precision {precision} with --backend {backend}: INT8 tables are measured with "
+                           "--backend ort (ONNX Runtime's int8 kernels)")
     timer = PART_TIMERS[backend]
+    if precision == "int8":
+        from .profile_int8 import ort_int8_part_ms, whole_model_int8_ms
+
+        timer = ort_int8_part_ms
 
     def measure(term, widths):
         return timer(term, widths, p["model"], batch, threads, warmup, runs)
 
     def whole(widths):
+        if precision == "int8":
+            return whole_model_int8_ms(at_widths(handle, widths), batch, threads, max(warmup, 10), max(runs, 30))
         return whole_model_ms(at_widths(handle, widths), backend, batch, threads, max(warmup, 10), max(runs, 30))
 
     terms, calibration, partial = lt.measure_table(p["model"], p["grid"], measure, whole, time_budget, progress,
                                                    passes)
-    return lt.make_table(p["model"], p["grid"], terms, calibration, backend, "fp32", batch, threads, "cpu",
+    return lt.make_table(p["model"], p["grid"], terms, calibration, backend, precision, batch, threads, "cpu",
                          {"warmup": warmup, "runs": runs, "passes": passes,
                           "statistic": "parts: least of the runs and passes; whole model: median"},
                          capture_env(), "snp-edge profile", partial)

@@ -47,7 +47,7 @@ class GateThresholds:
     abs logit error at most ``atol_frac`` x the FP32 logit scale (largest |logit|, at least 1)."""
 
     min_top1: float = 0.9
-    atol_frac: float = 0.25
+    atol_frac: float = 0.5
 
 
 DEFAULT_GATE = GateThresholds()

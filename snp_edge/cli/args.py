@@ -286,7 +286,7 @@ def precision(p: argparse.ArgumentParser, choice: bool = True) -> None:
                         "in docs/int8.md; percentile: ort only)")
     g.add_argument("--int8-min-top1", type=float_range(0.0, 1.0), default=0.9, metavar="F",
                    help="INT8 gate: top-1 agreement with FP32 on the calibration images at least F")
-    g.add_argument("--int8-max-error", type=float_range(0.0, 1e6, lo_open=True), default=0.25, metavar="F",
+    g.add_argument("--int8-max-error", type=float_range(0.0, 1e6, lo_open=True), default=0.5, metavar="F",
                    help="INT8 gate: max abs logit error at most F x the largest |FP32 logit|")
     g.add_argument("--no-int8-gate", action="store_true",
                    help="skip the INT8 gate (it is skipped anyway, with a notice, for random-weight models)")

@@ -39,7 +39,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                       f"{' '.join(f'{k}={v}' for k, v in widths.items())}: {ms:.3f} ms", file=sys.stderr, flush=True)
 
         table = profile_host(handle, args.backend, args.threads, args.batch, args.points, not args.model_heads_only,
-                             args.warmup, args.runs, args.time_budget, progress, args.passes)
+                             args.warmup, args.runs, args.time_budget, progress, args.passes, args.precision)
         write_json_atomic(out.stage(), table)
         out.publish()
     state = "PARTIAL (the time budget ran out; prune refuses it)" if table["partial"] else "complete"
@@ -56,6 +56,9 @@ def register(sub) -> None:
     g.add_argument("--backend", choices=HOST_BACKENDS, default="ort",
                    help="ort (ONNX Runtime, CPU) or torch (PyTorch eager, CPU); TensorRT: --plan-only, then "
                         "python3 -m engines profile on the device")
+    g.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="int8 (ort only): every probe quantised as snp-edge quantize --target raspberry-pi-5 does, for "
+                        "prune --target-latency on a CPU board running INT8")
     g.add_argument("--threads", type=groups.int_range(1, 1024), default=1, metavar="N",
                    help="ONNX Runtime intra-op / torch threads")
     g.add_argument("--batch", type=groups.int_range(1, 4096), default=1, metavar="N", help="images per run")
