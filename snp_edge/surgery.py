@@ -105,18 +105,48 @@ def prune_model(handle: ModelHandle, arch: Arch, calib: Calibration | None, opts
 def apply_widths(handle: ModelHandle, arch: Arch, scores: Scores) -> ModelHandle:
     """The smaller dense model of ``arch``'s widths, keeping the units ``scores`` rank highest.
 
-    ``scores`` are those of ``handle``'s (unpruned) model, computed once by the caller and also used to
-    choose the widths (:mod:`snp_edge.allocation`).
+    ``scores`` are those of ``handle``'s model, computed once by the caller and also used to choose the widths
+    (:mod:`snp_edge.allocation`). A pruned ``handle`` (iterative pruning, :mod:`snp_edge.train.iterative`) is
+    pruned again: ``arch`` then counts its blocks and heads by position in the pruned model, and the result's
+    arch is composed back into the unpruned base model's indices (:func:`compose_arch`).
     """
-    _check_unpruned(handle)
     model = handle.model.eval()
-    check_arch(arch, arch_of(model))
+    current = arch_of(model)
+    if handle.pruned:
+        _check_within(arch, current)
+    else:
+        check_arch(arch, current)
     keep, heads_kept = kept_indices(scores, arch)
     state = select(model.state_dict(), find_groups(model), keep)
     state = renumber_blocks(state, arch.blocks_kept)
     arch = replace(arch, heads_kept=heads_kept)
+    if handle.pruned:
+        arch = compose_arch(Arch.from_dict(handle.arch), arch)
     pruned = build_skeleton(handle.base_model, handle.model_args, arch)
     load_state_dict_checked(pruned, state, "after surgery")
     return ModelHandle(pruned, handle.base_model, handle.model_args, handle.weights,
                        accuracy_meaningful=handle.accuracy_meaningful, notice=handle.notice,
                        arch=arch.to_dict(), name=f"{handle.base_model} (SNP)")
+
+
+def _check_within(arch: Arch, current: Arch) -> None:
+    """Refuse widths of a pruned model's next cut that exceed its own (block by block, by position)."""
+    if arch.embed > current.embed or len(arch.blocks) > len(current.blocks):
+        raise SnpEdgeError(f"widths exceed the pruned model's: embed {arch.embed} > {current.embed} or "
+                           f"{len(arch.blocks)} > {len(current.blocks)} blocks")
+    for b in arch.blocks:
+        if not 0 <= b.index < len(current.blocks):
+            raise SnpEdgeError(f"block position {b.index} outside the pruned model's {len(current.blocks)} blocks")
+        have = current.blocks[b.index]
+        for name in ("heads", "qk", "v", "mlp"):
+            if not 1 <= getattr(b, name) <= getattr(have, name):
+                raise SnpEdgeError(f"block {b.index} {name} {getattr(b, name)} outside 1..{getattr(have, name)} "
+                                   "(the pruned model's)")
+
+
+def compose_arch(outer: Arch, inner: Arch) -> Arch:
+    """The widths of cutting a pruned model (``outer``, in the base model's indices) to ``inner`` (blocks and
+    heads_kept by position in the pruned model), in the base model's indices: what build_skeleton takes."""
+    blocks = [replace(b, index=outer.blocks[b.index].index) for b in inner.blocks]
+    heads = [[outer.heads_kept[b.index][h] for h in hk] for b, hk in zip(inner.blocks, inner.heads_kept, strict=True)]
+    return replace(outer, embed=inner.embed, blocks=blocks, heads_kept=heads)

@@ -12,6 +12,7 @@ module         subcommands
 ``pipeline``   ``run`` (the main job) and ``compare``: one orchestrator
 ``train``      ``finetune``, ``eval``
 ``quantize``   ``quantize`` (INT8, accuracy-gated)
+``iterate``    ``prune-iterative`` (prune-distil rounds down to a MAC budget)
 =============  ==========================================================================
 
 Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.errors`): 0 ok, 1 a
@@ -42,7 +43,7 @@ from ..engines.errors import (
     first_line,
 )
 
-COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile", "quantize")
+COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile", "quantize", "iterate")
 
 
 def build_parser() -> argparse.ArgumentParser:
