@@ -25,6 +25,7 @@ def _scale_weight(folder, name, factor):
               lambda d: d.__setitem__("weights_sha256", sha256_file(str(folder / "model.safetensors"))))
 
 
+@pytest.mark.slow
 def test_weight_outside_fp16_range_is_refused_by_bundle(snp, work, pruned_copy):
     """A pruned model with one weight scaled by 1e38 bundled with exit 0 and all-zero golden outputs."""
     _scale_weight(pruned_copy, "blocks.1.mlp.fc2.weight", 1e38)
@@ -35,6 +36,7 @@ def test_weight_outside_fp16_range_is_refused_by_bundle(snp, work, pruned_copy):
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_degenerate_outputs_fail_export_parity(snp, work, pruned_copy):
     """The same model through `export` (no target): its outputs carry no information; parity refuses them."""
     _scale_weight(pruned_copy, "blocks.1.mlp.fc2.weight", 1e38)
@@ -45,6 +47,7 @@ def test_degenerate_outputs_fail_export_parity(snp, work, pruned_copy):
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_prune_refuses_degenerate_unpruned_outputs(snp, work):
     """`prune --weights` with qkv scaled by 1e30 exited 0."""
     from safetensors.torch import save_file
@@ -66,6 +69,7 @@ def test_prune_refuses_degenerate_unpruned_outputs(snp, work):
     assert snapshot(work) == before
 
 
+@pytest.mark.slow
 def test_calibration_values_around_1e30(snp, work):
     """`prune --calib` with finite values around 1e30 ended in a linalg.svd traceback with exit 1."""
     np.save(work / "calib.npy", np.full((4, 3, 32, 32), 1e30, dtype=np.float32))

@@ -74,6 +74,7 @@ def _table(path, zero_term=None):
     return path
 
 
+@pytest.mark.slow
 def test_latency_table_with_zero_terms_is_refused(snp, work):
     """`prune --target-speedup` accepted a table whose stem terms were all 0.0."""
     table = _table(work / "table.json", zero_term="stem")
@@ -98,6 +99,7 @@ def test_profile_accepts_what_it_measured():
     assert inside["factor"] == 1.1 and "fitted_factor" not in inside
 
 
+@pytest.mark.slow
 def test_measured_table_with_a_tiny_models_factor_is_accepted(work):
     table = json.loads(_table(work / "t.json").read_text())
     geo_points = [{"label": "unpruned", "sum_ms": 10.0, "measured_ms": 1.39}]

@@ -74,6 +74,7 @@ INFO_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", INFO_CASES)
 def test_info_applies_exports_model_json_checks(snp, work, pruned_copy, case):
     """`snp-edge info` printed model.json files that `export` refuses as valid."""

@@ -66,6 +66,7 @@ def test_fp32_tolerance_is_tighter():
 def test_small_logits_use_unit_scale():
     golden = np.full((2, 3), 0.01, dtype=np.float32)
     golden[:, 0] = 0.02
+    golden[1, 1] = 0.015  # the two inputs' logits differ (identical rows are degenerate outputs)
     report = compare_logits(golden + 0.005, golden, TOLERANCES["fp16"])
     assert report["logit_scale"] == 1.0 and report["atol"] == pytest.approx(0.02) and report["passed"]
 
