@@ -26,7 +26,7 @@ from .targets import arch_from_config, fit_under, load_preset, read_config, roun
 
 DEFAULT_ALLOCATION = "score"
 DEFAULT_RESCORE = False
-DEFAULT_GROUP_WEIGHT = "auto"  # loss for latency budgets (docs/accuracy.md), macs for MAC budgets
+DEFAULT_GROUP_WEIGHT = "loss"  # for every budget (docs/accuracy.md, issue 21); "auto" is kept as its alias
 RESCORED = ("qk", "v", "mlp")  # components re-scored after the residual cut (heads and blocks set the structure)
 BUDGETS = ("target_gmacs", "target_latency", "target_speedup")
 
@@ -164,8 +164,7 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
 
     ``round_to`` None: the latency table's alignment for ``target_latency`` / ``target_speedup``
     (:func:`~snp_edge.engines.latency_table.alignment`: the table saw aligned widths only), else 1.
-    ``group_weight`` ``auto``: ``loss`` for a latency budget, ``macs`` for a MAC budget
-    (:mod:`snp_edge.allocation`)."""
+    ``group_weight`` ``auto``: ``loss`` (:mod:`snp_edge.allocation`)."""
     handle = model if isinstance(model, ModelHandle) else load_model(model, weights, model_args)
     if criteria is None:
         criteria = dict(DEFAULT_CRITERIA)
@@ -186,7 +185,7 @@ def prune(model: str | ModelHandle, *, weights: str = "auto", model_args: dict |
     if round_to is None:
         round_to = alignment(budget.table) if has_budget and budget.table is not None else 1
     if group_weight == "auto":
-        group_weight = "loss" if has_budget and budget.table is not None else "macs"
+        group_weight = "loss"
     measured = has_budget and allocation == "score" and group_weight == "loss"
     if len(fixed) + has_budget != 1:
         raise SnpEdgeError("give exactly one of --preset, --config, --target-gmacs, --target-latency, "
