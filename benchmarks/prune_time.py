@@ -98,7 +98,7 @@ def probe_times(handle, images: torch.Tensor, n: int) -> None:
         blocks[pos] = replace(blocks[pos], **{comp: getattr(blocks[pos], comp) // 2})
         cuts.append(replace(shell, blocks=blocks))
     times: dict[str, list[float]] = {"surgery": [], "masked": []}
-    load = [os.getloadavg()]
+    load, diffs = [os.getloadavg()], []
     for arch in cuts:
         start = time.perf_counter()
         with torch.no_grad():
@@ -108,12 +108,13 @@ def probe_times(handle, images: torch.Tensor, n: int) -> None:
         start = time.perf_counter()
         b = probe(arch)
         times["masked"].append(time.perf_counter() - start)
-        assert abs(a - b) <= 1e-3 * a + 1e-7, (a, b)  # float32 round-off (random weights: KL near 1e-6)
+        diffs.append(abs(a - b))  # float32 round-off (random weights: KL near 1e-6); equality: test_sensitivity
     load.append(os.getloadavg())
     for name, ts in times.items():
         print(f"{name}: per probe min {min(ts):.2f} s, median {statistics.median(ts):.2f} s, max {max(ts):.2f} s")
     ratio = statistics.median(times["surgery"]) / statistics.median(times["masked"])
-    print(f"surgery / masked (medians): {ratio:.2f}x; load average before, after: {load}")
+    print(f"surgery / masked (medians): {ratio:.2f}x; largest |KL difference| {max(diffs):.2g}; load average "
+          f"before, after: {load}")
     print(json.dumps({"model": handle.base_model, "probe_images": len(probe.images), "load": load, "ratio": ratio,
                       "torch_threads": torch.get_num_threads(), "results": {k: _stats(v) for k, v in times.items()}}))
 
