@@ -29,7 +29,7 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     widths allocated again (every block reads the narrower stream: the losses do not simply add). Or
     ``macs``: a unit is worth the compute it does, scaled by how it ranks in its group; then only the
     ranking inside groups matters under a MAC cost, and the cut follows each criterion's spread of scores
-    rather than what the layers are worth (at 30% of the MACs it kept 8 points less than ``loss`` before
+    rather than what the layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before
     fine-tuning, docs/accuracy.md).
 ``uniform``
     Scores ignored: every component keeps the fraction ``1 - s * weight`` of its width (the residual width
