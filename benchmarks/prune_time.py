@@ -7,6 +7,10 @@ weights, then with ``allocation="uniform"`` (scoring, allocation, surgery; model
 images outside the clock), then the sensitivity analysis alone (the loss probes of every group, through
 :func:`snp_edge.allocation.measure_loss` as the allocator runs them). Random weights: the time does not
 depend on them. Prints min/median/max seconds, the median ratio, the load average, and one JSON line.
+
+``--probes N`` instead times N single probes two ways, interleaved: the model cut by surgery
+(:func:`~snp_edge.surgery.apply_widths`, issue 13's probe) and the masked model starting at the cut block
+(:class:`~snp_edge.sensitivity.KLProbe`), on the same cuts (one block group each, at 1/2 of its width).
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ def main() -> None:
     p.add_argument("--target-gmacs", type=float, default=1.3)
     p.add_argument("--calib-images", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--probes", type=int, default=0, help="time this many single probes, surgery vs masked")
     args = p.parse_args()
     handle = load_model(args.model, "random")
     cal = load_calibration(None, args.calib_images, handle.data_config)
+    if args.probes:
+        return probe_times(handle, cal.images, args.probes)
     common = dict(target_gmacs=args.target_gmacs, calib_images=args.calib_images)
     arms = {"default": {}, "uniform": {"allocation": "uniform"}}
     times: dict[str, list[float]] = {name: [] for name in (*arms, "sensitivity")}
@@ -70,6 +77,46 @@ def main() -> None:
                       "default": recipe, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                       "torch_threads": torch.get_num_threads(), "load": load, "ratio": ratio,
                       "results": {k: _stats(v) for k, v in times.items()}}))
+
+
+def probe_times(handle, images: torch.Tensor, n: int) -> None:
+    """Seconds per probe, surgery-built model against masked model, on the same ``n`` cuts, interleaved."""
+    from dataclasses import replace
+
+    from snp_edge.criteria.residual import output_kl
+    from snp_edge.surgery import apply_widths
+
+    scores = compute_scores(handle.model.eval(), images[:8], ScoreOptions(criteria=dict.fromkeys(DEFAULT_CRITERIA, "l1")))
+    shell = structure(arch_of(handle.model), scores)
+    probe = KLProbe(handle, scores, images)
+    probe.rebase(shell)
+    comps = ("qk", "v", "mlp")
+    cuts = []
+    for k in range(n):
+        pos, comp = k % len(shell.blocks), comps[k % 3]
+        blocks = list(shell.blocks)
+        blocks[pos] = replace(blocks[pos], **{comp: getattr(blocks[pos], comp) // 2})
+        cuts.append(replace(shell, blocks=blocks))
+    times: dict[str, list[float]] = {"surgery": [], "masked": []}
+    load, diffs = [os.getloadavg()], []
+    for arch in cuts:
+        start = time.perf_counter()
+        with torch.no_grad():
+            a = output_kl(apply_widths(handle, arch, scores).model.eval(), probe.images, probe.reference,
+                          probe.batch_size)
+        times["surgery"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        b = probe(arch)
+        times["masked"].append(time.perf_counter() - start)
+        diffs.append(abs(a - b))  # float32 round-off (random weights: KL near 1e-6); equality: test_sensitivity
+    load.append(os.getloadavg())
+    for name, ts in times.items():
+        print(f"{name}: per probe min {min(ts):.2f} s, median {statistics.median(ts):.2f} s, max {max(ts):.2f} s")
+    ratio = statistics.median(times["surgery"]) / statistics.median(times["masked"])
+    print(f"surgery / masked (medians): {ratio:.2f}x; largest |KL difference| {max(diffs):.2g}; load average "
+          f"before, after: {load}")
+    print(json.dumps({"model": handle.base_model, "probe_images": len(probe.images), "load": load, "ratio": ratio,
+                      "torch_threads": torch.get_num_threads(), "results": {k: _stats(v) for k, v in times.items()}}))
 
 
 if __name__ == "__main__":

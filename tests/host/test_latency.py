@@ -260,8 +260,8 @@ def test_profile_then_prune_to_a_speedup(tmp_path):
 
 @pytest.mark.slow
 def test_latency_budgets_measure_group_weights_by_default(tmp_path):
-    """--group-weight auto: a latency budget measures each group's loss (the recipe says ``loss``, and the
-    widths differ from the ``macs`` weights'), a MAC budget keeps ``macs``; an unknown name is refused. The
+    """By default (and with --group-weight auto) every budget measures each group's loss (the recipe says
+    ``loss``, and the widths differ from the ``macs`` weights'), a MAC budget too; an unknown name is refused. The
     KL probe is 0 at the unpruned widths and positive once the residual width is cut."""
     import torch
 
@@ -285,7 +285,7 @@ def test_latency_budgets_measure_group_weights_by_default(tmp_path):
     for r in by.values():
         assert 1.6 <= r.summary["predicted_speedup"] <= 1.6 / 0.98
     gmacs = prune(handle, target_gmacs=0.6 * handle.gmacs, calib_images=8, criteria="l1")
-    assert gmacs.recipe["target"]["group_weight"] == "macs"
+    assert gmacs.recipe["target"]["group_weight"] == "loss"
     with pytest.raises(SnpEdgeError, match="unknown group weight 'kl'"):
         prune(handle, target_speedup=1.6, group_weight="kl", **common)
 
