@@ -18,7 +18,7 @@ from tests.test_architecture import REPO, graph, tomllib
 HOST_DIRS = ("snp_edge", "export", "bench")
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "onnx_graphsurgeon": "onnx-graphsurgeon",
-                "huggingface_hub": "huggingface_hub", "safetensors": "safetensors"}
+                "huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "modelopt": "nvidia-modelopt"}
 DEVICE_ONLY = {"tensorrt", "pycuda", "cuda"}  # the trt extra; imported lazily, on the device
 
 
