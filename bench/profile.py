@@ -261,8 +261,8 @@ def profile_host(handle: ModelHandle, backend: str = "ort", threads: int | None 
 
     p = plan(handle, points, all_heads, batch)
     if precision not in ("fp32", "int8") or (precision == "int8" and backend != "ort"):
-        raise SnpEdgeError(f"--precision {precision} with --backend {backend}: INT8 tables are measured with "
-                           "--backend ort (ONNX Runtime's int8 kernels)")
+        raise SnpEdgeError(f"--precision {precision} with --backend {backend}: host tables are fp32, or int8 "
+                           "with --backend ort (ONNX Runtime's int8 kernels); FP16 tables come from the device")
     timer = PART_TIMERS[backend]
     if precision == "int8":
         from .profile_int8 import ort_int8_part_ms, whole_model_int8_ms

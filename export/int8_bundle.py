@@ -16,7 +16,7 @@ from snp_edge.engines.targets import check_precision
 from .quantize import DEFAULT_GATE, GateThresholds, quantize_for_target
 
 FP32_OUTPUTS = "golden/outputs_fp32.npy"
-PRECISIONS = ("fp16", "int8")  # host --precision: fp16 = a float ONNX (FP16 or FP32 engines), int8 = Q/DQ ONNX
+PRECISIONS = ("fp32", "fp16", "int8")  # host --precision: fp32/fp16 = a float ONNX, int8 = the Q/DQ ONNX
 
 
 @dataclass

@@ -20,6 +20,7 @@ HOST_DIRS = ("snp_edge", "export", "bench")
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "onnx_graphsurgeon": "onnx-graphsurgeon",
                 "huggingface_hub": "huggingface_hub", "safetensors": "safetensors"}
 DEVICE_ONLY = {"tensorrt", "pycuda", "cuda", "cv2"}  # the trt extra, and OpenCV where present (sources, fast path)
+EXTRAS_ONLY = {"modelopt"}  # the int8 extra (nvidia-modelopt); imported only by export/modelopt_worker.py
 
 
 def _tool(name: str) -> str:
@@ -52,7 +53,9 @@ def test_every_import_is_declared():
                 for d in project["dependencies"]}
     assert not [d for d in project["dependencies"] if "==" in d or "<=" in d or "~=" in d], "no patch-level caps"
     used = {dep[4:] for mod, deps in graph(REPO).items() for dep in deps if dep.startswith("ext:")}
-    third_party = used - set(sys.stdlib_module_names) - DEVICE_ONLY - {"snp_edge"}
+    third_party = used - set(sys.stdlib_module_names) - DEVICE_ONLY - EXTRAS_ONLY - {"snp_edge"}
+    extras = {d.split("[")[0].lower() for deps in project["optional-dependencies"].values() for d in deps}
+    assert "nvidia-modelopt" in extras
     missing = sorted(m for m in third_party if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in
                      {d.replace("_", "-") for d in declared})
     assert missing == [], f"imported but not declared in pyproject.toml: {missing}"

@@ -266,7 +266,8 @@ def device_target(p: argparse.ArgumentParser, required: bool = False, multiple: 
 
 
 QUANTIZERS = ("ort", "modelopt")  # export.quantize.QUANTIZERS (checked in the tests; no onnx import here)
-CALIBRATIONS = ("entropy", "percentile", "minmax")  # export.quantize.CALIBRATION_METHODS (checked in the tests)
+CALIBRATIONS = ("entropy", "percentile", "minmax")
+PRECISIONS = ("fp32", "fp16", "int8")  # --precision of export, bundle, profile  # export.quantize.CALIBRATION_METHODS (checked in the tests)
 
 
 def precision(p: argparse.ArgumentParser, choice: bool = True) -> None:
@@ -274,9 +275,10 @@ def precision(p: argparse.ArgumentParser, choice: bool = True) -> None:
     flags only (``snp-edge quantize``)."""
     g = p.add_argument_group("precision and int8 quantisation")
     if choice:
-        g.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
-                       help="fp16: a float ONNX (FP16/FP32 engines); int8: the target's Q/DQ model, post-training "
-                            "quantised on the calibration images and gated against FP32 (not jetson-nano)")
+        g.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                       help="fp16 or fp32: a float ONNX (FP16/FP32 engines, FP32 on CPU boards); int8: the target's "
+                            "Q/DQ model, post-training quantised on the calibration images and gated against FP32 "
+                            "(not jetson-nano)")
     g.add_argument("--quantizer", choices=QUANTIZERS,
                    help="Q/DQ placement: ort (ONNX Runtime int8 kernels: CPU targets) or modelopt (NVIDIA Model "
                         "Optimizer: TensorRT explicit quantisation); default: the target's")

@@ -56,7 +56,7 @@ def register(sub) -> None:
     g.add_argument("--backend", choices=HOST_BACKENDS, default="ort",
                    help="ort (ONNX Runtime, CPU) or torch (PyTorch eager, CPU); TensorRT: --plan-only, then "
                         "python3 -m engines profile on the device")
-    g.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+    g.add_argument("--precision", choices=groups.PRECISIONS, default="fp32",
                    help="int8 (ort only): every probe quantised as snp-edge quantize --target raspberry-pi-5 does, for "
                         "prune --target-latency on a CPU board running INT8")
     g.add_argument("--threads", type=groups.int_range(1, 1024), default=1, metavar="N",
