@@ -125,3 +125,18 @@ def test_cli_refuses_bad_schedule(tmp_path, base_weights, tiny_data, capsys):
     assert not (tmp_path / "o").exists()
     assert main([*common, "--target-gmacs", "0.001", "--teacher", "deit_small_patch16_224"]) == 2
     assert "distils from the unpruned model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_runs_two_steps(tmp_path, base_weights, tiny_data, capsys):
+    full = model_gmacs(load_model(BASE, str(base_weights), TINY_ARGS))
+    out = tmp_path / "cli"
+    argv = ["prune-iterative", BASE, "--weights", str(base_weights), "--data", str(tiny_data), "--out", str(out),
+            "--target-gmacs", f"{full * 0.5:.9f}", "--steps", "2", "--epochs-per-step", "1", "--epochs", "1",
+            "--batch-size", "8", "--workers", "0", "--warmup-epochs", "0", "--criterion", "l1", "--json",
+            *[a for k, v in TINY_ARGS.items() for a in ("--model-arg", f"{k}={v}")]]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["step"] for r in result["steps"]] == [1, 2] and result["total_epochs"] == 2
+    assert result["steps"][-1]["gmacs"] <= full * 0.5 and result["out"] == str(out / "step-2")
+    assert (out / "step-2" / "model.json").is_file()
