@@ -25,6 +25,10 @@ def add_iterate_args(p: argparse.ArgumentParser) -> None:
             action.help = "timm model name of the unpruned model (with --weights); also the distillation teacher"
         elif action.dest == "epochs":
             action.help = "distillation epochs after the last step (the final distillation)"
+        elif action.dest == "teacher":
+            action.help = "original only: every step distils from the unpruned model"
+        elif action.dest == "resume":
+            action.help = "accepted for symmetry with finetune: a rerun with the same options always resumes"
     g = p.add_argument_group("iterative schedule")
     g.add_argument("--target-gmacs", type=float_range(0.0, 1e6, lo_open=True), required=True, metavar="X",
                    help="final budget: the last step's widths reach X GMACs (within 2%%, never above)")
