@@ -49,7 +49,6 @@ from .profile import add_parser as add_profile_parser
 from .profile import cmd_profile
 from .profiles import profile_to_dict
 from .runner import describe_failure, run_command
-from .sidecar import precision_label
 from .stats import PROTOCOLS
 from .targets import TARGET_NAMES
 
@@ -237,14 +236,6 @@ def _options(args, manifest):
                                     args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine, args.dla_core)
 
 
-def _profile(args, manifest):
-    return _options(args, manifest).profile
-
-
-def _label(args):
-    return precision_label(args.precision, args.fp32_norms, args.fp32_softmax)
-
-
 def _cache_dir(args):
     from .build import DEFAULT_CACHE_DIR
 
@@ -379,7 +370,8 @@ def cmd_classify(args):
     options = _options(args, manifest)
     clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
                      fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess)
+                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess,
+                     options=options)
     text = sys.stderr if args.json or args.json_lines else sys.stdout
     results = []
     try:
