@@ -144,12 +144,14 @@ class Classifier(object):
     ``preprocess``: "exact" (timm's eval transform, bit for bit) or "fast". ``cache_dir``: engine cache (default ``BUNDLE/trt-cache``).
     ``precision``, ``fp32_norms``, ``fp32_softmax``, ``engine``, ``dla_core``: the engine, as for ``python3 -m
     engines build``. ``build``: build a missing engine (default) or refuse. ``threads``/``device``: ONNX Runtime's
-    intra-op threads and "cpu"/"cuda".
+    intra-op threads and "cpu"/"cuda". ``options``: an :class:`engines.inference.EngineOptions` that selects the
+    TensorRT engine instead of the arguments above (how ``python3 -m engines classify`` honours ``--target``,
+    the batch profile, ``--workspace-mib`` and ``--timing-cache``).
     """
 
     def __init__(self, bundle, backend="auto", cache_dir=None, precision="fp16", fp32_norms=None,
                  fp32_softmax=None, engine=None, build=True, threads=None, device="cpu", dla_core=None,
-                 preprocess="exact"):
+                 preprocess="exact", options=None):
         if backend not in CLASSIFIER_BACKENDS:
             raise UserError("backend must be one of {}, got {!r}".format(", ".join(CLASSIFIER_BACKENDS), backend))
         if preprocess not in MODES:
@@ -163,10 +165,10 @@ class Classifier(object):
         self._lock = threading.Lock()
 
         def tensorrt():
-            options = EngineOptions.for_bundle(self.bundle, self.manifest, precision=precision,
-                                               fp32_norms=fp32_norms, fp32_softmax=fp32_softmax,
-                                               cache_dir=cache_dir, engine=engine, dla_core=dla_core)
-            return make_backend("tensorrt", self.bundle, self.manifest, options, build, threads, device)
+            chosen = options or EngineOptions.for_bundle(self.bundle, self.manifest, precision=precision,
+                                                         fp32_norms=fp32_norms, fp32_softmax=fp32_softmax,
+                                                         cache_dir=cache_dir, engine=engine, dla_core=dla_core)
+            return make_backend("tensorrt", self.bundle, self.manifest, chosen, build, threads, device)
 
         if backend == "tensorrt":
             self.backend = tensorrt()

@@ -10,11 +10,9 @@ are removed first); errors are one line on stderr, ``error: ...``.
 """
 
 import argparse
-import errno
 import json
 import os
 import shlex
-import signal
 import sys
 import time
 
@@ -38,23 +36,19 @@ from .argtypes import (
 )
 from .errors import (
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_MISSING_PREREQUISITE,
-    EXIT_TERMINATED,
     EXIT_VERIFY_FAILED,
     EnginesError,
     MissingPrerequisite,
     UserError,
-    first_line,
 )
-from .fileio import cleanup_staged, write_json_atomic
+from .fileio import write_json_atomic
 from .inference import APP_BACKENDS, BACKENDS
 from .manifest import open_bundle
 from .outputs import check_outputs
 from .profile import add_parser as add_profile_parser
 from .profile import cmd_profile
 from .profiles import profile_to_dict
-from .sidecar import precision_label
+from .runner import describe_failure, run_command
 from .stats import PROTOCOLS
 from .targets import TARGET_NAMES
 
@@ -242,14 +236,6 @@ def _options(args, manifest):
                                     args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine, args.dla_core)
 
 
-def _profile(args, manifest):
-    return _options(args, manifest).profile
-
-
-def _label(args):
-    return precision_label(args.precision, args.fp32_norms, args.fp32_softmax)
-
-
 def _cache_dir(args):
     from .build import DEFAULT_CACHE_DIR
 
@@ -384,7 +370,8 @@ def cmd_classify(args):
     options = _options(args, manifest)
     clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
                      fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess)
+                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess,
+                     options=options)
     text = sys.stderr if args.json or args.json_lines else sys.stdout
     results = []
     try:
@@ -555,42 +542,6 @@ COMMANDS = {"build": cmd_build, "verify": cmd_verify, "bench": cmd_bench, "info"
             "power-mode": cmd_power_mode, "profile": cmd_profile}
 
 
-INSTALL_HINTS = {"numpy": "the device code needs it (python3 -m pip install --user numpy; on JetPack: sudo apt-get "
-                           "install python3-numpy)"}  # Pillow, TensorRT, onnxruntime raise their own hints
-
-
-class Terminated(Exception):
-    """SIGTERM (``timeout``, ``docker stop``, a supervisor): unwinds like Ctrl-C, so staged files go."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-def describe_failure(exc):
-    """``(exit status, one-line message)`` for any exception a command raised: every path has its status."""
-    if isinstance(exc, UserError):
-        return exc.exit_status, first_line(exc, 400)
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted"
-    if isinstance(exc, Terminated):
-        return EXIT_TERMINATED, "terminated"
-    if isinstance(exc, MemoryError):
-        return EXIT_MISSING_PREREQUISITE, "out of memory"
-    if isinstance(exc, ImportError) and (getattr(exc, "name", None) or "").split(".")[0] in INSTALL_HINTS:
-        name = exc.name.split(".")[0]
-        return EXIT_MISSING_PREREQUISITE, "{} does not import ({}): {}".format(name, first_line(exc), INSTALL_HINTS[name])
-    if isinstance(exc, OSError):
-        status = EXIT_MISSING_PREREQUISITE if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM) \
-            else EXIT_BAD_INPUT
-        where = " ({})".format(exc.filename) if getattr(exc, "filename", None) else ""
-        return status, "{}{}".format(exc.strerror or first_line(exc), where)
-    if isinstance(exc, RecursionError):
-        return EXIT_BAD_INPUT, "input nested too deeply"
-    return EXIT_BAD_INPUT, "unexpected {}: {} (set SNP_EDGE_DEBUG=1 for the traceback)".format(
-        type(exc).__name__, first_line(exc))
-
-
 def main(argv=None):
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -605,24 +556,9 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         print("error: choose a command: " + ", ".join(sorted(COMMANDS)), file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (an application calling main()): no handler to install
-        previous = None
-    try:
-        check_outputs(args)  # before any work: never over a bundle's files, never into an unwritable folder
-        return COMMANDS[args.command](args)
-    except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
-        if isinstance(exc, SystemExit):
-            raise
-        if os.environ.get("SNP_EDGE_DEBUG"):
-            import traceback
+    return run_command(_run, args)
 
-            traceback.print_exc()
-        status, message = describe_failure(exc)
-        print("error: " + message, file=sys.stderr)
-        return status
-    finally:
-        cleanup_staged()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+
+def _run(args):
+    check_outputs(args)  # before any work: never over a bundle's files, never into an unwritable folder
+    return COMMANDS[args.command](args)

@@ -11,6 +11,8 @@ line (``error: ...``) and exit with its :attr:`UserError.exit_status`:
  4    power mode or clocks could not be set or restored (``sudo -n`` refused, nvpmodel failed)
 130   interrupted (Ctrl-C / SIGINT); 143 terminated (SIGTERM)
 ====  ==========================================================================================
+
+Every other exception gets its status from the one table in :mod:`.runner` (used by both command lines).
 """
 
 EXIT_OK = 0
@@ -64,11 +66,3 @@ def first_line(exc, limit=200):
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
-
-def exit_status(exc):
-    """The exit status for an exception raised by a command (see the table above)."""
-    if isinstance(exc, UserError):
-        return exc.exit_status
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return EXIT_BAD_INPUT

@@ -289,8 +289,3 @@ def apply_umask(path):
         for root, dirs, files in os.walk(path):
             for name in dirs + files:
                 fix(os.path.join(root, name))
-
-
-def is_private(path):
-    """Whether ``path`` lacks read permission for others (what mkstemp/mkdtemp leave)."""
-    return not os.stat(path).st_mode & stat.S_IROTH

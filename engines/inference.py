@@ -19,21 +19,11 @@ serialises calls.
 
 import os
 
+from .batches import check_batch
 from .errors import EnginesError, UserError
 
 BACKENDS = ("tensorrt", "onnxruntime", "trtexec")
 APP_BACKENDS = ("tensorrt", "onnxruntime")
-
-
-def _check_batch(batch, manifest):
-    import numpy as np
-
-    batch = np.ascontiguousarray(batch, dtype=np.float32)
-    want = manifest["onnx"]["input"]["shape"][1:]
-    if batch.ndim != 4 or list(batch.shape[1:]) != want:
-        raise UserError("input batch of shape {} does not fit the model input (N, {})".format(
-            tuple(batch.shape), ", ".join(map(str, want))))
-    return batch
 
 
 class OnnxRuntimeBackend(object):
@@ -63,7 +53,7 @@ class OnnxRuntimeBackend(object):
         from .ort import run_logits
 
         onnx = self.manifest["onnx"]
-        return run_logits(self.session, _check_batch(batch, self.manifest), onnx["input"]["name"],
+        return run_logits(self.session, check_batch(batch, self.manifest), onnx["input"]["name"],
                           onnx["output"]["name"])
 
     def close(self):
@@ -112,7 +102,7 @@ class TensorRTBackend(object):
     def run(self, batch):
         from .runtime import run_batches
 
-        outputs = run_batches(self.runner, _check_batch(batch, self.manifest), self.max_batch, self.min_batch)
+        outputs = run_batches(self.runner, check_batch(batch, self.manifest), self.max_batch, self.min_batch)
         name = self.manifest["onnx"]["output"]["name"]
         if name not in outputs:
             raise EnginesError("the engine has no output {!r} (it has {})".format(name, sorted(outputs)))

@@ -9,7 +9,8 @@ its manifest, ``quantization``::
      gate: object (the host's INT8-against-FP32 gate report, free-form)}
 
 ``golden.outputs`` of such a bundle are the quantised model's ONNX Runtime logits: ``verify`` gates the
-engine against them (:data:`INT8_TOLERANCE`) and reports its distance from the FP32 logits too.
+engine against them (:data:`INT8_TOLERANCE`) and reports its distance from the FP32 logits too
+(:func:`engines.verify.fp32_distance`; this module imports no other engines module but errors and targets).
 
 TensorRT builds an INT8 bundle with the INT8 and FP16 builder flags and no calibrator (the Q/DQ nodes carry
 the scales; :func:`engines.trt_compat.set_int8_flags`); on an Orin's DLA, INT8 with GPU fallback.
@@ -73,23 +74,3 @@ def validate_quantization(m, relpath_check):
         raise ManifestError("manifest.json: field quantization.calib_images: expected an integer >= 1, got "
                             "{!r}".format(n))
     return [relpath_check(q, "fp32_outputs", "quantization.fp32_outputs")]
-
-
-def fp32_distance(bundle_dir, manifest, logits):
-    """For an INT8 bundle, the engine's ``logits`` against the FP32 model's (informational, not gated):
-    ``{max_abs_err, mean_abs_err, logit_scale, top1_agreement}``; None for a float bundle."""
-    if not is_int8(manifest):
-        return None
-    import os
-
-    import numpy as np
-
-    from .verify import Tolerance, compare_logits
-
-    rel = manifest["quantization"]["fp32_outputs"]
-    try:
-        fp32 = np.load(os.path.join(bundle_dir, rel), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise EnginesError(f"cannot read the FP32 golden outputs {rel}: {exc}") from None
-    report = compare_logits(logits, fp32, Tolerance(1.0, 0.0))
-    return {k: report[k] for k in ("max_abs_err", "mean_abs_err", "logit_scale", "top1_agreement")}

@@ -1,7 +1,8 @@
 """Run a serialized engine: load it (after its sidecar check), run numpy batches, time runs.
 
 Engines here have one input (NCHW, dynamic batch) and any number of outputs. Device buffers grow to the
-largest batch seen. :func:`time_engine` is what the bench stage calls.
+largest batch seen. Timing: :func:`time_runs` on a prepared :class:`EngineRunner` (what the bench stage's
+TensorRT backend and ``python3 -m engines profile`` call); :func:`time_engine` does the same for an engine file.
 """
 
 from . import trt_compat

@@ -32,7 +32,6 @@ from .errors import EnginesError, IncompatibleEngine, MissingPrerequisite
 from .fileio import read_json, write_json_atomic
 from .trt_compat import version_key
 
-SIDECAR_VERSION = 1
 IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")
 REQUIRED_FIELDS = ("sidecar_version", "engine_file", "engine_sha256", "onnx_sha256", "precision", "profile") \
     + IDENTITY_FIELDS

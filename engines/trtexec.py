@@ -336,10 +336,10 @@ class TrtexecBackend(object):
     def run(self, batch):
         import numpy as np
 
-        from .inference import _check_batch
+        from .batches import check_batch
         from .runtime import padded
 
-        batch = _check_batch(batch, self.manifest)
+        batch = check_batch(batch, self.manifest)
         name = self.manifest["onnx"]["output"]["name"]
         chunks = []
         with scratch_dir(self.setup.engine) as tmp:

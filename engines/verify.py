@@ -29,7 +29,7 @@ from collections import namedtuple
 
 from .degenerate import degenerate_problem
 from .errors import EnginesError
-from .quantization import INT8_TOLERANCE, fp32_distance
+from .quantization import INT8_TOLERANCE, is_int8
 
 Tolerance = namedtuple("Tolerance", "atol_frac min_top1 prob_atol")
 Tolerance.__new__.__defaults__ = (None,)  # prob_atol: only the top-k gate reads it
@@ -213,3 +213,21 @@ def verify_engine(runner, golden_inputs, golden_outputs, output_name, max_batch,
     if output_name not in outputs:
         raise EnginesError(f"the engine has no output {output_name!r} (it has {sorted(outputs)})")
     return compare_logits(outputs[output_name], golden_outputs, tolerance)
+
+
+def fp32_distance(bundle_dir, manifest, logits):
+    """For an INT8 bundle, the engine's ``logits`` against the FP32 model's (informational, not gated):
+    ``{max_abs_err, mean_abs_err, logit_scale, top1_agreement}``; None for a float bundle."""
+    if not is_int8(manifest):
+        return None
+    import os
+
+    import numpy as np
+
+    rel = manifest["quantization"]["fp32_outputs"]
+    try:
+        fp32 = np.load(os.path.join(bundle_dir, rel), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise EnginesError(f"cannot read the FP32 golden outputs {rel}: {exc}") from None
+    report = compare_logits(logits, fp32, Tolerance(1.0, 0.0))
+    return {k: report[k] for k in ("max_abs_err", "mean_abs_err", "logit_scale", "top1_agreement")}

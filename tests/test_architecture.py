@@ -1,8 +1,8 @@
 """The layering, proved on the import graph of the source tree (every import statement, also those inside
 functions): device code (``snp_edge.engines``) at the bottom, then the host core (``snp_edge``'s own modules),
 then the stages (``snp_edge.export``, ``snp_edge.bench``, ``snp_edge.train``), then the application layer
-(``snp_edge.cli``). Nothing imports a layer above its own; the host core has no import cycle; the device
-code imports nothing of the host and no host-only library.
+(``snp_edge.cli``). Nothing imports a layer above its own; neither the host core nor the device code has an
+import cycle (lazy imports included); the device code imports nothing of the host and no host-only library.
 
 The graph is read from the files with ``ast``, with pyproject.toml's package-dir mapping (``export/`` is
 ``snp_edge.export``...), so it sees the tree as the wheel installs it.
@@ -105,7 +105,7 @@ def reachable(g: dict[str, set[str]], start: str) -> set[str]:
 
 
 def violations(g: dict[str, set[str]]) -> list[str]:
-    """Every import of a higher layer (or of an entry point), and every cycle among core modules."""
+    """Every import of a higher layer (or of an entry point), and every cycle among core or device modules."""
     found = []
     for mod, deps in sorted(g.items()):
         for dep in sorted(d for d in deps if not d.startswith("ext:")):
@@ -116,10 +116,11 @@ def violations(g: dict[str, set[str]]) -> list[str]:
     for mod in sorted(m for m in g if layer(m) in ("engines", "core", "stage")):
         if any(layer(d) == "app" for d in reachable(g, mod)):
             found.append(f"{mod} reaches the application layer")
-    core = {m for m in g if layer(m) == "core"}
-    for mod in sorted(core):
-        if mod in reachable({m: {d for d in g[m] if d in core} for m in core}, mod):
-            found.append(f"{mod} is on an import cycle inside the host core")
+    for name, where in (("core", "the host core"), ("engines", "the device code")):
+        inside = {m for m in g if layer(m) == name}
+        for mod in sorted(inside):
+            if mod in reachable({m: {d for d in g[m] if d in inside} for m in inside}, mod):
+                found.append(f"{mod} is on an import cycle inside {where}")
     return found
 
 
@@ -160,6 +161,8 @@ def bad_tree(tmp_path: Path) -> Path:
         "export/__init__.py": "",
         "export/bundle.py": "def run():\n    from snp_edge.cli import main\n",
         "engines/__init__.py": "import torch\n",
+        "engines/backend.py": "def load():\n    from .runner import run\n",
+        "engines/runner.py": "def run():\n    from . import backend\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -172,4 +175,6 @@ def test_the_check_finds_backward_arrows_and_core_cycles(bad_tree):
     assert "snp_edge.export.bundle (stage) imports snp_edge.cli (app)" in found
     assert "snp_edge.export.bundle reaches the application layer" in found
     assert {f"snp_edge.{m} is on an import cycle inside the host core" for m in ("arch", "models", "summary")} <= set(found)
+    assert {f"snp_edge.engines.{m} is on an import cycle inside the device code" for m in ("backend", "runner")} \
+        <= set(found)
     assert graph(bad_tree)["snp_edge.engines"] == {"ext:torch"}

@@ -16,32 +16,24 @@ module         subcommands
 =============  ==========================================================================
 
 Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.errors`): 0 ok, 1 a
-verification gate failed, 2 usage error or bad input, 3 missing prerequisite, 130 interrupted, 143
-terminated. Errors are one line on stderr, ``snp-edge COMMAND: error: ...``, on a line of their own even
+verification gate failed, 2 usage error or bad input, 3 missing prerequisite, 4 power mode, 130
+interrupted, 143 terminated. Errors are one line on stderr, ``snp-edge COMMAND: error: ...``, on a line of their own even
 when a progress bar was drawing; warnings are one line too (``snp-edge COMMAND: warning: ...``). This module
 imports only the standard library and two small device-side modules, so Ctrl-C even in the first moments
-(while the command line imports) ends in one line, not a traceback.
+(while the command line imports) ends in one line, not a traceback; commands run through the runner that
+``python3 -m engines`` uses (:mod:`snp_edge.engines.runner`: one table of exceptions and statuses).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import signal
 import sys
 import warnings
 from importlib import import_module
 
 from .. import __version__
 from ..engines.argtypes import OneLineParser
-from ..engines.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_MISSING_PREREQUISITE,
-    EXIT_TERMINATED,
-    UserError,
-    first_line,
-)
+from ..engines.errors import EXIT_INTERRUPTED, first_line
 
 COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile", "quantize", "iterate")
 
@@ -59,15 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(Exception):
-    """SIGTERM (``timeout``, ``docker stop``): unwinds like Ctrl-C so staged outputs are removed."""
-
-
-def _terminate(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
-    raise Terminated()
-
-
 def end_progress_line() -> None:
     """Close the progress bars still drawing, each ending its line, so that the next message starts on a line
     of its own (finished bars already do: :mod:`snp_edge.progress`)."""
@@ -76,18 +59,6 @@ def end_progress_line() -> None:
         if not bar.disable:
             bar.leave = True
             bar.close()
-
-
-def _is_exhaustion(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)
-
-
-def _environment_error(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "out of memory"
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return first_line(exc, 400)
 
 
 def _one_line_warnings(command: str):
@@ -100,33 +71,13 @@ def _one_line_warnings(command: str):
 
 
 def run_parsed(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand: a user error becomes one line on stderr and its exit status."""
-    from ..engines.fileio import cleanup_staged
+    """Run a parsed subcommand through the shared runner (:mod:`snp_edge.engines.runner`, the same table of exit
+    statuses as ``python3 -m engines``): a failure becomes one line on stderr and its exit status."""
+    from ..engines.runner import run_command
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)
-        try:
-            return args.func(args)
-        except UserError as exc:
-            end_progress_line()
-            print(f"snp-edge {args.command}: error: {first_line(exc, 400)}", file=sys.stderr)
-            return exc.exit_status
-        except (OSError, MemoryError) as exc:  # the environment: a full disk, a vanished file, no memory
-            end_progress_line()
-            print(f"snp-edge {args.command}: error: {_environment_error(exc)}", file=sys.stderr)
-            return EXIT_MISSING_PREREQUISITE if _is_exhaustion(exc) else EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            end_progress_line()
-            print(f"snp-edge {args.command}: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except Terminated:
-            end_progress_line()
-            print(f"snp-edge {args.command}: terminated", file=sys.stderr)
-            return EXIT_TERMINATED
-        finally:
-            cleanup_staged()
-            signal.signal(signal.SIGTERM, previous)
+        return run_command(args.func, args, label=f"snp-edge {args.command}", before_message=end_progress_line)
 
 
 def main(argv: list[str] | None = None) -> int:

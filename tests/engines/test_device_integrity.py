@@ -172,8 +172,8 @@ def test_nan_from_the_model_fails_verification(bundle, capsys):
     (MissingPrerequisite("no GPU"), 3, "no GPU"),
     (KeyboardInterrupt(), 130, "interrupted"),
     (MemoryError(), 3, "out of memory"),
-    (OSError(errno.ENOSPC, "No space left on device", "/b/trt-cache/x"), 3, "No space left on device (/b/trt-cache/x)"),
-    (OSError(errno.EACCES, "Permission denied", "/b"), 2, "Permission denied (/b)"),
+    (OSError(errno.ENOSPC, "No space left on device", "/b/trt-cache/x"), 3, "/b/trt-cache/x: No space left on device"),
+    (OSError(errno.EACCES, "Permission denied", "/b"), 2, "/b: Permission denied"),
     (RecursionError(), 2, "input nested too deeply"),
     (RuntimeError("TensorRT internal"), 2, "unexpected RuntimeError: TensorRT internal"),
 ])
