@@ -266,8 +266,8 @@ def device_target(p: argparse.ArgumentParser, required: bool = False, multiple: 
 
 
 QUANTIZERS = ("ort", "modelopt")  # export.quantize.QUANTIZERS (checked in the tests; no onnx import here)
-CALIBRATIONS = ("entropy", "percentile", "minmax")
-PRECISIONS = ("fp32", "fp16", "int8")  # --precision of export, bundle, profile  # export.quantize.CALIBRATION_METHODS (checked in the tests)
+CALIBRATIONS = ("entropy", "percentile", "minmax")  # export.quantize.CALIBRATION_METHODS (checked in the tests)
+PRECISIONS = ("fp32", "fp16", "int8")  # --precision of export, bundle, profile
 
 
 def precision(p: argparse.ArgumentParser, choice: bool = True) -> None:
