@@ -71,26 +71,32 @@ def measure(models: list[dict], threads: int, runs: int, block: int, warmup: int
     return times
 
 
-def summary(models: list[dict], times: dict) -> list[dict]:
+def summary(models: list[dict], times: dict, block: int) -> list[dict]:
     rows = []
     for m in models:
         f, i = times[(m["label"], "fp32")], times[(m["label"], "int8")]
         stat = {p: {"min": min(v), "median": statistics.median(v), "max": max(v), "n": len(v)}
                 for p, v in (("fp32", f), ("int8", i))}
+        # per round: the INT8 block's median over the FP32 block's (both ran within seconds of each other)
+        rounds = [statistics.median(i[k:k + block]) / statistics.median(f[k:k + block]) for k in range(0, len(f), block)]
         rows.append({"model": m["label"], "gmacs": m["gmacs"], **stat,
                      "ratio_median": stat["int8"]["median"] / stat["fp32"]["median"],
+                     "ratio_paired": statistics.median(rounds), "ratio_paired_min": min(rounds),
+                     "ratio_paired_max": max(rounds), "rounds": len(rounds),
                      "ratio_min": stat["int8"]["min"] / stat["fp32"]["min"],
                      "quantize_s": m["quantize_s"], "qdq_nodes": m["qdq_nodes"]})
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | GMACs | FP32 ms (min / median / max) | INT8 ms (min / median / max) | INT8/FP32 (median) | "
-             "INT8/FP32 (min) |", "|---|---:|---|---|---:|---:|"]
+    lines = ["| model | GMACs | FP32 ms (min / median / max) | INT8 ms (min / median / max) | INT8/FP32 per round "
+             "(median, min-max) | INT8/FP32 (medians) | INT8/FP32 (mins) |", "|---|---:|---|---|---|---:|---:|"]
     for r in rows:
         f, i = r["fp32"], r["int8"]
         lines.append(f"| {r['model']} | {r['gmacs']} | {f['min']:.1f} / {f['median']:.1f} / {f['max']:.1f} | "
-                     f"{i['min']:.1f} / {i['median']:.1f} / {i['max']:.1f} | {r['ratio_median']:.2f} | "
+                     f"{i['min']:.1f} / {i['median']:.1f} / {i['max']:.1f} | {r['ratio_paired']:.2f} "
+                     f"({r['ratio_paired_min']:.2f}-{r['ratio_paired_max']:.2f}, {r['rounds']} rounds) | "
+                     f"{r['ratio_median']:.2f} | "
                      f"{r['ratio_min']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()
         times = measure(models, args.threads, args.runs, args.block, args.warmup, args.seed)
         load_after = os.getloadavg()
-    rows = summary(models, times)
+    rows = summary(models, times, args.block)
     import onnxruntime
 
     doc = {"rows": rows, "threads": args.threads, "runs": args.runs, "block": args.block, "batch": 1,

@@ -345,10 +345,14 @@ def cmd_verify(args):
     if top is not None:
         lines.append("  top-{}: max probability err {:.3g} (limit {:g}), same top-{} {:.2f}".format(
             top["k"], top["max_prob_err"], top["prob_atol"], top["k"], top["same_top_k"]))
+    fp32 = result.get("fp32_distance")  # INT8 bundles: the engine against the FP32 model (not gated)
+    if fp32:
+        lines.append("  distance from FP32: max abs err {:.4g} (scale {:.4g}), top-1 agreement {:.4f}".format(
+            fp32["max_abs_err"], fp32["logit_scale"], fp32["top1_agreement"]))
     lines += ["  " + f for f in result["failures"]]
     _emit(args, {"backend": info, "engine": info.get("engine"), "created": _now(), "passed": result["passed"],
                  "failures": result["failures"], "report": report, "preprocessing": pre, "top_k": top,
-                 "env": envinfo.collect()}, lines)
+                 "fp32_distance": fp32, "env": envinfo.collect()}, lines)
     return 0 if result["passed"] else EXIT_VERIFY_FAILED
 
 

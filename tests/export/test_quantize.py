@@ -157,3 +157,29 @@ def test_int8_bundle_for_a_cpu_target(tiny_handle, tmp_path):
     assert np.array_equal(golden, run_logits(ort_session(str(path / "model.onnx"), optimization="basic"), inputs))
     assert not np.array_equal(golden, fp32) and np.abs(golden - fp32).max() < np.abs(fp32).max()
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path / "model.onnx")).graph.node) == q["qdq_nodes"]
+
+
+@pytest.mark.slow
+def test_jetson_orin_int8_bundle_runs_under_jetpack6_python(tiny_handle, tmp_path):
+    """A jetson-orin --precision int8 bundle: Model Optimizer's Q/DQ model passes TensorRT 10's explicit-
+    quantisation rules, and the device code under CPython 3.10 (JetPack 6's onnxruntime 1.18.0) verifies it
+    with ONNX Runtime (Q/DQ as written) and reports the distance from the FP32 logits."""
+    pytest.importorskip("modelopt.onnx.quantization", reason="pip install 'nvidia-modelopt[onnx]'")
+    from snp_edge.export.bundle import make_bundle
+    from snp_edge.export.int8_bundle import Int8Options
+    from snp_edge.export.trt_ops import check_qdq
+
+    from tests.engines.device_python import device_venv, launch
+
+    path = make_bundle(tiny_handle, "jetson-orin", tmp_path / "b", precision="int8", int8=Int8Options(gate=False))
+    m = json.loads((path / "manifest.json").read_text())
+    assert m["quantization"]["quantizer"] == "modelopt"
+    assert check_qdq(onnx.load(str(path / "model.onnx")), "trt10") == m["quantization"]["qdq_nodes"] > 0
+    res = launch(device_venv("3.10"), path, "verify", path, "--backend", "onnxruntime", "--json-file",
+                 tmp_path / "v.json")
+    assert res.returncode == 0, res.stderr + res.stdout
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["passed"] and report["backend"]["precision"] == "int8" and report["env"]["python"].startswith("3.10.")
+    # the Q/DQ graph as written, by another ONNX Runtime: within the int8 tolerance (0.026 x scale seen here)
+    assert report["report"]["max_abs_err"] <= report["report"]["atol"] == 0.05 * report["report"]["logit_scale"]
+    assert report["fp32_distance"]["max_abs_err"] > 0 and "distance from FP32" in res.stdout + res.stderr
