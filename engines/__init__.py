@@ -26,6 +26,8 @@ Where things are (one concept per module)::
 TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module
 imports (and the pure logic is tested) on a machine without them.
 
+``Classifier`` is imported on first use (``from engines import Classifier``), nothing else at import time.
+
 Imported from a bundle (as the top-level package ``engines``: ``python3 -m engines``, ``from engines import
 Classifier``), the first thing this package does is the bundle's integrity check (``_bootstrap.py``, loaded
 from its source, standard library only: see that module): no byte code is read or written, the bundle root
@@ -66,4 +68,20 @@ if __name__ == "engines":
             raise SystemExit(_exc.exit_status) from None
         raise
 
-from .classify import Classifier  # noqa: E402, F401  (the application API: `from engines import Classifier`)
+
+class _Package(type(_sys)):
+    """This package, with ``Classifier`` (the application API: ``from engines import Classifier``) imported on
+    first use, so importing an exception class or a helper does not load the application chain. (A module-level
+    ``__getattr__`` needs Python 3.7; the device side runs 3.6, so the package's class does it.)"""
+
+    def __getattr__(self, name):
+        if name == "Classifier":
+            from .classify import Classifier
+
+            self.Classifier = Classifier
+            return Classifier
+        raise AttributeError("module {!r} has no attribute {!r}".format(self.__name__, name))
+
+
+__all__ = ["Classifier"]
+_sys.modules[__name__].__class__ = _Package  # after the bundle check above: nothing of the bundle ran before it
