@@ -22,9 +22,22 @@ Where things are (one concept per module)::
     cli.py        ``python3 -m engines {build,verify,bench,info,classify,deploy,...} BUNDLE``
     errors.py     exception types and exit statuses; fileio.py: atomic writes
     schema.py     field-by-field checks of parsed JSON/YAML (types, ranges, finite numbers), shared with the host
+    runner.py     the one command runner of both command lines: exception -> exit status and one line, signals
+    argtypes.py   command-line building blocks shared with the host: range-checked types, help formatter
+    outputs.py    where a user-named output may be written; memory.py: memory checks before an allocation
+    batches.py    the input-batch check every backend shares; ort.py: the one place ONNX Runtime sessions are made
+    degenerate.py outputs that carry no information, numbers FP16 cannot hold (shared by every gate)
+    quantization.py  INT8 bundles: the manifest block, the engine precision it implies
+    sources.py    frame sources for classify (images, folders, videos, cameras, streams)
+    benchmark.py  ``bench``: batch sweep, GPU and end-to-end times; telemetry.py, cpu_telemetry.py: sampling
+    deploy.py     ``deploy``: make a device ready, unattended (deploy_cpu.py: the ONNX Runtime path's CPU facts)
+    profile.py    ``profile``: measure a latency table (latency_table.py: its format)
+    __main__.py   the launcher (``python3 -I -B BUNDLE/engines/__main__.py``, ``python3 -m engines``)
 
 TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module
 imports (and the pure logic is tested) on a machine without them.
+
+``Classifier`` is imported on first use (``from engines import Classifier``), nothing else at import time.
 
 Imported from a bundle (as the top-level package ``engines``: ``python3 -m engines``, ``from engines import
 Classifier``), the first thing this package does is the bundle's integrity check (``_bootstrap.py``, loaded
@@ -66,4 +79,20 @@ if __name__ == "engines":
             raise SystemExit(_exc.exit_status) from None
         raise
 
-from .classify import Classifier  # noqa: E402, F401  (the application API: `from engines import Classifier`)
+
+class _Package(type(_sys)):
+    """This package, with ``Classifier`` (the application API: ``from engines import Classifier``) imported on
+    first use, so importing an exception class or a helper does not load the application chain. (A module-level
+    ``__getattr__`` needs Python 3.7; the device side runs 3.6, so the package's class does it.)"""
+
+    def __getattr__(self, name):
+        if name == "Classifier":
+            from .classify import Classifier
+
+            self.Classifier = Classifier
+            return Classifier
+        raise AttributeError("module {!r} has no attribute {!r}".format(self.__name__, name))
+
+
+__all__ = ["Classifier"]
+_sys.modules[__name__].__class__ = _Package  # after the bundle check above: nothing of the bundle ran before it
