@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
         from modelopt.onnx.quantization import quantize
     except ImportError as exc:
         print(f"NVIDIA Model Optimizer does not import ({str(exc).splitlines()[0]}): pip install "
-              "'nvidia-modelopt[onnx]' (or --quantizer ort)", file=sys.stderr)
+              "'snp-edge[int8]' (Model Optimizer; or --quantizer ort)", file=sys.stderr)
         return 3
     logging.getLogger("modelopt").setLevel(logging.ERROR)
     calib = np.load(calib_path)

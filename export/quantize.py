@@ -9,7 +9,8 @@ Two quantisers, one per runtime (a registry; the device target names its own in 
 ``modelopt``  NVIDIA Model Optimizer's ONNX PTQ (``modelopt.onnx.quantization.quantize``, int8 mode): the
               QDQ placement TensorRT's explicit quantisation wants (Q/DQ before Conv/Gemm/MatMul inputs;
               LayerNorm, Softmax and GELU left unquantised, in FP32 here: TensorRT's FP16 flag lowers them).
-              For the TensorRT targets (Jetson Orin, RTX 3090). Needs ``pip install 'nvidia-modelopt[onnx]'``.
+              For the TensorRT targets (Jetson Orin, RTX 3090). Needs
+              ``pip install 'snp-edge[int8]'`` (Model Optimizer without its onnxruntime-gpu pin).
 ============  ===========================================================================================
 
 Calibration: the calibration images (``snp_edge.calib``), activations ranged by ``entropy``, ``percentile``

@@ -80,7 +80,7 @@ def test_quantizer_and_method_must_fit(fp32_onnx, tmp_path):
 
 @pytest.mark.slow
 def test_modelopt_places_qdq_tensorrt_accepts(fp32_onnx, tmp_path):
-    pytest.importorskip("modelopt.onnx.quantization", reason="pip install 'nvidia-modelopt[onnx]'")
+    pytest.importorskip("modelopt.onnx.quantization", reason="pip install '.[int8]' (NVIDIA Model Optimizer)")
     from snp_edge.export.quantize import quantize_for_target
     from snp_edge.export.trt_ops import check_qdq
 
@@ -164,7 +164,7 @@ def test_jetson_orin_int8_bundle_runs_under_jetpack6_python(tiny_handle, tmp_pat
     """A jetson-orin --precision int8 bundle: Model Optimizer's Q/DQ model passes TensorRT 10's explicit-
     quantisation rules, and the device code under CPython 3.10 (JetPack 6's onnxruntime 1.18.0) verifies it
     with ONNX Runtime (Q/DQ as written) and reports the distance from the FP32 logits."""
-    pytest.importorskip("modelopt.onnx.quantization", reason="pip install 'nvidia-modelopt[onnx]'")
+    pytest.importorskip("modelopt.onnx.quantization", reason="pip install '.[int8]' (NVIDIA Model Optimizer)")
     from snp_edge.export.bundle import make_bundle
     from snp_edge.export.int8_bundle import Int8Options
     from snp_edge.export.trt_ops import check_qdq
