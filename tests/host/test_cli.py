@@ -35,8 +35,8 @@ def test_prune_json_contract(capsys, tmp_path, calib_npy):
 
 @pytest.mark.slow
 def test_prune_target_gmacs_round_to(capsys, tmp_path):
-    code, stdout, _ = _run(capsys, "prune", *TINY, "--target-gmacs", "0.05", "--round-to", "8",
-                           "--criterion", "l2", "--out", str(tmp_path / "p"), "--json")
+    code, stdout, _ = _run(capsys, "prune", *TINY, "--target-gmacs", "0.05", "--round-to", "8",  # macs: no probes
+                           "--criterion", "l2", "--group-weight", "macs", "--out", str(tmp_path / "p"), "--json")
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert code == 0 and 0.98 * 0.05 <= summary["gmacs_after"] <= 0.05
     assert summary["widths"]["embed"] % 8 == 0
@@ -47,7 +47,8 @@ def test_prune_kl_residual_and_rescore(capsys, tmp_path, calib_npy):
     """--embed-score kl and --rescore reach the recipe; the budget is met as with any other criterion."""
     out = tmp_path / "p"
     code, stdout, _ = _run(capsys, "prune", *TINY, "--target-gmacs", "0.05", "--embed-score", "kl", "--rescore",
-                           "--calib", str(calib_npy), "--calib-images", "2", "--out", str(out), "--json")
+                           "--calib", str(calib_npy), "--calib-images", "2", "--group-weight", "macs",  # no probes
+                           "--out", str(out), "--json")
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert code == 0 and 0.98 * 0.05 <= summary["gmacs_after"] <= 0.05
     code, stdout, _ = _run(capsys, "info", str(out), "--json")
