@@ -43,15 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", help="measure these seeds only (parallel processes)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     plan = IterPlan(seeds=[0], base_epochs=2) if args.quick else IterPlan()
+    todo = args.seeds or plan.seeds
     base_plan = Plan(seeds=plan.seeds, base_epochs=plan.base_epochs, **({"train_per_class": 16, "val_per_class": 10}
                                                                           if args.quick else {}))
     data = experiment_data(args.out, base_plan, args.quick)
     cache = RowCache(args.out / "rows.jsonl", ("seed", "arm"), plan_key(asdict(plan)))
     start = time.perf_counter()
-    for seed in plan.seeds:
+    for seed in todo:
         base_dir = args.out / f"base-{seed}"
         base = train_base(data, base_dir, base_plan, seed)
         target = model_gmacs(base) * plan.fraction
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                            {k: r.get(k) for k in ("budget_gmacs", "gmacs", "val_top1")} for r in res["steps"]],
                        "seconds": time.perf_counter() - t0})
             print(f"[{time.perf_counter() - start:5.0f} s] seed {seed} {arm}: {last['val_top1']:.2f}%", flush=True)
+    if any((s, a) not in cache for s in plan.seeds for a in ARMS):
+        return 0  # other seeds still running: rerun without --seeds to aggregate
     rows = [cache[(s, a)] for s in plan.seeds for a in ARMS]
     summary = {a: stats(r["top1"] for r in rows if r["arm"] == a) for a in ARMS}
     diffs = [cache[(s, "iterative")]["top1"] - cache[(s, "one-shot")]["top1"] for s in plan.seeds]
