@@ -316,21 +316,6 @@ def banned_path(entry, outer, in_bundle):
     return path == outer or (in_bundle and path.startswith(outer.rstrip(os.sep) + os.sep))
 
 
-def load(package_dir):
-    """This module loaded from ``package_dir/_bootstrap.py``'s source, as ``engines._bootstrap`` (once)."""
-    module = sys.modules.get("engines._bootstrap")
-    if module is None:
-        import types
-
-        path = os.path.join(package_dir, "_bootstrap.py")
-        module = types.ModuleType("engines._bootstrap")
-        module.__file__ = path
-        with open(path, "rb") as f:
-            exec(compile(f.read(), path, "exec", dont_inherit=True), module.__dict__)
-        sys.modules["engines._bootstrap"] = module
-    return module
-
-
 def deploy_refusal_status(argv, message, exit_code=2):
     """``deploy`` promises a status file on every exit: when the bootstrap refuses the bundle, before any of its
     code runs, write the failure (``failed_step`` "bundle") where ``deploy`` would, unless that path is

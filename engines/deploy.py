@@ -26,6 +26,7 @@ GPU, disk, memory, Pillow, onnxruntime), 4 power mode or sudo. No network access
 ``--no-prompt``. ``PYTHON=/path/to/python3 scripts/deploy.sh`` runs it with another interpreter.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -149,7 +150,7 @@ def run_deploy(args, deployment):
     """The steps for parsed ``deploy`` arguments; raises on the first failure (the CLI maps it)."""
     from .inference import EngineOptions, make_backend
     from .manifest import open_bundle
-    from .power import power_session
+    from .targets import get_target
     from .verify import tolerance_for, verify_bundle_outputs
 
     bundle = args.bundle
@@ -164,20 +165,15 @@ def run_deploy(args, deployment):
 
     deployment.step("bundle", check_bundle)
     manifest, options = opened
-    from .targets import get_target
-
     if getattr(args, "backend", "tensorrt") == "onnxruntime" or get_target(manifest["target"]).runtime == "onnxruntime":
         return _deploy_onnxruntime(args, deployment, manifest)  # --backend onnxruntime, and the CPU boards
     trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
     deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
-    if getattr(args, "preflight_only", False):
-        deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
+    if _preflight_only(args, deployment):
         return
-    record = deployment.start("power")
-    with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
-        deployment.finish(record, power)
+    with _power_step(args, deployment):
 
         def build():
             if trt["builder"] == "trtexec":
@@ -212,6 +208,24 @@ def run_deploy(args, deployment):
         deployment.step("verify", verify)
 
 
+def _preflight_only(args, deployment):
+    """``--preflight-only``: record the power mode as it is (nothing changed) and stop after the checks."""
+    if getattr(args, "preflight_only", False):
+        deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _power_step(args, deployment):
+    """The ``power`` step: the power session (``--max-perf``) that build and verify run inside, restored on exit."""
+    from .power import power_session
+
+    record = deployment.start("power")
+    with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
+        deployment.finish(record, power)
+        yield
+
 def check_onnxruntime(threads=None):
     """ONNX Runtime and the libraries the app needs: ``{"onnxruntime", "providers", "pillow", "numpy"}``."""
     from .ort import import_onnxruntime
@@ -232,18 +246,14 @@ def _deploy_onnxruntime(args, deployment, manifest):
     them, then the golden data through model.onnx (an INT8 bundle is gated with the int8 tolerance)."""
     from .deploy_cpu import cpu_info
     from .inference import make_backend
-    from .power import power_session
     from .verify import tolerance_for, verify_bundle_outputs
 
     threads = getattr(args, "threads", None)
     deployment.step("onnxruntime", lambda: check_onnxruntime(threads))
     deployment.step("cpu", cpu_info)
-    if getattr(args, "preflight_only", False):
-        deployment.step("power", lambda: {"power_mode": envinfo.power_mode(), "changed": False})
+    if _preflight_only(args, deployment):
         return
-    record = deployment.start("power")
-    with power_session(args.max_perf, not args.no_prompt, deployment.log) as power:
-        deployment.finish(record, power)
+    with _power_step(args, deployment):
 
         def verify():
             backend = make_backend("onnxruntime", deployment.bundle, manifest, threads=threads)
