@@ -135,19 +135,25 @@ def ort_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int |
                 runs: int) -> float:
     """Least ms of one part on ONNX Runtime (CPU, IO binding, ``threads`` intra-op threads)."""
     import onnx
-    import onnxruntime as ort
-    from snp_edge.engines.ort import ort_session
 
     with tempfile.TemporaryDirectory(prefix="snp-edge-profile-") as tmp:
         path = Path(tmp) / "part.onnx"
         onnx.save(part_onnx(term, widths, model, batch), str(path))
-        session = ort_session(path, threads)
-        inp = session.get_inputs()[0]
-        x = np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0))
-        binding.bind_output("output", "cpu")
-        return _min_ms(lambda: session.run_with_iobinding(binding), warmup, runs) / chain(term, model)
+        return session_min_ms(path, threads, warmup, runs) / chain(term, model)
+
+
+def session_min_ms(path: Path, threads: int | None, warmup: int, runs: int) -> float:
+    """Least ms of an ONNX file's session on seeded normal inputs (CPU, IO binding, ``threads`` threads)."""
+    import onnxruntime as ort
+    from snp_edge.engines.ort import ort_session
+
+    session = ort_session(path, threads)
+    inp = session.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0))
+    binding.bind_output("output", "cpu")
+    return _min_ms(lambda: session.run_with_iobinding(binding), warmup, runs)
 
 
 def torch_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int | None, warmup: int,

@@ -26,10 +26,8 @@ def ort_int8_part_ms(term: str, widths: dict, model: dict, batch: int, threads: 
                      runs: int) -> float:
     """Least ms of one part, INT8, on ONNX Runtime (CPU, IO binding, ``threads`` intra-op threads)."""
     import onnx
-    import onnxruntime as ort
-    from snp_edge.engines.ort import ort_session
 
-    from .profile import _min_ms, chain, part_onnx
+    from .profile import chain, part_onnx, session_min_ms
 
     with tempfile.TemporaryDirectory(prefix="snp-edge-profile-int8-") as tmp:
         fp32, int8 = Path(tmp) / "part.onnx", Path(tmp) / "part.int8.onnx"
@@ -37,13 +35,7 @@ def ort_int8_part_ms(term: str, widths: dict, model: dict, batch: int, threads: 
         onnx.save(graph, str(fp32))
         shape = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]  # static part shapes
         _quantize(fp32, int8, np.random.default_rng(0).standard_normal(shape).astype(np.float32))
-        session = ort_session(int8, threads)
-        inp = session.get_inputs()[0]
-        x = np.random.default_rng(0).standard_normal(inp.shape).astype(np.float32)
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0))
-        binding.bind_output("output", "cpu")
-        return _min_ms(lambda: session.run_with_iobinding(binding), warmup, runs) / chain(term, model)
+        return session_min_ms(int8, threads, warmup, runs) / chain(term, model)
 
 
 def whole_model_int8_ms(handle, batch: int, threads: int | None, warmup: int, runs: int) -> float:
