@@ -61,8 +61,9 @@ class MaskedViT:
         self.dropped = set(range(len(self.model.blocks))) - set(arch.blocks_kept)
         for b, heads in zip(arch.blocks, heads_kept, strict=True):
             i, attn = b.index, self.model.blocks[b.index].attn
-            H, d = attn.num_heads, attn.head_dim
-            q, k, v = self.qkv[i].zero_().view(3, H, d).unbind(0)
+            H = attn.num_heads  # timm's Attention (head_dim) or a pruned block's PrunedAttention (qk_dim, v_dim)
+            dqk, dv = getattr(attn, "qk_dim", None) or attn.head_dim, getattr(attn, "v_dim", None) or attn.head_dim
+            q, k, v = (part.view(H, -1) for part in self.qkv[i].zero_().split([H * dqk, H * dqk, H * dv]))
             for h in heads:
                 q[h, keep[f"blocks.{i}.qk.{h}"]] = 1
                 k[h, keep[f"blocks.{i}.qk.{h}"]] = 1

@@ -38,7 +38,7 @@ def test_deploy_onnxruntime_and_usage_status(device, tmp_path):
                  "--json")
     assert res.returncode == 0, res.stderr
     doc = _last_json(res)
-    assert doc["status"] == "ok" and [s["name"] for s in doc["steps"]] == ["bundle", "onnxruntime", "power", "verify"]
+    assert doc["status"] == "ok" and [s["name"] for s in doc["steps"]] == ["bundle", "onnxruntime", "cpu", "power", "verify"]
     assert doc["env"]["python"].startswith(version + ".") and doc == json.loads(status.read_text())
     res = launch(python, bundle, "deploy", bundle, "--max-batch", "0", "--status-file", status, "--json")
     assert res.returncode == 2 and "--max-batch" in res.stderr.splitlines()[-1]

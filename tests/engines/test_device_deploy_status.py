@@ -77,13 +77,13 @@ def test_deploy_with_onnxruntime(code_bundle, tmp_path):
     status.write_text(json.dumps(STALE))
     res = _deploy(code_bundle, "--backend", "onnxruntime", "--status-file", str(status), "--preflight-only")
     assert res.returncode == 0, res.stderr
-    assert [s["name"] for s in json.loads(status.read_text())["steps"]] == ["bundle", "onnxruntime", "power"]
+    assert [s["name"] for s in json.loads(status.read_text())["steps"]] == ["bundle", "onnxruntime", "cpu", "power"]
     res = _deploy(code_bundle, "--backend", "onnxruntime", "--status-file", str(status), "--json")
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert doc == json.loads(status.read_text())
     assert doc["status"] == "ok" and doc["backend"] == "onnxruntime" and doc["failed_step"] is None
-    assert [s["name"] for s in doc["steps"]] == ["bundle", "onnxruntime", "power", "verify"]
+    assert [s["name"] for s in doc["steps"]] == ["bundle", "onnxruntime", "cpu", "power", "verify"]
     assert doc["steps"][1]["detail"]["onnxruntime"] and doc["steps"][1]["detail"]["pillow"]
     assert doc["steps"][3]["detail"]["preprocessing_max_abs_err"] == 0.0
     assert doc["engine"] == str(code_bundle / "model.onnx")

@@ -42,17 +42,18 @@ def sigterm_ends_the_stage(tmp_path, python):
     pid_file = tmp_path / "tegrastats.pid"
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", TEGRASTATS_PID=str(pid_file), PYTHON=str(python))
     proc = subprocess.Popen(["bash", str(bundle / "scripts" / "bench.sh"), "--no-prompt", "--backend", "onnxruntime",
-                             "--batch", "1", "--warmup", "0", "--runs", "10000000", "--telemetry-ms", "50"],
+                             "--batch", "1", "--warmup", "0", "--runs", "1000000", "--telemetry-ms", "50"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not (pid_file.exists() and pid_file.read_text()):
+        while time.time() < deadline and proc.poll() is None and not (pid_file.exists() and pid_file.read_text()):
             time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()[1]  # the stage is still running (not refused)
         tegrastats = int(pid_file.read_text())
         with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-        assert argv[1:3] == [b"-I", str(bundle / "engines" / "__main__.py").encode()]  # bash exec'd Python
+        assert argv[1:4] == [b"-I", b"-B", str(bundle / "engines" / "__main__.py").encode()]  # bash exec'd Python
         assert _alive(tegrastats)
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

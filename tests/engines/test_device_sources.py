@@ -152,7 +152,7 @@ def test_classify_command_on_sources(media, tmp_path):
     help_text = run(["classify", "--help"]).stdout
     assert "{auto,tensorrt,onnxruntime}" in help_text and "trtexec" not in help_text
     for args, status, message in [
-        ([video, "--smoothing", "1"], 2, "error: smoothing must be a number in [0, 1)"),
+        ([video, "--smoothing", "1"], 2, "python3 -m engines classify: error: argument --smoothing: 1 is outside [0.0, 1.0)"),
         (["csi://0"], 3, "error: csi://0: this OpenCV"),
         (["/dev/video99"], 2, "error: no such camera"),
     ]:

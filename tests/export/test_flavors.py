@@ -110,6 +110,7 @@ def test_every_flavor_file_is_hashed_and_listed(nano, rtx):
 
 # -- Polygraphy ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["nano", "rtx"])
 def test_polygraphy_onnxrt_command_from_the_readme_passes(which, request, tmp_path):
     """The README's host line, run by the real polygraphy CLI in the bundle folder, passes; the same line with
