@@ -342,13 +342,16 @@ def deploy_refusal_status(argv, message, exit_code=2):
         listed = {}
     real, root = os.path.realpath(path), os.path.realpath(bundle)
     rel = os.path.relpath(real, root).replace(os.sep, "/")
-    if rel == MANIFEST_NAME or (isinstance(listed, dict) and rel in listed) or os.path.isdir(path):
-        return None
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     status = {"schema": "snp-edge-deploy/1", "bundle": os.path.abspath(bundle), "status": "failed",
               "exit_code": exit_code, "failed_step": "bundle", "error": message, "engine": None,
               "steps": [{"name": "bundle", "ok": False, "error": message}], "started": now, "finished": now,
               "env": None}
+    if "--json" in argv:  # --json prints the status on failure too (the last line of stdout)
+        sys.stdout.write(json.dumps(status, sort_keys=True) + "\n")
+        sys.stdout.flush()
+    if rel == MANIFEST_NAME or (isinstance(listed, dict) and rel in listed) or os.path.isdir(path):
+        return None
     tmp = "{}.tmp-{}.partial".format(os.path.join(os.path.dirname(os.path.abspath(path)),
                                                   "." + os.path.basename(path)), os.getpid())
     try:
