@@ -140,7 +140,7 @@ def test_drop_blocks_then_widths_land_under_target_deit_s(allocation):
     """Reproduction (issue 16): `--target-gmacs 2.0 --drop-blocks 2` on DeiT-S landed at 1.674 GMACs because
     the blocks were dropped after the width search. Blocks go first now; the widths are searched without them."""
     result = prune("deit_small_patch16_224", weights="random", target_gmacs=2.0, drop_blocks=2, criteria="l1",
-                   allocation=allocation)
+                   allocation=allocation, group_weight="macs")  # the landing, not the worth (loss probes: minutes)
     s = result.summary
     assert len(s["widths"]["blocks"]) == 10
     assert 0.98 * 2.0 <= s["gmacs_after"] <= 2.0
