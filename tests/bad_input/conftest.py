@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +126,14 @@ def edit_json(path: Path, change) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc))
+
+
+@pytest.fixture(params=["host", "3.6"])
+def python(request) -> str:
+    """The interpreter a device-side case runs under: the host's, and a real CPython 3.6 venv (JetPack 4.6's
+    numpy, onnxruntime and Pillow; skipped with the reason where that CPython is missing)."""
+    if request.param == "host":
+        return sys.executable
+    from tests.engines.device_python import device_venv
+
+    return str(device_venv("3.6"))

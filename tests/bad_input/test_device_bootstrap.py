@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ cfile = importlib.util.cache_from_source(src)
 os.makedirs(os.path.dirname(cfile), exist_ok=True)
 open(cfile, "wb").write(data)
 """
-
-
-@pytest.fixture(params=["host", "3.6"])
-def python(request) -> str:
-    if request.param == "host":
-        return sys.executable
-    from tests.engines.device_python import device_venv
-
-    return str(device_venv("3.6"))
 
 
 @pytest.fixture

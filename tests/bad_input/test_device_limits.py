@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from snp_edge.engines.errors import MissingPrerequisite, UserError
@@ -60,15 +59,6 @@ def test_resize_is_checked_before_any_allocation(tmp_path):
     with pytest.raises(MissingPrerequisite, match="resize needs 2.0 MiB, this machine has 1.0 MiB available"):
         check_memory(2 << 20, "resize", str(meminfo))
     check_memory(1 << 20, "resize", str(meminfo))  # fits
-
-
-@pytest.fixture(params=["host", "3.6"])
-def python(request) -> str:
-    if request.param == "host":
-        return sys.executable
-    from tests.engines.device_python import device_venv
-
-    return str(device_venv("3.6"))
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from snp_edge.engines import envinfo
@@ -98,15 +97,6 @@ def test_result_files_in_the_bundle_root_still_work(engines, work):
     assert engines("info", bundle, "--json-file", bundle / "info.json").status == 0
     assert json.loads((bundle / "info.json").read_text())["engines"] == []
     assert engines("verify", bundle, "--backend", "onnxruntime").status == 0
-
-
-@pytest.fixture(params=["host", "3.6"])
-def python(request) -> str:
-    if request.param == "host":
-        return sys.executable
-    from tests.engines.device_python import device_venv
-
-    return str(device_venv("3.6"))
 
 
 @pytest.mark.slow

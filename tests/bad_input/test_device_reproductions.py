@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,15 +18,6 @@ from tests.engines.device_fixtures import fake_trtexec, gpu_python, make_bundle
 from .conftest import snapshot
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["host", "3.6"])
-def python(request) -> str:
-    if request.param == "host":
-        return sys.executable
-    from tests.engines.device_python import device_venv
-
-    return str(device_venv("3.6"))
 
 
 def _rehash(bundle):

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -102,15 +101,6 @@ def test_flavour_runtime_writes_keep_the_bundle_valid(engines, flavoured, work, 
     written[0].symlink_to("/etc/passwd")
     assert_one_line_error(engines("verify", bundle, "--backend", "onnxruntime"), 2,
                           f"bundle entry {written[0].relative_to(bundle)}: a symbolic link")
-
-
-@pytest.fixture(params=["host", "3.6"])
-def python(request) -> str:
-    if request.param == "host":
-        return sys.executable
-    from tests.engines.device_python import device_venv
-
-    return str(device_venv("3.6"))
 
 
 @pytest.mark.slow
