@@ -160,6 +160,7 @@ def _hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_identical_prunes_give_identical_files(snp, work):
     """Same inputs and seed: the same bytes in every file (model.safetensors' metadata included), with the
     data-driven default criteria on seeded calibration noise."""
