@@ -137,3 +137,15 @@ def python(request) -> str:
     from tests.engines.device_python import device_venv
 
     return str(device_venv("3.6"))
+
+
+def swap_engine(bundle):
+    """The attack: another engine in trt-cache/, its sidecar's engine_sha256 rewritten to match."""
+    (engine,) = (bundle / "trt-cache").glob("*.engine")
+    data = engine.read_bytes() + b"swapped"
+    engine.write_bytes(data)
+    sidecar = engine.with_name(engine.name + ".json")
+    doc = json.loads(sidecar.read_text())
+    doc["engine_sha256"] = hashlib.sha256(data).hexdigest()
+    sidecar.write_text(json.dumps(doc))
+    return engine

@@ -3,7 +3,6 @@ own files): status 2, one line, the bundle and every output unchanged; under the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ from snp_edge.engines import envinfo
 
 from tests.engines.device_fixtures import NANO_IDENTITY, fake_trtexec, make_bundle
 
-from .conftest import assert_one_line_error, snapshot
+from .conftest import assert_one_line_error, snapshot, swap_engine
 
 
 @pytest.fixture
@@ -24,22 +23,10 @@ def trtexec_env(tmp_path, monkeypatch):
     monkeypatch.setattr(envinfo, "tensorrt_version", lambda: None)
 
 
-def _swap_engine(bundle):
-    """The attack: another engine in trt-cache/, its sidecar's engine_sha256 rewritten to match."""
-    (engine,) = (bundle / "trt-cache").glob("*.engine")
-    data = engine.read_bytes() + b"swapped"
-    engine.write_bytes(data)
-    sidecar = engine.with_name(engine.name + ".json")
-    doc = json.loads(sidecar.read_text())
-    doc["engine_sha256"] = hashlib.sha256(data).hexdigest()
-    sidecar.write_text(json.dumps(doc))
-    return engine
-
-
 def test_swapped_engine_with_forged_sidecar_is_not_trusted(engines, work, trtexec_env):
     bundle = make_bundle(work / "bundle")
     assert engines("build", bundle, "--builder", "trtexec").status == 0
-    engine = _swap_engine(bundle)
+    engine = swap_engine(bundle)
     before = snapshot(work)
     for argv in (["bench", "--trtexec", "--runs", "1", "--batch", "1"], ["verify", "--backend", "trtexec"]):
         assert_one_line_error(engines(argv[0], bundle, *argv[1:]), 2,

@@ -4,7 +4,6 @@ documented status with one line, the bundle and every output unchanged."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from snp_edge.engines.manifest import hash_files
 
 from tests.engines.device_fixtures import fake_trtexec, gpu_python, make_bundle
 
-from .conftest import snapshot
+from .conftest import snapshot, swap_engine
 
 pytestmark = pytest.mark.slow
 
@@ -75,13 +74,7 @@ def test_swapped_engine_under_the_device_python(python, work, tmp_path):
                               text=True, timeout=300, env=env)
 
     assert script("build.sh").returncode == 0
-    (engine,) = (bundle / "trt-cache").glob("*.engine")
-    data = engine.read_bytes() + b"swapped"
-    engine.write_bytes(data)
-    sidecar = engine.with_name(engine.name + ".json")
-    doc = json.loads(sidecar.read_text())
-    doc["engine_sha256"] = hashlib.sha256(data).hexdigest()
-    sidecar.write_text(json.dumps(doc))
+    swap_engine(bundle)
     before = snapshot(work)
     res = script("bench.sh", "--backend", "trtexec", "--runs", "1", "--batch", "1", "--telemetry-ms", "0")
     errors = [line for line in res.stderr.splitlines() if line.startswith("error")]
