@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from snp_edge.train.data import eval_loader, eval_transform, load_split
 from snp_edge.train.finetune import finetune
 
 from .accuracy_retention import COMBOS, QUICK, Plan, ft_config, parse_criterion, train_base, width_config
+from .harness import stats
 from .mnist5k import materialize
 
 BUDGETS = {"100%": 1.0, "50%": 0.5, "30%": 0.3}
@@ -116,8 +116,8 @@ def measure(out: Path, plan: Plan, variants: list[tuple[str, str]], log, base_we
 
 
 def _mean_std(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
+    s = stats(values)  # the harness's statistics (experiments/harness.py)
+    return f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
 def _passes(row: dict) -> bool:
