@@ -92,7 +92,7 @@ class OrtRunner(Runner):
 
             export_onnx(self.export_from, self.path)
 
-        from snp_edge.engines.ort import ort_session
+        from snp_edge.engines.common.ort import ort_session
 
         self.session = ort_session(self.path, self.threads, self.device)
         inp = self.session.get_inputs()[0]
@@ -209,7 +209,7 @@ class TrtRunner(Runner):
 
     def prepare(self) -> None:
         import numpy as np
-        from snp_edge.engines.errors import EnginesError
+        from snp_edge.engines.common.errors import EnginesError
         from snp_edge.engines.runtime import EngineRunner
 
         try:

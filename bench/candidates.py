@@ -66,7 +66,7 @@ def sibling_onnx(path: Path) -> Path | None:
 def find_bundle(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """The bundle folder above ``path`` (engines are cached inside their bundle) and its manifest's ``model``
     entry (base_model, pruned, gmacs, params, accuracy_meaningful, notice); None outside a bundle."""
-    from snp_edge.engines.errors import EnginesError
+    from snp_edge.engines.common.errors import EnginesError
     from snp_edge.engines.manifest import MANIFEST_NAME, load_manifest
 
     for folder in path.resolve().parents:

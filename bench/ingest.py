@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from snp_edge.engines.errors import EnginesError
-from snp_edge.engines.schema import Document, check_finite_tree
-from snp_edge.engines.stats import summary_problem
+from snp_edge.engines.common.errors import EnginesError
+from snp_edge.engines.common.schema import Document, check_finite_tree
+from snp_edge.engines.common.stats import summary_problem
 from snp_edge.engines.trtexec import compute_times_ms, parse_summary
 
 from snp_edge.errors import SnpEdgeError

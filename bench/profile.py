@@ -145,7 +145,7 @@ def ort_part_ms(term: str, widths: dict, model: dict, batch: int, threads: int |
 def session_min_ms(path: Path, threads: int | None, warmup: int, runs: int) -> float:
     """Least ms of an ONNX file's session on seeded normal inputs (CPU, IO binding, ``threads`` threads)."""
     import onnxruntime as ort
-    from snp_edge.engines.ort import ort_session
+    from snp_edge.engines.common.ort import ort_session
 
     session = ort_session(path, threads)
     inp = session.get_inputs()[0]

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from snp_edge.engines.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
+from snp_edge.engines.common.fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 from snp_edge.errors import SnpEdgeError, first_line
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from snp_edge.engines import stats
+from snp_edge.engines.common import stats
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import RANDOM_WEIGHTS_NOTICE

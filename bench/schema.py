@@ -82,7 +82,7 @@ def validate(doc: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` if ``doc`` does not follow :data:`RESULTS_SCHEMA`, or holds a NaN
     or an infinity anywhere (JSON Schema's ``minimum`` lets NaN through)."""
     import jsonschema
-    from snp_edge.engines.schema import check_finite_tree
+    from snp_edge.engines.common.schema import check_finite_tree
 
     check_finite_tree(doc, "results", jsonschema.ValidationError)
     jsonschema.validate(doc, RESULTS_SCHEMA, cls=jsonschema.Draft202012Validator)

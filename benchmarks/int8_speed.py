@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from snp_edge.engines.ort import ort_session
+from snp_edge.engines.common.ort import ort_session
 from snp_edge.export.onnx_export import export_onnx
 from snp_edge.export.quantize import quantize_onnx
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, verify, bench or deploy a bundle in its Jetson image, run on the Jetson itself:
 #   docker/run-jetson.sh BUNDLE_DIR build|verify|bench|deploy [--max-perf] [flags for scripts/<stage>.sh]
-# The image is the bundle target's (engines/targets.py): jetson-nano -> snp-edge-jetson:r32.7.1 (JetPack 4.6),
+# The image is the bundle target's (engines/common/targets.py): jetson-nano -> snp-edge-jetson:r32.7.1 (JetPack 4.6),
 # jetson-orin / jetson-orin-nano -> snp-edge-jetson-orin:r36.4.0 (JetPack 6.1), jetson-orin-jp5 ->
 # snp-edge-jetson-orin:r35.4.1 (JetPack 5.1.2); $SNP_EDGE_JETSON_IMAGE overrides it. All run with
 # --runtime nvidia (JetPack 4 mounts CUDA and TensorRT from the host; JetPack 5/6 images carry them).

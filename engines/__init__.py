@@ -14,24 +14,20 @@ Where things are (one concept per module)::
     gpu.py        CUDA memory, streams, events and graphs through ctypes on libcudart, pycuda or cuda-python
     runtime.py    load an engine, run numpy batches, time runs (``time_engine``)
     verify.py     the gates: logits, preprocessing and top-k against the bundle's golden data
-    stats.py      latency statistics (mean, median, p90, p95, p99, throughput)
     envinfo.py    environment probes: TensorRT, GPU, Jetson power mode and clocks
     power.py      the power session (--max-perf); power_modes.py: nvpmodel modes per Jetson module
-    targets.py    the device-target table (Nano, Orin, RTX 3090): profiles, containers, alignment, DLA
     trtexec.py    trtexec command lines per version, parsers for its output, the trtexec backend
     cli.py        ``python3 -m engines {build,verify,bench,info,classify,deploy,...} BUNDLE``
-    errors.py     exception types and exit statuses; fileio.py: atomic writes
-    schema.py     field-by-field checks of parsed JSON/YAML (types, ranges, finite numbers), shared with the host
-    runner.py     the one command runner of both command lines: exception -> exit status and one line, signals
-    argtypes.py   command-line building blocks shared with the host: range-checked types, help formatter
+    batches.py    the input-batch check every backend shares
     outputs.py    where a user-named output may be written; memory.py: memory checks before an allocation
-    batches.py    the input-batch check every backend shares; ort.py: the one place ONNX Runtime sessions are made
-    degenerate.py outputs that carry no information, numbers FP16 cannot hold (shared by every gate)
     quantization.py  INT8 bundles: the manifest block, the engine precision it implies
     sources.py    frame sources for classify (images, folders, videos, cameras, streams)
     benchmark.py  ``bench``: batch sweep, GPU and end-to-end times; telemetry.py, cpu_telemetry.py: sampling
     deploy.py     ``deploy``: make a device ready, unattended (deploy_cpu.py: the ONNX Runtime path's CPU facts)
     profile.py    ``profile``: measure a latency table (latency_table.py: its format)
+    common/       the shared kernel, what the host imports too (see common/__init__.py): errors, fileio (atomic
+                  writes), schema (the one field checker), stats, argtypes, targets (the device-target table),
+                  runner (exit statuses, signals), degenerate, ort (ONNX Runtime sessions)
     __main__.py   the launcher (``python3 -I -B BUNDLE/engines/__main__.py``, ``python3 -m engines``)
 
 TensorRT, CUDA bindings, numpy, Pillow and ONNX Runtime are imported only inside functions, so every module

@@ -30,7 +30,7 @@ TRT_CACHE_PATTERNS = ("*.engine", "*.engine.json", "timing_*.cache")
 RESULT_PATTERNS = ("*.json", "*.log")  # --json-file, --status-file, logs in the bundle root
 DEFAULT_WRITABLE = {CACHE_DIR_NAME: list(TRT_CACHE_PATTERNS), ".": list(RESULT_PATTERNS)}
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".pyw", ".so", ".pth", ".dylib", ".dll")  # never writable
-_STAGED_SUFFIXES = (".partial", ".scratch", ".old")  # engines.fileio's hidden temporaries: ".NAME.tmp-XXXXXXXX.partial"
+_STAGED_SUFFIXES = (".partial", ".scratch", ".old")  # engines.common.fileio's hidden temporaries: ".NAME.tmp-XXXXXXXX.partial"
 MAX_MANIFEST_BYTES = 64 << 20
 _HEX = frozenset("0123456789abcdef")
 _VERIFIED = {}  # realpath of a bundle root -> sha256 of the manifest.json the bootstrap verified it with
@@ -107,7 +107,7 @@ def writable_places(m, error=BundleIntegrityError):
 
 
 def _staged(name):
-    """engines.fileio's hidden temporary of an atomic write in progress (``.NAME.tmp-XXXXXXXX.partial``)."""
+    """engines.common.fileio's hidden temporary of an atomic write in progress (``.NAME.tmp-XXXXXXXX.partial``)."""
     return name.startswith(".") and ".tmp-" in name and name.endswith(_STAGED_SUFFIXES)
 
 

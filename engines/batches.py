@@ -1,7 +1,7 @@
 """The input-batch check every backend shares (ONNX Runtime, TensorRT, trtexec): a small leaf module, so that the
 backends need not import each other. Python 3.6; numpy is imported when a batch is checked."""
 
-from .errors import UserError
+from .common.errors import UserError
 
 
 def check_batch(batch, manifest):

@@ -19,8 +19,8 @@ import os
 import time
 
 from . import envinfo
-from .errors import EnginesError
-from .stats import summarize, throughput
+from .common.errors import EnginesError
+from .common.stats import summarize, throughput
 
 BENCH_SCHEMA = "snp-edge-device-bench/3"  # /3: sections per batch size, gpu_ms and e2e_ms, telemetry
 
@@ -125,7 +125,7 @@ def _time_trtexec(backend, manifest, batch, runs, warmup_ms, cuda_graph):
     """trtexec's own timing loop: per-run computeMs (GPU) and latencyMs (copies + compute)."""
     import json
 
-    from .fileio import scratch_dir
+    from .common.fileio import scratch_dir
     from .profiles import batch_shape
     from .trtexec import _run, timing_command
 

@@ -16,9 +16,9 @@ import time
 from collections import namedtuple
 
 from . import trt_compat
+from .common.errors import EnginesError
+from .common.fileio import write_bytes_atomic
 from .envinfo import device_identity
-from .errors import EnginesError
-from .fileio import write_bytes_atomic
 from .manifest import sha256_file
 from .profiles import MIB, profile_to_dict
 from .sidecar import (
@@ -213,7 +213,7 @@ def build_bundle(bundle_dir, manifest, profile, precision="fp16", fp32_norms=Fal
                  cache_dir=None, timing_cache=None, force=False, verbose=False, dla_core=None):
     """Build (or reuse, unless ``force``) the engine for a bundle; returns a :class:`BuildResult`. The caller
     checks the bundle first (:func:`engines.manifest.open_bundle`, as every entry point does) and the DLA
-    request against the target (:func:`engines.targets.check_dla_request`)."""
+    request against the target (:func:`engines.common.targets.check_dla_request`)."""
     label = precision_label(precision, fp32_norms, fp32_softmax)
     _, api = trt_compat.installed_api()
     mode = build_mode(api, precision, manifest["onnx"]["input"]["dtype"], fp32_norms, fp32_softmax)

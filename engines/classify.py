@@ -23,7 +23,8 @@ with the exact one is in the bundle's manifest and README).
 path, a PIL image, or a list of these (any sizes; paths and PIL images are RGB whatever ``color`` says),
 applies the manifest's preprocessing exactly as timm's eval transform does on the host, runs the model in
 batches the engine accepts, and returns per frame a list of ``(class_id, probability, label)`` tuples, most
-probable first (softmax over all classes). Non-finite logits raise :class:`engines.errors.VerificationFailed` rather than return a class.
+probable first (softmax over all classes). Non-finite logits raise
+:class:`engines.common.errors.VerificationFailed` rather than return a class.
 
 Thread safety: one Classifier may be shared by threads. Preprocessing runs in the calling thread, in
 parallel; inference is serialised by a lock held by each Classifier (a TensorRT execution context, its CUDA
@@ -34,7 +35,7 @@ Classifier (each TensorRT one has its own execution context and buffers; they sh
 import os
 import threading
 
-from .errors import EnginesError, ManifestError, UserError, VerificationFailed, first_line
+from .common.errors import EnginesError, ManifestError, UserError, VerificationFailed, first_line
 from .inference import APP_BACKENDS, EngineOptions, make_backend
 from .manifest import open_bundle
 from .preprocess import MODES, load_image, preprocess, spec_from_manifest

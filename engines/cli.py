@@ -17,7 +17,7 @@ import sys
 import time
 
 from . import envinfo
-from .argtypes import (
+from .common.argtypes import (
     BATCH,
     DLA_CORE,
     FRACTION,
@@ -34,23 +34,23 @@ from .argtypes import (
     DefaultsFormatter,
     OneLineParser,
 )
-from .errors import (
+from .common.errors import (
     EXIT_BAD_INPUT,
     EXIT_VERIFY_FAILED,
     EnginesError,
     MissingPrerequisite,
     UserError,
 )
-from .fileio import write_json_atomic
+from .common.fileio import write_json_atomic
+from .common.runner import describe_failure, run_command
+from .common.stats import PROTOCOLS
+from .common.targets import TARGET_NAMES
 from .inference import APP_BACKENDS, BACKENDS
 from .manifest import open_bundle
 from .outputs import check_outputs
 from .profile import add_parser as add_profile_parser
 from .profile import cmd_profile
 from .profiles import profile_to_dict
-from .runner import describe_failure, run_command
-from .stats import PROTOCOLS
-from .targets import TARGET_NAMES
 
 
 def _shared_flags():

@@ -32,7 +32,7 @@ import sys
 import time
 
 from . import envinfo
-from .errors import EXIT_OK, MissingPrerequisite, VerificationFailed
+from .common.errors import EXIT_OK, MissingPrerequisite, VerificationFailed
 
 DEPLOY_SCHEMA = "snp-edge-deploy/1"
 STATUS_FILE = "deploy-status.json"
@@ -69,7 +69,7 @@ def check_resources(cache_dir, onnx_bytes, target):
                                   "some disk or pass --cache-dir".format(free_mib, folder, need_disk))
     mem = meminfo_mib()
     available = mem.get("MemAvailable", 0) + mem.get("SwapFree", 0) if mem else None
-    from .targets import get_target
+    from .common.targets import get_target
 
     need_mem = get_target(target).builder_memory_mib  # MemAvailable + SwapFree the builder wants
     if available is not None and available < need_mem:
@@ -82,7 +82,7 @@ def check_resources(cache_dir, onnx_bytes, target):
 def check_tensorrt(manifest, builder):
     """The TensorRT that will build: ``{"builder", "trt_version", "target_trt"}``; a note when its version
     differs from the target's."""
-    from .targets import get_target
+    from .common.targets import get_target
     from .trt_compat import parse_version
 
     version = envinfo.tensorrt_version()
@@ -148,9 +148,9 @@ class Deployment(object):
 
 def run_deploy(args, deployment):
     """The steps for parsed ``deploy`` arguments; raises on the first failure (the CLI maps it)."""
+    from .common.targets import get_target
     from .inference import EngineOptions, make_backend
     from .manifest import open_bundle
-    from .targets import get_target
     from .verify import tolerance_for, verify_bundle_outputs
 
     bundle = args.bundle
@@ -228,7 +228,7 @@ def _power_step(args, deployment):
 
 def check_onnxruntime(threads=None):
     """ONNX Runtime and the libraries the app needs: ``{"onnxruntime", "providers", "pillow", "numpy"}``."""
-    from .ort import import_onnxruntime
+    from .common.ort import import_onnxruntime
     from .preprocess import import_pil
 
     ort = import_onnxruntime()
@@ -298,7 +298,7 @@ def record_usage_error(argv, message, value_options, write, print_json):
     """A ``deploy`` usage error: the failed status (exit 2, ``failed_step`` "usage") written with ``write(path,
     status)`` to the status file the command line names (or BUNDLE/deploy-status.json where BUNDLE is a
     folder), and printed with ``print_json(status)`` when the line has ``--json``."""
-    from .errors import EXIT_BAD_INPUT
+    from .common.errors import EXIT_BAD_INPUT
 
     bundle, status_file = usage_target(argv, value_options)
     deployment = Deployment(bundle or ".", backend=None)

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-from .errors import MissingPrerequisite, first_line
+from .common.errors import MissingPrerequisite, first_line
 
 TEGRA_RELEASE = "/etc/nv_tegra_release"
 NVPMODEL_ENV = "SNP_EDGE_NVPMODEL"

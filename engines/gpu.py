@@ -15,7 +15,7 @@ import ctypes
 import os
 import sys
 
-from .errors import EnginesError, MissingPrerequisite, first_line
+from .common.errors import EnginesError, MissingPrerequisite, first_line
 
 CUDART_NAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so.10.2",
                 "libcudart.so.10.1", "libcudart.so.10.0")

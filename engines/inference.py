@@ -20,7 +20,7 @@ serialises calls.
 import os
 
 from .batches import check_batch
-from .errors import EnginesError, UserError
+from .common.errors import EnginesError, UserError
 
 BACKENDS = ("tensorrt", "onnxruntime", "trtexec")
 APP_BACKENDS = ("tensorrt", "onnxruntime")
@@ -33,7 +33,7 @@ class OnnxRuntimeBackend(object):
     max_batch = None
 
     def __init__(self, bundle_dir, manifest, threads=None, device="cpu"):
-        from .ort import import_onnxruntime, ort_session
+        from .common.ort import import_onnxruntime, ort_session
 
         self.manifest = manifest
         self.path = os.path.join(bundle_dir, manifest["onnx"]["file"])
@@ -50,7 +50,7 @@ class OnnxRuntimeBackend(object):
                 "threads": self.threads, "precision": "int8" if is_int8(self.manifest) else "fp32"}
 
     def run(self, batch):
-        from .ort import run_logits
+        from .common.ort import run_logits
 
         onnx = self.manifest["onnx"]
         return run_logits(self.session, check_batch(batch, self.manifest), onnx["input"]["name"],
@@ -137,9 +137,9 @@ class EngineOptions(object):
         with ``dla_core``, refused where the target has no DLA), and for a bundle made with ``--fp16-safe`` the
         FP32 pins by default in FP16."""
         from .build import DEFAULT_CACHE_DIR
+        from .common.targets import check_dla_request
         from .profiles import resolve_profile
         from .quantization import engine_precision
-        from .targets import check_dla_request
 
         precision = engine_precision(manifest, precision)  # an INT8 bundle builds INT8
         check_dla_request(target or manifest["target"], dla_core, precision)

@@ -53,7 +53,7 @@ import itertools
 import json
 import time
 
-from .errors import EnginesError
+from .common.errors import EnginesError
 
 FORMAT = "snp-edge-latency-table"
 VERSION = 2

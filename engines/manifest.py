@@ -8,7 +8,7 @@ The host side (``snp-edge bundle``) writes it with :func:`hash_files` and checks
 Fields (all required unless marked optional)::
 
     schema_version  2 (1 is still read: its preprocess block holds only mean, std, resize, crop, interpolation)
-    target          a name from the device-target table (engines/targets.py): "jetson-nano", "jetson-orin",
+    target          a name from the device-target table (engines/common/targets.py): "jetson-nano", "jetson-orin",
                     "jetson-orin-nano", "jetson-orin-jp5", "rtx3090"
     created         ISO-8601 UTC time, e.g. "2025-01-31T12:00:00Z"
     model           {base_model: str, pruned: bool, gmacs: number > 0 (GMACs per image), params: int > 0,
@@ -70,11 +70,11 @@ import re
 
 from . import _bootstrap
 from ._bootstrap import CACHE_DIR_NAME, MANIFEST_NAME, RESULT_PATTERNS, sha256_file  # noqa: F401 (re-exported)
-from .errors import ManifestError
-from .fileio import read_json
+from .common.errors import ManifestError
+from .common.fileio import read_json
+from .common.targets import TARGET_NAMES
 from .preprocess import validate_spec
 from .quantization import validate_quantization
-from .targets import TARGET_NAMES
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -323,7 +323,7 @@ def load_manifest(bundle_dir):
     if not os.path.isfile(path):
         raise ManifestError(f"no {MANIFEST_NAME} in {bundle_dir}: not a bundle (make one with `snp-edge bundle`)")
     doc = read_json(path, ManifestError)
-    from .schema import check_finite_tree
+    from .common.schema import check_finite_tree
 
     check_finite_tree(doc, MANIFEST_NAME, ManifestError)  # NaN / Infinity anywhere, free-form fields included
     return validate_manifest(doc)

@@ -1,7 +1,7 @@
 """Memory checks before an allocation that a manifest or an option sizes (a resize, a batch): refuse with one
 line instead of swapping a Jetson to a halt or being killed. Python 3.6, standard library only."""
 
-from .errors import MissingPrerequisite
+from .common.errors import MissingPrerequisite
 
 MEMINFO = "/proc/meminfo"
 

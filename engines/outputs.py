@@ -12,7 +12,7 @@ import os
 import tempfile
 
 from . import _bootstrap
-from .errors import UserError
+from .common.errors import UserError
 
 OUTPUT_FLAGS = (("json_file", "--json-file"), ("status_file", "--status-file"), ("timing_cache", "--timing-cache"),
                 ("export_times", "--export-times"), ("out", "--out"))

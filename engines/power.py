@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 from . import envinfo, power_modes
-from .errors import PowerModeError, first_line
+from .common.errors import PowerModeError, first_line
 
 
 def _sudo(args):

@@ -43,7 +43,7 @@ import math
 import os
 import stat
 
-from .errors import EnginesError, MissingPrerequisite, UserError, first_line
+from .common.errors import EnginesError, MissingPrerequisite, UserError, first_line
 
 SPEC_VERSION = 2
 INTERPOLATIONS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}  # PIL ids
@@ -70,7 +70,7 @@ def default_spec(mean, std, resize, crop, interpolation):
 
 
 def _bad(field, expected, value):
-    from .errors import ManifestError
+    from .common.errors import ManifestError
 
     shown = repr(value)
     raise ManifestError("manifest.json: field preprocess.{}: expected {}, got {}".format(

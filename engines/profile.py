@@ -15,8 +15,8 @@ import sys
 import tempfile
 
 from . import latency_table
-from .errors import EnginesError
-from .stats import summarize
+from .common.errors import EnginesError
+from .common.stats import summarize
 
 PLAN_NAME = "latency-plan.json"
 
@@ -244,7 +244,7 @@ def profile_trt(plan, precision="fp16", warmup=50, runs=200, time_budget=None, p
 
 def add_parser(sub, formatter):
     """The ``profile`` subcommand of ``python3 -m engines``."""
-    from .argtypes import RUNS, WARMUP, float_range
+    from .common.argtypes import RUNS, WARMUP, float_range
 
     p = sub.add_parser("profile", help="measure a latency table with TensorRT (plan from snp-edge profile "
                                        "--plan-only)", description=__doc__.splitlines()[0], formatter_class=formatter)
@@ -260,7 +260,7 @@ def add_parser(sub, formatter):
 
 
 def cmd_profile(args):
-    from .fileio import write_json_atomic
+    from .common.fileio import write_json_atomic
 
     if os.path.exists(args.out) and not args.force:
         raise EnginesError(f"{args.out} exists; pass --force to replace it")

@@ -7,8 +7,8 @@ the builder workspace in bytes.
 
 from collections import namedtuple
 
-from .errors import EnginesError
-from .targets import get_target
+from .common.errors import EnginesError
+from .common.targets import get_target
 
 MIB = 1 << 20
 PROFILE_FIELDS = ("min_batch", "opt_batch", "max_batch", "workspace_mib")

@@ -16,7 +16,7 @@ TensorRT builds an INT8 bundle with the INT8 and FP16 builder flags and no calib
 the scales; :func:`engines.trt_compat.set_int8_flags`); on an Orin's DLA, INT8 with GPU fallback.
 """
 
-from .errors import EnginesError, ManifestError
+from .common.errors import EnginesError, ManifestError
 
 QUANTIZERS = ("modelopt", "ort")
 # INT8 engine against the quantised model's ONNX Runtime goldens: the same Q/DQ scales, so what differs is
@@ -34,7 +34,7 @@ def ort_optimization(manifest):
     as the reference of a TensorRT target's INT8 model, whose Q/DQ placement ONNX Runtime's int8 fusions are
     not made for) for an INT8 bundle of a TensorRT target, else "all" (a CPU target's INT8 runs ONNX
     Runtime's int8 kernels)."""
-    from .targets import TARGETS
+    from .common.targets import TARGETS
 
     spec = TARGETS.get(manifest.get("target"))
     return "basic" if is_int8(manifest) and spec is not None and spec.runtime == "tensorrt" else "all"

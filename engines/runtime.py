@@ -6,8 +6,8 @@ TensorRT backend and ``python3 -m engines profile`` call); :func:`time_engine` d
 """
 
 from . import trt_compat
+from .common.errors import EnginesError
 from .envinfo import device_identity
-from .errors import EnginesError
 from .gpu import open_cuda
 from .manifest import sha256_file
 from .sidecar import check_compatible, check_signed, read_sidecar

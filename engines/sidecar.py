@@ -28,8 +28,8 @@ import os
 import re
 import stat
 
-from .errors import EnginesError, IncompatibleEngine, MissingPrerequisite
-from .fileio import read_json, write_json_atomic
+from .common.errors import EnginesError, IncompatibleEngine, MissingPrerequisite
+from .common.fileio import read_json, write_json_atomic
 from .trt_compat import version_key
 
 IDENTITY_FIELDS = ("trt_version", "gpu_name", "compute_capability")

@@ -17,7 +17,7 @@ SOURCE                      frames from
 
 Image files need only Pillow; everything else needs OpenCV's Python module (``cv2``): JetPack ships it
 (``python3-opencv``); elsewhere ``pip install opencv-python-headless``. Without it those sources exit 3
-(:class:`engines.errors.MissingPrerequisite`) naming what is missing. A source that cannot be opened (no such
+(:class:`engines.common.errors.MissingPrerequisite`) naming what is missing. A source that cannot be opened (no such
 file or device, a stream that does not answer) is bad input (exit 2).
 
 :func:`open_source` yields :class:`Frame` tuples ``(index, image, color, name, source)``: ``index`` counts the
@@ -30,7 +30,7 @@ import collections
 import os
 import re
 
-from .errors import MissingPrerequisite, UserError, first_line
+from .common.errors import MissingPrerequisite, UserError, first_line
 
 Frame = collections.namedtuple("Frame", "index image color name source")
 

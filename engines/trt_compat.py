@@ -32,7 +32,7 @@ that belongs to the exporter (and is checked there against ONNX Runtime).
 import re
 from collections import namedtuple
 
-from .errors import EnginesError, MissingPrerequisite
+from .common.errors import EnginesError, MissingPrerequisite
 
 TrtApi = namedtuple("TrtApi", [
     "version",               # tuple of ints, e.g. (8, 2, 1, 8)

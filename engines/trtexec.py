@@ -27,8 +27,8 @@ import time
 from collections import namedtuple
 
 from .build import build_mode, dla_flags, make_sidecar, reusable
-from .errors import EnginesError, MissingPrerequisite
-from .fileio import atomic_path, scratch_dir
+from .common.errors import EnginesError, MissingPrerequisite
+from .common.fileio import atomic_path, scratch_dir
 from .profiles import MIB
 from .trt_compat import api_for_version, parse_dla_fallback, parse_version, version_key
 

@@ -27,8 +27,8 @@ broken bundle, refused as bad input).
 
 from collections import namedtuple
 
-from .degenerate import degenerate_problem
-from .errors import EnginesError
+from .common.degenerate import degenerate_problem
+from .common.errors import EnginesError
 from .quantization import INT8_TOLERANCE, is_int8
 
 Tolerance = namedtuple("Tolerance", "atol_frac min_top1 prob_atol")

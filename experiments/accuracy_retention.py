@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
+from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_text
 from torch.utils.data import Subset
 
 from snp_edge.api import prune, target_arch

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
-from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
+from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.api import prune
 from snp_edge.criteria import CRITERIA

@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
+from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_text
 
 from .accuracy_retention import elapsed_log, experiment_data, machine
 from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_of

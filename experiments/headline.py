@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
+from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model

@@ -12,7 +12,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from snp_edge.engines.fileio import Output
+from snp_edge.engines.common.fileio import Output
 
 from snp_edge.errors import SnpEdgeError
 

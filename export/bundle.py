@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from snp_edge.engines._bootstrap import DEFAULT_WRITABLE
-from snp_edge.engines.degenerate import degenerate_problem, fp16_problem
-from snp_edge.engines.errors import ManifestError
-from snp_edge.engines.fileio import Output, apply_umask, current_umask, scratch_dir
+from snp_edge.engines.common.degenerate import degenerate_problem, fp16_problem
+from snp_edge.engines.common.errors import ManifestError
+from snp_edge.engines.common.fileio import Output, apply_umask, current_umask, scratch_dir
+from snp_edge.engines.common.ort import ort_session, run_logits
+from snp_edge.engines.common.targets import TARGETS, get_target, width_alignment
 from snp_edge.engines.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -44,8 +46,6 @@ from snp_edge.engines.manifest import (
     validate_manifest,
     verify_bundle,
 )
-from snp_edge.engines.ort import ort_session, run_logits
-from snp_edge.engines.targets import TARGETS, get_target, width_alignment
 
 from snp_edge import engines
 from snp_edge.errors import SnpEdgeError, SnpEdgeWarning, VerificationFailed
@@ -291,7 +291,7 @@ def check_fp16_weights(handle: ModelHandle) -> None:
 
 
 def check_golden_outputs(outputs: np.ndarray) -> None:
-    """Golden logits that carry information and fit in FP16 (engines/degenerate.py)."""
+    """Golden logits that carry information and fit in FP16 (engines/common/degenerate.py)."""
     problem = degenerate_problem(outputs) or fp16_problem("golden logits", outputs)
     if problem is not None:
         raise SnpEdgeError(f"the ONNX model's outputs on the golden images are degenerate or out of range: {problem}; "

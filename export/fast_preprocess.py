@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from snp_edge.engines.classify import softmax
-from snp_edge.engines.ort import ort_session, run_logits
+from snp_edge.engines.common.ort import ort_session, run_logits
 from snp_edge.engines.preprocess import FAST_METHOD, opencv, preprocess
 
 CAMERA_SIZES = ((640, 480), (1920, 1080))

@@ -1,6 +1,6 @@
 """Bundle flavours: the files other runtimes want beside the bundle's own (``snp-edge bundle --flavor NAME``).
 
-One table, next to the device-target table (``engines/targets.py``) whose targets it names. Adding a runtime
+One table, next to the device-target table (``engines/common/targets.py``) whose targets it names. Adding a runtime
 is one :class:`Flavor` entry here plus its writer module ``export/<module>.py`` with
 ``write(ctx: FlavorContext) -> FlavorResult``. This module imports nothing heavy (the command line reads
 the table to build ``--help``); writers are imported when a bundle is made.
@@ -15,14 +15,14 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snp_edge.engines.targets import TARGETS
+from snp_edge.engines.common.targets import TARGETS
 
 from snp_edge.errors import SnpEdgeError
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-    from snp_edge.engines.targets import DeviceTarget
+    from snp_edge.engines.common.targets import DeviceTarget
 
     from snp_edge.models import ModelHandle
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 class Flavor:
     name: str          # the --flavor value and the bundle folder the files go in
     description: str   # one line for --help and the README
-    targets: tuple     # device targets (engines/targets.py) the runtime runs on
+    targets: tuple     # device targets (engines/common/targets.py) the runtime runs on
     module: str        # writer module under snp_edge.export, defining write(ctx) -> FlavorResult
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from snp_edge.engines.ort import ort_session, run_logits
-from snp_edge.engines.targets import check_precision
+from snp_edge.engines.common.ort import ort_session, run_logits
+from snp_edge.engines.common.targets import check_precision
 
 from .quantize import DEFAULT_GATE, GateThresholds, quantize_for_target
 

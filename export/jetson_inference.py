@@ -54,7 +54,7 @@ def preprocessing_agreement(handle, onnx_path: str | Path, photos: list[tuple[st
     (independent of the weights) the mean absolute difference of the two input tensors in the model's
     normalised units."""
     from PIL import Image
-    from snp_edge.engines.ort import ort_session, run_logits
+    from snp_edge.engines.common.ort import ort_session, run_logits
     from timm.data import create_transform
 
     transform = create_transform(**handle.data_config, is_training=False)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import onnx
 import torch
-from snp_edge.engines.fileio import Output
-from snp_edge.engines.targets import get_target
+from snp_edge.engines.common.fileio import Output
+from snp_edge.engines.common.targets import get_target
 from torch import nn
 
 from snp_edge.errors import SnpEdgeError, VerificationFailed
@@ -106,7 +106,7 @@ def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, 
         verify: compare with PyTorch at batch 1 and 8; fail (exit 1) if the max abs error exceeds 1e-4.
         images: parity inputs (N, C, H, W) as the model takes them (normalised); default: 8 seeded normal
             images. With a folded ``input_form`` the ONNX gets ``input_form.encode(images)``, the model ``images``.
-        target: a device target (``snp_edge.engines.targets``) whose opset and parser are the defaults.
+        target: a device target (``snp_edge.engines.common.targets``) whose opset and parser are the defaults.
         input_form: what the ONNX input holds; a form with ``in_graph`` folds the difference to the model's
             normalisation into the patch embedding (:mod:`export.normalize`). Default: the model's own form.
         batch: a static batch size (default: dynamic).

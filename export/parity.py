@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from snp_edge.engines.ort import ort_session, run_logits
+from snp_edge.engines.common.ort import ort_session, run_logits
 from snp_edge.engines.verify import Tolerance, compare_logits
 from torch import nn
 

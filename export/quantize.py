@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from snp_edge.engines.errors import MissingPrerequisite
-from snp_edge.engines.ort import ort_session, run_logits
+from snp_edge.engines.common.errors import MissingPrerequisite
+from snp_edge.engines.common.ort import ort_session, run_logits
 from snp_edge.engines.verify import Tolerance, compare_logits
 
 from snp_edge.errors import SnpEdgeError, VerificationFailed, first_line
@@ -168,7 +168,7 @@ def eval_session(path: str | Path):
     """An ONNX Runtime CPU session for a QDQ model: all graph optimisations (ONNX Runtime fuses its own QDQ
     placement into int8 kernels), falling back to basic ones for placements its fusions reject (Model
     Optimizer's TensorRT placement, seen failing in SimplifiedLayerNormFusion)."""
-    from snp_edge.engines.errors import EnginesError
+    from snp_edge.engines.common.errors import EnginesError
 
     try:
         return ort_session(str(path), threads=None)
@@ -262,7 +262,7 @@ def quantize_for_target(src: str | Path, dst: str | Path, calib: np.ndarray, tar
     """:func:`quantize_onnx` with the device ``target``'s Q/DQ placement (its ``quantizer`` in the target
     table, unless ``quantizer`` is given), refused for targets without INT8 (``jetson-nano``). A TensorRT
     target's QDQ graph must pass its parser's explicit-quantisation rules (:func:`export.trt_ops.check_qdq`)."""
-    from snp_edge.engines.targets import check_precision, get_target
+    from snp_edge.engines.common.targets import check_precision, get_target
 
     from .trt_ops import check_qdq
 

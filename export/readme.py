@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snp_edge.engines.targets import get_target
+from snp_edge.engines.common.targets import get_target
 
 from .fast_preprocess import readme_lines as fast_readme_lines
 

@@ -41,7 +41,7 @@ SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Trans
 TRT85_OPS = TRT82_OPS | {"HardSwish", "Mod", "Reciprocal", "MeanVarianceNormalization", "Trilu", "OneHot"}
 
 PARSERS = {
-    # name: (max opset, supported ops); device targets name theirs in snp_edge.engines.targets
+    # name: (max opset, supported ops); device targets name theirs in snp_edge.engines.common.targets
     "trt8.2": (13, TRT82_OPS),
     "trt8.5": (17, TRT85_OPS),
     "trt10": (20, TRT85_OPS | {"LayerNormalization", "Gelu", "IsInf", "GroupNormalization", "CastLike"}),

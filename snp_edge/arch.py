@@ -14,7 +14,7 @@ from timm.layers import LayerScale
 from torch import nn
 
 from .attention import PrunedAttention, attn_layout
-from .engines.schema import Document
+from .engines.common.schema import Document
 from .errors import SnpEdgeError
 from .memory import check_allocation
 from .vit import create_model

@@ -126,8 +126,8 @@ def _from_npy(path: Path, n: int, data_config: dict, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def check_model_outputs(model: torch.nn.Module, images: torch.Tensor, limit: int = 16) -> None:
     """Refuse scoring a model whose unpruned outputs on (up to ``limit``) calibration images are degenerate:
-    non-finite, all logits of an image equal, or the same for every image (engines/degenerate.py)."""
-    from snp_edge.engines.degenerate import degenerate_problem
+    non-finite, all logits of an image equal, or the same for every image (engines/common/degenerate.py)."""
+    from snp_edge.engines.common.degenerate import degenerate_problem
 
     logits = model.eval()(images[:limit])
     problem = degenerate_problem(logits.double().numpy()) if logits.ndim == 2 else None

@@ -1,6 +1,6 @@
-"""The host's user-facing error. Exit statuses and the device side's errors are in :mod:`snp_edge.engines.errors`."""
+"""The host's user-facing error. Exit statuses and the device side's errors are in :mod:`snp_edge.engines.common.errors`."""
 
-from .engines.errors import UserError, VerificationFailed, first_line
+from .engines.common.errors import UserError, VerificationFailed, first_line
 
 __all__ = ["SnpEdgeError", "SnpEdgeWarning", "VerificationFailed", "first_line"]
 

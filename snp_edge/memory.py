@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .engines.errors import MissingPrerequisite
+from .engines.common.errors import MissingPrerequisite
 
 
 def available_bytes() -> int:

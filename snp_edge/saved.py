@@ -4,7 +4,7 @@
 sha256 of the weights file; :func:`load_pruned` checks it (:func:`validate_description`: types, ranges,
 finite numbers; then the widths against the base model), builds that shape from timm's definition (no
 original weights needed) and loads the tensors, refusing a weights file whose sha256 differs and tensors
-holding NaN or infinities. Folders are written atomically (:class:`~snp_edge.engines.fileio.Output`); the same model
+holding NaN or infinities. Folders are written atomically (:class:`~snp_edge.engines.common.fileio.Output`); the same model
 gives the same bytes.
 
 model.json (version 2)::
@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .arch import Arch, build_skeleton
-from .engines.fileio import Output, read_json
+from .engines.common.fileio import Output, read_json
+from .engines.common.schema import Document, check_finite_tree
 from .engines.manifest import sha256_file
-from .engines.schema import Document, check_finite_tree
 from .errors import SnpEdgeError, first_line
 from .models import ModelHandle
 from .summary import summarize

@@ -120,7 +120,7 @@ class PruneSpec:
 
 def device_multiple(device_targets) -> int:
     """The width multiple every device target gains from (1: none, or one without tensor cores)."""
-    from .engines.targets import width_multiple_for
+    from .engines.common.targets import width_multiple_for
 
     return width_multiple_for(list(device_targets))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .arch import Arch, BlockArch
-from .engines.schema import check_finite_tree, is_int, is_number
+from .engines.common.schema import check_finite_tree, is_int, is_number
 from .errors import SnpEdgeError, first_line
 from .macs import predict_macs
 from .presets import list_presets, load_preset  # noqa: F401 (re-exported)

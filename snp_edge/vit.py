@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from .engines.schema import Document
+from .engines.common.schema import Document
 from .errors import SnpEdgeError, first_line
 from .groups import check_supported
 from .memory import check_allocation

@@ -140,9 +140,23 @@ def test_device_code_imports_only_the_standard_library_and_device_packages():
 
 def test_every_package_folder_is_in_the_graph():
     files = module_files(REPO)
-    for folder in ("engines", "export", "bench", "snp_edge", "snp_edge/cli", "snp_edge/train", "snp_edge/criteria"):
+    for folder in ("engines", "engines/common", "export", "bench", "snp_edge", "snp_edge/cli", "snp_edge/train", "snp_edge/criteria"):
         on_disk = {p.resolve() for p in (REPO / folder).glob("*.py")}
         assert on_disk <= {p.resolve() for p in files.values()}, folder
+
+
+KERNEL = "snp_edge.engines.common"
+
+
+def test_the_shared_kernel_imports_nothing_else_of_the_device_code():
+    """engines/common/ (what host and device both import) stands alone: no import of another engines/ module,
+    so importing an exception class or the target table never loads the device application."""
+    g = graph(REPO)
+    kernel = {m for m in g if m == KERNEL or m.startswith(KERNEL + ".")}
+    assert {"errors", "fileio", "schema", "stats", "argtypes", "targets", "runner"} <= {m.rpartition(".")[2] for m in kernel}
+    for mod in sorted(kernel):
+        outside = {d for d in reachable(g, mod) if d.startswith("snp_edge.") and d not in kernel}
+        assert outside == set(), (mod, outside)
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ module         subcommands
 ``iterate``    ``prune-iterative`` (prune-distil rounds down to a MAC budget)
 =============  ==========================================================================
 
-Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.errors`): 0 ok, 1 a
+Exit statuses (the same as ``python3 -m engines``, see :mod:`snp_edge.engines.common.errors`): 0 ok, 1 a
 verification gate failed, 2 usage error or bad input, 3 missing prerequisite, 4 power mode, 130
 interrupted, 143 terminated. Errors are one line on stderr, ``snp-edge COMMAND: error: ...``, on a line of their own even
 when a progress bar was drawing; warnings are one line too (``snp-edge COMMAND: warning: ...``). This module
 imports only the standard library and two small device-side modules, so Ctrl-C even in the first moments
 (while the command line imports) ends in one line, not a traceback; commands run through the runner that
-``python3 -m engines`` uses (:mod:`snp_edge.engines.runner`: one table of exceptions and statuses).
+``python3 -m engines`` uses (:mod:`snp_edge.engines.common.runner`: one table of exceptions and statuses).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import warnings
 from importlib import import_module
 
 from .. import __version__
-from ..engines.argtypes import OneLineParser
-from ..engines.errors import EXIT_INTERRUPTED, first_line
+from ..engines.common.argtypes import OneLineParser
+from ..engines.common.errors import EXIT_INTERRUPTED, first_line
 
 COMMAND_MODULES = ("prune", "export", "bench", "pipeline", "train", "profile", "quantize", "iterate")
 
@@ -71,9 +71,9 @@ def _one_line_warnings(command: str):
 
 
 def run_parsed(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand through the shared runner (:mod:`snp_edge.engines.runner`, the same table of exit
+    """Run a parsed subcommand through the shared runner (:mod:`snp_edge.engines.common.runner`, the same table of exit
     statuses as ``python3 -m engines``): a failure becomes one line on stderr and its exit status."""
-    from ..engines.runner import run_command
+    from ..engines.common.runner import run_command
 
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command)

@@ -18,7 +18,7 @@ group                  flags
                        ``--group-weight``
 :func:`seed`           ``--seed``: every random choice the command makes
 :func:`measurement`    ``--backend``, ``--device``, ``--batch``, ``--warmup``, ``--runs``, ``--quick``, ...
-:func:`device_target`  ``--target`` (a device from :mod:`snp_edge.engines.targets`)
+:func:`device_target`  ``--target`` (a device from :mod:`snp_edge.engines.common.targets`)
 :func:`output`         ``--out``, ``--force``, ``--json``
 =====================  ===========================================================================
 
@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from ..criteria import COMPONENTS, CRITERIA, DEFAULT_EMBED_SCORE, EMBED_SCORES, FFN_SCORES
-from ..engines.argtypes import (
+from ..engines.common.argtypes import (
     NONNEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -43,8 +43,8 @@ from ..engines.argtypes import (
     hidden_alias,
     int_range,
 )
-from ..engines.stats import PROTOCOLS
-from ..engines.targets import TARGETS
+from ..engines.common.stats import PROTOCOLS
+from ..engines.common.targets import TARGETS
 from ..presets import list_presets
 from ..spec import TARGET_KEYS, Alignment, Calibration, PruneSpec, Scoring, Target, device_multiple
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..engines.argtypes import int_range
+from ..engines.common.argtypes import int_range
 from ..export.flavors import FLAVORS
 from . import args as groups
 
@@ -86,7 +86,7 @@ def handle_and_images(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..engines.fileio import Output
+    from ..engines.common.fileio import Output
 
     Output(args.out, args.force, kind="file")  # refused before anything loads: exists, a folder, unwritable
     from ..export.onnx_export import export_onnx

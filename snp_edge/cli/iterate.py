@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..engines.argtypes import float_range, int_range
+from ..engines.common.argtypes import float_range, int_range
 from . import args as groups
 from .train import add_finetune_args, config_from_args
 

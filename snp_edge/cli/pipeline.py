@@ -138,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..bench.report import markdown, write_report
     from ..bench.run import run_bench
     from ..calib import load_calibration
-    from ..engines.fileio import Output
+    from ..engines.common.fileio import Output
     from ..export.bundle import make_bundle
     from ..export.onnx_export import export_onnx
     from ..saved import write_pruned

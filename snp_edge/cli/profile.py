@@ -14,7 +14,7 @@ HOST_BACKENDS = ("ort", "torch")
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from ..engines import latency_table as lt
-    from ..engines.fileio import Output, write_json_atomic
+    from ..engines.common.fileio import Output, write_json_atomic
     from ..models import load_model
     from ..vit import parse_model_args
 

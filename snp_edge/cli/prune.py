@@ -32,7 +32,7 @@ def prune_from_args(args: argparse.Namespace, model=None, **target):
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from ..engines.fileio import Output
+    from ..engines.common.fileio import Output
 
     with Output(args.out, args.force, kind="dir") as out:  # checked before torch is even imported
         from ..saved import write_pruned

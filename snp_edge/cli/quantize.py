@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..engines.argtypes import int_range
+from ..engines.common.argtypes import int_range
 from . import args as groups
 
 
@@ -37,8 +37,8 @@ def onnx_data_config(path: Path) -> dict:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..engines.fileio import Output, scratch_dir
-    from ..engines.targets import check_precision
+    from ..engines.common.fileio import Output, scratch_dir
+    from ..engines.common.targets import check_precision
     from ..export.quantize import quantize_for_target
     from ..sources import source_kind
 
@@ -90,7 +90,7 @@ def export_int8(args: argparse.Namespace, handle, images, form) -> int:
     INT8 model at --out, calibrated and gated on the --calib images (seeded noise without them)."""
     import torch
 
-    from ..engines.fileio import Output, scratch_dir
+    from ..engines.common.fileio import Output, scratch_dir
     from ..export.onnx_export import export_onnx
     from ..export.quantize import quantize_for_target
 

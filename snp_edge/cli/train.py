@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..engines.argtypes import (
+from ..engines.common.argtypes import (
     FRACTION,
     NONNEGATIVE_FLOAT,
     NONNEGATIVE_INT,
@@ -167,7 +167,7 @@ def _onnx_data_config(path: Path, chw: tuple[int, int, int]) -> tuple[dict, str 
     """Preprocessing for an ONNX file: its bundle's manifest.json when present, else DeiT's defaults."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-    from ..engines.fileio import read_json
+    from ..engines.common.fileio import read_json
     from ..errors import SnpEdgeError
 
     manifest = path.parent / "manifest.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..engines.fileio import atomic_path
+from ..engines.common.fileio import atomic_path
 from ..errors import SnpEdgeError
 from ..vit import torch_load
 

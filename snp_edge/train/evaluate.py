@@ -85,7 +85,7 @@ def torch_predictor(model: nn.Module, amp_dtype: torch.dtype | None = None) -> C
 
 def onnx_predictor(path: str | Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[int, int, int]]:
     """An ONNX Runtime (CPU) predictor for an exported model, and its (C, H, W) input size."""
-    from ..engines.ort import ort_session, run_logits
+    from ..engines.common.ort import ort_session, run_logits
 
     session = ort_session(str(path))
     inp = session.get_inputs()[0]

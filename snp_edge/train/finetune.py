@@ -40,7 +40,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..engines.fileio import Output, write_text_atomic
+from ..engines.common.fileio import Output, write_text_atomic
 from ..errors import SnpEdgeError, first_line
 from ..models import ModelHandle
 from ..progress import bar as progress_bar

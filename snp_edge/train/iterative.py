@@ -26,7 +26,7 @@ from pathlib import Path
 from ..allocation import MacCost, total_cost
 from ..api import prune_spec
 from ..arch import arch_of
-from ..engines.fileio import write_text_atomic
+from ..engines.common.fileio import write_text_atomic
 from ..errors import SnpEdgeError
 from ..macs import macs_constants
 from ..models import ModelHandle, load_model

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from snp_edge.engines.errors import MissingPrerequisite, UserError
+from snp_edge.engines.common.errors import MissingPrerequisite, UserError
 from snp_edge.engines.memory import check_memory
 from snp_edge.engines.preprocess import resized_size
 

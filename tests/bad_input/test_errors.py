@@ -8,7 +8,7 @@ import errno
 import warnings
 
 import pytest
-from snp_edge.engines.errors import MissingPrerequisite, VerificationFailed
+from snp_edge.engines.common.errors import MissingPrerequisite, VerificationFailed
 
 from snp_edge.cli import run_parsed
 from snp_edge.errors import SnpEdgeError, SnpEdgeWarning

@@ -57,7 +57,7 @@ def test_parse_time_range(snp, work, argv, message):
     (["verify", "{bundle}", "--min-top1", "2"], "argument --min-top1: 2 is outside [0.0, 1.0]"),
 ])
 def test_device_parse_time_range(engines, work, argv, message):
-    """``python3 -m engines``: the same range types (engines/argtypes.py), the same one-line usage errors."""
+    """``python3 -m engines``: the same range types (engines/common/argtypes.py), the same one-line usage errors."""
     result = engines(*[a.format(bundle=work) for a in argv])
     assert_one_line_error(result, 2, message)
     assert snapshot(work) == {}

@@ -4,7 +4,7 @@ ONNX Runtime, TensorRT and trtexec backends) and ``engines.verify.fp32_distance`
 import numpy as np
 import pytest
 from snp_edge.engines.batches import check_batch
-from snp_edge.engines.errors import EnginesError, UserError
+from snp_edge.engines.common.errors import EnginesError, UserError
 from snp_edge.engines.verify import fp32_distance
 
 MANIFEST = {"onnx": {"input": {"shape": ["N", 3, 4, 4]}}}

@@ -5,7 +5,7 @@ import io
 
 import pytest
 from snp_edge.engines.build import build_mode, select_fp32_layers
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 from snp_edge.engines.trt_compat import api_for_version
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy (opset 13) exporter

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 from snp_edge.engines import Classifier
-from snp_edge.engines.errors import UserError, VerificationFailed
+from snp_edge.engines.common.errors import UserError, VerificationFailed
 from snp_edge.engines.preprocess import load_image
 
 from tests.engines.device_fixtures import REPO, make_bundle

@@ -6,7 +6,7 @@ options it was handed (ONNX Runtime, the bundle check and the option parsing are
 
 from snp_edge.engines import classify as classify_module
 from snp_edge.engines.cli import main
-from snp_edge.engines.errors import MissingPrerequisite
+from snp_edge.engines.common.errors import MissingPrerequisite
 from snp_edge.engines.inference import EngineOptions
 from snp_edge.engines.manifest import open_bundle
 from snp_edge.engines.profiles import profile_to_dict

@@ -11,7 +11,7 @@ import os
 import pytest
 from snp_edge.engines import envinfo
 from snp_edge.engines.cli import main
-from snp_edge.engines.errors import EXIT_MISSING_PREREQUISITE, MissingPrerequisite
+from snp_edge.engines.common.errors import EXIT_MISSING_PREREQUISITE, MissingPrerequisite
 from snp_edge.engines.profiles import resolve_profile
 from snp_edge.engines.sidecar import cache_key, slug
 from snp_edge.engines.trt_compat import api_for_version, check_dla_core, parse_dla_fallback, version_key

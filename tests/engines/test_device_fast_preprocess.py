@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 from PIL import Image
-from snp_edge.engines.errors import ManifestError, UserError
+from snp_edge.engines.common.errors import ManifestError, UserError
 from snp_edge.engines.preprocess import (
     default_spec,
     fast_constants,

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 
 pytestmark = pytest.mark.gpu
 

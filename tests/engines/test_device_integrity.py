@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 from snp_edge.engines.cli import describe_failure, main
-from snp_edge.engines.errors import MissingPrerequisite, VerificationFailed
+from snp_edge.engines.common.errors import MissingPrerequisite, VerificationFailed
 from snp_edge.engines.manifest import MANIFEST_NAME, hash_files
 
 from tests.engines.device_fixtures import fake_trtexec, make_bundle

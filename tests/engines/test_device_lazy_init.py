@@ -6,9 +6,9 @@ import sys
 
 CODE = """
 import sys
-import snp_edge.engines.errors
+import snp_edge.engines.common.errors
 loaded = sorted(m for m in sys.modules if m.startswith("snp_edge.engines"))
-assert loaded == ["snp_edge.engines", "snp_edge.engines.errors"], loaded
+assert loaded == ["snp_edge.engines", "snp_edge.engines.common", "snp_edge.engines.common.errors"], loaded
 import snp_edge.engines as engines
 from snp_edge.engines import Classifier
 assert engines.Classifier is Classifier and Classifier.__module__ == "snp_edge.engines.classify"

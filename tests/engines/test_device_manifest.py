@@ -4,7 +4,7 @@ import copy
 import json
 
 import pytest
-from snp_edge.engines.errors import ManifestError
+from snp_edge.engines.common.errors import ManifestError
 from snp_edge.engines.manifest import hash_files, load_manifest, sha256_file, validate_manifest, verify_files
 
 from tests.engines.device_fixtures import manifest_dict

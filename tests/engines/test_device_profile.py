@@ -79,8 +79,8 @@ def test_without_tensorrt_profile_says_so(tmp_path):
 def test_trt_profile_measures_a_valid_table(tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT Python bindings not installed")
     from snp_edge.engines import latency_table as lt
+    from snp_edge.engines.common.errors import EnginesError
     from snp_edge.engines.envinfo import device_identity
-    from snp_edge.engines.errors import EnginesError
 
     try:
         device_identity()

@@ -1,7 +1,7 @@
 """Per-target profiles: defaults, overrides, shapes from the manifest, validation messages."""
 
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 from snp_edge.engines.profiles import MIB, batch_shape, profile_to_dict, resolve_profile
 
 from tests.engines.device_fixtures import manifest_dict

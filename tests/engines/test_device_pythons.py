@@ -12,7 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from snp_edge.engines.targets import TARGETS
+from snp_edge.engines.common.targets import TARGETS
 
 from tests.engines.device_python import (
     DEVICE_TARGETS,

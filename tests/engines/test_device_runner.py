@@ -1,4 +1,4 @@
-"""The one command runner (engines/runner.py): ``snp-edge`` and ``python3 -m engines`` map every exception to the
+"""The one command runner (engines/common/runner.py): ``snp-edge`` and ``python3 -m engines`` map every exception to the
 same exit status and message, through one table."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import signal
 
 import pytest
 from snp_edge.engines import cli as device_cli
-from snp_edge.engines.errors import MissingPrerequisite, PowerModeError, VerificationFailed
-from snp_edge.engines.runner import Terminated, describe_failure, failure_line, run_command
+from snp_edge.engines.common.errors import MissingPrerequisite, PowerModeError, VerificationFailed
+from snp_edge.engines.common.runner import Terminated, describe_failure, failure_line, run_command
 
 from snp_edge.cli import run_parsed
 

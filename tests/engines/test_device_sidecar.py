@@ -1,7 +1,7 @@
 """Sidecar files, compatibility refusal and engine cache keys."""
 
 import pytest
-from snp_edge.engines.errors import EnginesError, IncompatibleEngine
+from snp_edge.engines.common.errors import EnginesError, IncompatibleEngine
 from snp_edge.engines.profiles import resolve_profile
 from snp_edge.engines.sidecar import cache_key, check_compatible, precision_label, read_sidecar, write_sidecar
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from snp_edge.engines import Classifier
 from snp_edge.engines.classify import StreamFilter, softmax
-from snp_edge.engines.errors import MissingPrerequisite, UserError
+from snp_edge.engines.common.errors import MissingPrerequisite, UserError
 from snp_edge.engines.preprocess import load_image
 from snp_edge.engines.sources import csi_pipeline, open_source, open_sources
 

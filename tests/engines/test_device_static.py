@@ -33,7 +33,7 @@ def test_engines_is_python_3_6_compatible():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("path", sorted(ENGINES.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(ENGINES.rglob("*.py")), ids=lambda p: str(p.relative_to(ENGINES)))
 def test_engines_parses_with_the_python_3_6_grammar(path):
     ast.parse(path.read_text(), filename=str(path), feature_version=(3, 6))
     assert "from __future__ import annotations" not in path.read_text()

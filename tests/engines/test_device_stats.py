@@ -1,8 +1,8 @@
-"""The latency statistics (snp_edge.engines.stats, shared by host and device) against numpy."""
+"""The latency statistics (snp_edge.engines.common.stats, shared by host and device) against numpy."""
 
 import numpy as np
 import pytest
-from snp_edge.engines.stats import percentile, speedups, summarize, throughput
+from snp_edge.engines.common.stats import percentile, speedups, summarize, throughput
 
 ARRAYS = [[5.0], [2.0, 1.0], [3.0, 1.0, 2.0, 10.0], list(np.random.default_rng(0).gamma(2.0, 3.0, 1001))]
 
@@ -24,7 +24,7 @@ def test_summarize_matches_numpy(values):
 
 
 def test_empty_and_invalid():
-    from snp_edge.engines.errors import EnginesError
+    from snp_edge.engines.common.errors import EnginesError
 
     assert summarize([]) is None
     with pytest.raises(EnginesError):

@@ -5,8 +5,8 @@ alignment, DLA requests, deploy's memory check) reads it."""
 import re
 
 import pytest
-from snp_edge.engines.errors import EXIT_BAD_INPUT, EnginesError
-from snp_edge.engines.targets import (
+from snp_edge.engines.common.errors import EXIT_BAD_INPUT, EnginesError
+from snp_edge.engines.common.targets import (
     TARGETS,
     check_dla_request,
     get_target,
@@ -103,7 +103,7 @@ def test_cpu_targets_run_onnx_runtime_only():
 
 
 def test_int8_lives_in_the_table():
-    from snp_edge.engines.targets import check_precision
+    from snp_edge.engines.common.targets import check_precision
 
     assert {n for n, t in TARGETS.items() if "int8" in t.precisions} == {
         "jetson-orin", "jetson-orin-nano", "jetson-orin-jp5", "rtx3090", *CPU_TARGETS}

@@ -1,7 +1,7 @@
 """TensorRT API selection by version: pure, no TensorRT needed."""
 
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 from snp_edge.engines.trt_compat import api_for_version, parse_version
 
 

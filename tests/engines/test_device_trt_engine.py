@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 
 from tests.engines.device_fixtures import make_bundle
 
@@ -117,7 +117,7 @@ def test_time_engine(built):
 def test_mismatched_sidecar_is_refused(built, tmp_path):
     import shutil
 
-    from snp_edge.engines.errors import IncompatibleEngine
+    from snp_edge.engines.common.errors import IncompatibleEngine
     from snp_edge.engines.runtime import EngineRunner
 
     engine = tmp_path / "copy.engine"

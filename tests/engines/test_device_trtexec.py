@@ -4,7 +4,7 @@ print (samples/common/sampleReporting.cpp at those releases)."""
 import json
 
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 from snp_edge.engines.profiles import resolve_profile
 from snp_edge.engines.trt_compat import api_for_version
 from snp_edge.engines.trtexec import (

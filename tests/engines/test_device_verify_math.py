@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from snp_edge.engines.errors import EnginesError
+from snp_edge.engines.common.errors import EnginesError
 from snp_edge.engines.verify import TOLERANCES, compare_logits, tolerance_for
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from snp_edge.engines.ort import ort_session, run_logits
-from snp_edge.engines.targets import TARGETS
+from snp_edge.engines.common.ort import ort_session, run_logits
+from snp_edge.engines.common.targets import TARGETS
 from snp_edge.export.bundle import check_bundle, make_bundle
 from snp_edge.export.deepstream import deepstream_labels, nvinfer_preprocess
 from snp_edge.export.flavors import FLAVORS, check_flavors, writer

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from snp_edge.engines.errors import ManifestError
+from snp_edge.engines.common.errors import ManifestError
+from snp_edge.engines.common.ort import ort_session, run_logits
 from snp_edge.engines.manifest import validate_manifest
-from snp_edge.engines.ort import ort_session, run_logits
 from snp_edge.export.normalize import InputForm, fold_into_patch_embed
 from snp_edge.export.onnx_export import export_onnx
 from snp_edge.export.prepare import export_copy

@@ -96,7 +96,7 @@ def test_modelopt_places_qdq_tensorrt_accepts(fp32_onnx, tmp_path):
 
 
 def test_targets_without_int8_and_tensorrt_placements(fp32_onnx, tmp_path):
-    from snp_edge.engines.errors import EnginesError
+    from snp_edge.engines.common.errors import EnginesError
     from snp_edge.export.quantize import quantize_for_target
 
     src, calib = fp32_onnx
@@ -142,8 +142,8 @@ def test_quantize_command_gate_failure_exits_1_and_writes_nothing(fp32_onnx, tmp
 @pytest.mark.slow
 def test_int8_bundle_for_a_cpu_target(tiny_handle, tmp_path):
     """model.onnx is the Q/DQ model, golden outputs and top-k its own, FP32 logits beside; the manifest says so."""
+    from snp_edge.engines.common.ort import ort_session, run_logits
     from snp_edge.engines.manifest import load_manifest
-    from snp_edge.engines.ort import ort_session, run_logits
     from snp_edge.export.bundle import make_bundle
     from snp_edge.export.int8_bundle import Int8Options
 

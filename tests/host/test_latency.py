@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from snp_edge.engines import latency_table as lt
-from snp_edge.engines.errors import UserError
+from snp_edge.engines.common.errors import UserError
 
 from snp_edge.allocation import MacCost, allocate, total_cost
 from snp_edge.arch import arch_of

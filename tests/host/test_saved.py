@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from snp_edge.engines.errors import UserError
+from snp_edge.engines.common.errors import UserError
 
 from snp_edge import load_pruned, prune, save_pruned
 from snp_edge.errors import SnpEdgeError
