@@ -212,46 +212,52 @@ def make_table(model, grid, terms, calibration, backend, precision, batch, threa
 
 
 def check_table(doc, source="latency table"):
-    """Raise :class:`EnginesError` naming the first thing wrong with a table document."""
+    """Raise :class:`EnginesError` naming the first thing wrong with a table document (field by field through
+    :class:`engines.common.schema.Document`, the one checker: ``"heads": [true]`` is not a width)."""
+    from .common.schema import Document
+
+    d = Document(source, EnginesError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise EnginesError(f"{source} is not a snp-edge latency table (format {FORMAT!r})")
     if doc.get("version") not in READABLE:
         raise EnginesError(f"{source} has version {doc.get('version')!r}; this snp-edge reads versions "
                            f"{', '.join(str(v) for v in READABLE)}")
-    model = doc.get("model")
-    if not isinstance(model, dict) or any(k not in model for k in MODEL_KEYS):
-        raise EnginesError(f"{source}: model must give {', '.join(MODEL_KEYS)}")
-    grid = doc.get("grid") or {}
+    model = d.dict(doc, "model", "model")
+    for key in MODEL_KEYS:
+        d.get(model, key, "model." + key)
+    grid = d.dict(doc, "grid", "grid")
     for axis in ("embed", "heads", "qk", "v", "mlp"):
-        values = grid.get(axis)
-        if not isinstance(values, list) or not values or values != sorted(set(values)) or \
-                any(not isinstance(v, int) or v < 1 for v in values):
-            raise EnginesError(f"{source}: grid.{axis} must be increasing positive integers")
-    terms = doc.get("terms") or {}
+        values = d.list(grid, axis, "grid." + axis, min_items=1)
+        for i, value in enumerate(values):
+            d.int_value(value, f"grid.{axis}[{i}]", minimum=1)
+        if values != sorted(set(values)):
+            d.fail("grid." + axis, "increasing positive integers", values)
+    terms = d.dict(doc, "terms", "terms")
     import numpy as np
 
     for term, axes in TERMS:
-        t = terms.get(term)
-        if not isinstance(t, dict) or t.get("axes") != list(axes):
-            raise EnginesError(f"{source}: terms.{term} must have axes {list(axes)}")
-        ms = np.asarray(t.get("ms"), dtype=float)
+        t = d.dict(terms, term, "terms." + term)
+        if t.get("axes") != list(axes):
+            d.fail(f"terms.{term}.axes", str(list(axes)), t.get("axes"))
+        try:
+            ms = np.asarray(d.list(t, "ms", f"terms.{term}.ms"), dtype=float)
+        except (TypeError, ValueError):
+            d.fail(f"terms.{term}.ms", "nested lists of numbers (ms)", t["ms"])
         if ms.shape != tuple(len(grid[a]) for a in axes):
             raise EnginesError(f"{source}: terms.{term}.ms has shape {ms.shape}, the grid needs "
-                            f"{tuple(len(grid[a]) for a in axes)}")
-        if not doc.get("partial") and not np.all(np.isfinite(ms)):
+                               f"{tuple(len(grid[a]) for a in axes)}")
+        if not d.bool(doc, "partial", "partial", default=False) and not np.all(np.isfinite(ms)):
             raise EnginesError(f"{source}: terms.{term}.ms has a missing or NaN latency")
         if np.any(ms[np.isfinite(ms)] <= 0):  # every measured term costs time: 0 or less is a broken table
             raise EnginesError(f"{source}: terms.{term}.ms has a latency <= 0 ms at grid index "
                                f"{np.argwhere(np.isfinite(ms) & (ms <= 0))[0].tolist()}; every term must be > 0")
-    cal = doc.get("calibration")
+    cal = d.dict(doc, "calibration", "calibration", default=None)
     if cal is not None:
-        factor = cal.get("factor") if isinstance(cal, dict) else None
-        if not isinstance(factor, (int, float)) or not FACTOR_RANGE[0] <= factor <= FACTOR_RANGE[1]:
-            raise EnginesError(f"{source}: calibration.factor must be a number in [0.2, 5], got {factor!r}")
-        offset = cal.get("offset_ms", 0.0)
-        if not isinstance(offset, (int, float)) or not 0 <= offset < float(cal.get("measured_ms") or 0) + 1e-9:
-            raise EnginesError(f"{source}: calibration.offset_ms must be a number from 0 to the unpruned model's "
-                               f"measured_ms, got {offset!r}")
+        d.number(cal, "factor", "calibration.factor", *FACTOR_RANGE)
+        measured = d.number(cal, "measured_ms", "calibration.measured_ms", minimum=0, default=0.0)
+        offset = d.number(cal, "offset_ms", "calibration.offset_ms", minimum=0, default=0.0)
+        if offset >= measured + 1e-9:
+            d.fail("calibration.offset_ms", "a number from 0 to the unpruned model's measured_ms", offset)
 
 
 def read_table(path):

@@ -140,13 +140,13 @@ def test_bad_tables_are_refused(tmp_path):
     cases = {
         "not a snp-edge latency table": {**table, "format": "other"},
         "version 7": {**table, "version": 7},
-        "grid.qk must be increasing": {**table, "grid": {**table["grid"], "qk": [64, 8]}},
+        "field grid.qk: expected increasing positive integers": {**table, "grid": {**table["grid"], "qk": [64, 8]}},
         "has shape": {**table, "terms": {**table["terms"], "mlp": {"axes": ["embed", "mlp"], "ms": [[1.0]]}}},
         "calibration.factor": {**table, "calibration": {"factor": 40}},
         "calibration.offset_ms": {**table, "calibration": {"factor": 1.0, "measured_ms": 5.0, "offset_ms": -1}},
     }
     nan_offset = {**table, "calibration": {"factor": 1.0, "measured_ms": 5.0, "offset_ms": float("nan")}}
-    cases["calibration.offset_ms must"] = nan_offset
+    cases["field calibration.offset_ms: expected a finite number >= 0, got nan"] = nan_offset
     nan = copy.deepcopy(table)
     nan["terms"]["stem"]["ms"][0] = float("nan")
     cases["NaN"] = nan
