@@ -72,6 +72,7 @@ from . import _bootstrap
 from ._bootstrap import CACHE_DIR_NAME, MANIFEST_NAME, RESULT_PATTERNS, sha256_file  # noqa: F401 (re-exported)
 from .common.errors import ManifestError
 from .common.fileio import read_json
+from .common.schema import Document, is_int, is_number
 from .common.targets import TARGET_NAMES
 from .preprocess import validate_spec
 from .quantization import validate_quantization
@@ -86,55 +87,17 @@ SKIPPED_DIRS = ("__pycache__",)  # never hashed: Python writes them when the bun
 _ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 
-def _fail(field, expected, value):
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    raise ManifestError(f"manifest.json: field {field}: expected {expected}, got {shown}")
-
-
-def _get(obj, key, field):
-    if key not in obj:
-        raise ManifestError(f"manifest.json: missing field {field}")
-    return obj[key]
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _dict(obj, key, field):
-    value = _get(obj, key, field)
-    if not isinstance(value, dict):
-        _fail(field, "an object", value)
-    return value
+_DOC = Document("manifest.json", ManifestError)  # the one field checker (engines/common/schema.py)
+_fail, _get, _dict, _bool = _DOC.fail, _DOC.get, _DOC.dict, _DOC.bool
+_is_int, _is_number = is_int, is_number
 
 
 def _str(obj, key, field, choices=None):
-    value = _get(obj, key, field)
-    if not isinstance(value, str) or not value:
-        _fail(field, "a non-empty string", value)
-    if choices is not None and value not in choices:
-        _fail(field, "one of " + ", ".join(choices), value)
-    return value
-
-
-def _bool(obj, key, field):
-    value = _get(obj, key, field)
-    if not isinstance(value, bool):
-        _fail(field, "true or false", value)
-    return value
+    return _DOC.str(obj, key, field, choices)
 
 
 def _int(obj, key, field, minimum=1):
-    value = _get(obj, key, field)
-    if not _is_int(value) or value < minimum:
-        _fail(field, f"an integer >= {minimum}", value)
-    return value
+    return _DOC.int(obj, key, field, minimum=minimum)
 
 
 def _relpath(obj, key, field):

@@ -69,36 +69,37 @@ def default_spec(mean, std, resize, crop, interpolation):
             "reference": REFERENCE_TEXT}
 
 
-def _bad(field, expected, value):
+def _doc():
+    """The one field checker (engines/common/schema.py) for the manifest's ``preprocess`` block."""
     from .common.errors import ManifestError
+    from .common.schema import Document
 
-    shown = repr(value)
-    raise ManifestError("manifest.json: field preprocess.{}: expected {}, got {}".format(
-        field, expected, shown if len(shown) <= 60 else shown[:57] + "..."))
+    return Document("manifest.json", ManifestError)
+
+
+def _bad(field, expected, value):
+    _doc().fail("preprocess." + field, expected, value)
 
 
 def _number_list(pre, key, positive):
-    import math
+    from .common.schema import is_number
 
     value = pre.get(key)
-    ok = isinstance(value, list) and len(value) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ok = isinstance(value, list) and len(value) == 3 and all(is_number(v) for v in value)
     if not ok or (positive and min(value) <= 0):
         _bad(key, "a list of 3 finite {}numbers".format("positive " if positive else ""), value)
 
 
 def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
     """Check a manifest's ``preprocess`` block; schema 1 holds only mean, std, resize, crop, interpolation."""
-    import math
+    doc = _doc()
 
     def choice(key, choices):
         if pre.get(key) not in choices:
             _bad(key, "one of " + ", ".join(str(c) for c in choices), pre.get(key))
 
     def positive_int(key):
-        value = pre.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
-            _bad(key, "an integer in [1, 65536]", value)
+        doc.int_value(pre.get(key), "preprocess." + key, 1, 65536)
 
     _number_list(pre, "mean", positive=False)
     _number_list(pre, "std", positive=True)
@@ -119,10 +120,7 @@ def validate_spec(pre, input_hw, schema_version=SPEC_VERSION):
     choice("long_side_rounding", ("floor",))
     choice("crop_mode", CROP_MODES)
     choice("crop_offset_rounding", ("half-even",))
-    divide_by = pre.get("divide_by")
-    if isinstance(divide_by, bool) or not isinstance(divide_by, (int, float)) or not math.isfinite(divide_by) \
-            or divide_by <= 0:
-        _bad("divide_by", "a finite number > 0", divide_by)
+    doc.number_value(pre.get("divide_by"), "preprocess.divide_by", 0, exclusive_minimum=True)
     if not isinstance(pre.get("reference"), str):
         _bad("reference", "a string", pre.get("reference"))
     if "fast" in pre:
@@ -136,10 +134,11 @@ def _validate_fast(fast):
     if not isinstance(fast, dict) or not isinstance(fast.get("method"), str) \
             or not isinstance(fast.get("agreement"), dict):
         _bad("fast", "an object with method and agreement", fast)
+    from .common.schema import is_int, is_number
+
     for key, value in fast["agreement"].items():
-        ok = isinstance(value, dict) and isinstance(value.get("n"), int) and all(
-            isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
-            and 0 <= value.get(k) <= 1 for k in ("top1_agreement", "max_top5_prob_diff"))
+        ok = isinstance(value, dict) and is_int(value.get("n")) and all(
+            is_number(value.get(k)) and 0 <= value.get(k) <= 1 for k in ("top1_agreement", "max_top5_prob_diff"))
         if not ok:
             _bad("fast.agreement." + str(key), "{n, top1_agreement, max_top5_prob_diff} in [0, 1]", value)
 

@@ -8,6 +8,7 @@ the builder workspace in bytes.
 from collections import namedtuple
 
 from .common.errors import EnginesError
+from .common.schema import is_int
 from .common.targets import get_target
 
 MIB = 1 << 20
@@ -26,7 +27,7 @@ def batch_shape(input_shape, batch):
 
 
 def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:  # engines/common/schema.py: a bool is not an integer
         raise EnginesError("--{} must be a positive integer, got {!r}".format(name.replace("_", "-"), value))
     return value
 

@@ -60,3 +60,38 @@ def test_a_latency_table_with_boolean_heads_is_refused_by_prune_with_status_2(tm
     assert len(lines) == 1 and lines[0].endswith(f"error: {path}: field grid.heads[0]: expected an integer >= 1, "
                                                  "got True"), res.stderr
     assert not out.exists()
+
+
+def _manifest() -> dict:
+    from tests.engines.device_fixtures import manifest_dict
+
+    return manifest_dict(files={"model.onnx": "0" * 64})
+
+
+@pytest.mark.parametrize("where, value, expected", [
+    (("model", "gmacs"), True, "field model.gmacs"),
+    (("onnx", "opset"), True, "field onnx.opset: expected an integer >= 7, got True"),
+    (("preprocess", "crop"), True, "field preprocess.crop: expected an integer in [1, 65536], got True"),
+    (("preprocess", "divide_by"), float("inf"), "field preprocess.divide_by: expected a finite number > 0, got inf"),
+    (("preprocess", "fast"), {"method": "m", "agreement": {"photos": {"n": True, "top1_agreement": 1.0,
+                                                                      "max_top5_prob_diff": 0.0}}},
+     "field preprocess.fast.agreement.photos: expected {n, top1_agreement, max_top5_prob_diff} in [0, 1]"),
+])
+def test_manifest_fields_go_through_the_one_checker(where, value, expected):
+    """manifest.json and its preprocess block: a boolean is not a number, the field is named."""
+    from snp_edge.engines.common.errors import ManifestError
+    from snp_edge.engines.manifest import validate_manifest
+
+    m = _manifest()
+    m[where[0]][where[1]] = value
+    with pytest.raises(ManifestError) as err:
+        validate_manifest(m)
+    assert str(err.value).startswith("manifest.json: " + expected), str(err.value)
+
+
+def test_a_boolean_batch_is_not_a_profile_value():
+    from snp_edge.engines.common.errors import EnginesError
+    from snp_edge.engines.profiles import resolve_profile
+
+    with pytest.raises(EnginesError, match=r"^--max-batch must be a positive integer, got True$"):
+        resolve_profile(_manifest(), max_batch=True)
