@@ -18,6 +18,7 @@ Where things are (one concept per module)::
     power.py      the power session (--max-perf); power_modes.py: nvpmodel modes per Jetson module
     trtexec.py    trtexec command lines per version, parsers for its output, the trtexec backend
     cli.py        ``python3 -m engines {build,verify,bench,info,classify,deploy,...} BUNDLE``
+    options.py    the command line's argument groups (engine selection, output, power), parsed once per command
     batches.py    the input-batch check every backend shares
     outputs.py    where a user-named output may be written; memory.py: memory checks before an allocation
     quantization.py  INT8 bundles: the manifest block, the engine precision it implies

@@ -1,7 +1,9 @@
 """``python3 -m engines {build,verify,bench,info,classify,deploy,trtexec-cmd,power-mode,profile} BUNDLE_DIR [options]``.
 
-Every subcommand takes the same engine-selecting flags (target, batch profile, precision, cache dir), so
-``build``, ``verify``, ``bench`` and ``classify`` with the same flags find the same engine. Every command that
+The commands that select an engine (``build``, ``verify``, ``bench``, ``classify``, ``deploy``,
+``trtexec-cmd``) take the same engine flags (target, batch profile, precision, cache dir: :mod:`.options`,
+parsed once into one :class:`~engines.inference.EngineOptions`), so the same flags find the same engine;
+:data:`GROUPS` lists each command's flag groups. Every command that
 takes a bundle checks it first (:func:`engines.manifest.open_bundle`: schema, sha256 of every file, nothing
 unlisted, no links). ``--json`` makes the last line of stdout one JSON object; ``--json-file PATH`` also
 writes it to PATH. Exit status (:mod:`.errors`), for every path: 0 ok, 1 verification failed, 2 usage error
@@ -19,7 +21,6 @@ import time
 from . import envinfo
 from .common.argtypes import (
     BATCH,
-    DLA_CORE,
     FRACTION,
     FRAME_COUNT,
     RUNS,
@@ -30,7 +31,6 @@ from .common.argtypes import (
     TOP_K,
     WARMUP,
     WARMUP_MS,
-    WORKSPACE_MIB,
     DefaultsFormatter,
     OneLineParser,
 )
@@ -44,39 +44,28 @@ from .common.errors import (
 from .common.fileio import write_json_atomic
 from .common.runner import describe_failure, run_command
 from .common.stats import PROTOCOLS
-from .common.targets import TARGET_NAMES
 from .inference import APP_BACKENDS, BACKENDS
 from .manifest import open_bundle
+from .options import EngineArgs, OutputArgs, PowerArgs, VerboseArgs
 from .outputs import check_outputs
 from .profile import add_parser as add_profile_parser
 from .profile import cmd_profile
 from .profiles import profile_to_dict
 
-
-def _shared_flags():
-    p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("engine selection (same flags for build, verify, bench)")
-    g.add_argument("--target", choices=TARGET_NAMES, help="profile defaults (default: the manifest's target)")
-    g.add_argument("--min-batch", type=BATCH, help="profile min batch, images (default: the target's)")
-    g.add_argument("--opt-batch", type=BATCH, help="profile opt batch, images (default: the target's)")
-    g.add_argument("--max-batch", type=BATCH, help="profile max batch, images (default: the target's)")
-    g.add_argument("--workspace-mib", type=WORKSPACE_MIB, help="builder workspace limit, MiB (default: the target's)")
-    g.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
-                   help="engine precision (an INT8 bundle, snp-edge bundle --precision int8, builds int8)")
-    g.add_argument("--dla-core", type=DLA_CORE, metavar="N",
-                   help="run on DLA core N with GPU fallback (Jetson Orin NX / AGX Orin; one batch size; default: GPU)")
-    g.add_argument("--fp32-norms", action="store_true",
-                   help="pin the LayerNorm layers the manifest lists to FP32 (fp16 builds)")
-    g.add_argument("--fp32-softmax", action="store_true",
-                   help="pin the softmax layers the manifest lists to FP32 (fp16 builds)")
-    g.add_argument("--cache-dir", help="engine cache folder (default: BUNDLE/trt-cache)")
-    g.add_argument("--timing-cache", help="timing cache file (default: CACHE_DIR/timing_<gpu>_trt<ver>.cache)")
-    g.add_argument("--engine", help="use this engine file instead of the cached one for these flags")
-    o = p.add_argument_group("output")
-    o.add_argument("--json", action="store_true", help="print the result as one JSON object, the last line of stdout")
-    o.add_argument("--json-file", metavar="PATH", help="also write the result as JSON to PATH")
-    o.add_argument("--verbose", action="store_true", help="TensorRT verbose log")
-    return p
+# The argument groups each command takes (engines/options.py); "hidden": accepted and ignored, not shown (the
+# flags every command inherited before 0.3, kept for one release so old command lines still run).
+_ENGINE, _OUT, _OUT_BUILD, _VERBOSE, _POWER = EngineArgs(), OutputArgs(verbose=False), OutputArgs(), VerboseArgs(), \
+    PowerArgs()
+GROUPS = {
+    "build": ([_ENGINE, _OUT_BUILD, _POWER], []),
+    "verify": ([_ENGINE, _OUT, _POWER], [_VERBOSE]),
+    "bench": ([_ENGINE, _OUT, _POWER], [_VERBOSE]),
+    "info": ([EngineArgs(only=("--cache-dir",)), _OUT], [EngineArgs(skip=("--cache-dir",)), _VERBOSE]),
+    "classify": ([_ENGINE, _OUT], [_VERBOSE]),
+    "deploy": ([_ENGINE, _OUT, _POWER], [_VERBOSE]),
+    "trtexec-cmd": ([_ENGINE, _OUT], [_VERBOSE]),
+    "power-mode": ([_OUT, _POWER], [_ENGINE, _VERBOSE]),
+}
 
 
 def legacy_json_flag(argv):
@@ -96,13 +85,14 @@ def legacy_json_flag(argv):
 
 
 def build_parser():
-    shared = _shared_flags()
     parser = OneLineParser(prog="python3 -m engines", description=__doc__.splitlines()[0],
                            formatter_class=DefaultsFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name, text):
-        return sub.add_parser(name, parents=[shared], help=text, description=text, formatter_class=DefaultsFormatter)
+        p = sub.add_parser(name, help=text, description=text, formatter_class=DefaultsFormatter)
+        p.set_defaults(_groups=name)
+        return p
 
     p = command("build", "build (or reuse) the TensorRT engine for a bundle")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -110,7 +100,6 @@ def build_parser():
     p.add_argument("--builder", choices=("auto", "tensorrt", "trtexec"), default="auto",
                    help="TensorRT's Python builder, or trtexec (auto: the bindings when they import)")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
-    _power_flags(p)
 
     p = command("verify", "check preprocessing, logits and top-k on the bundle's golden data")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -122,7 +111,6 @@ def build_parser():
     p.add_argument("--skip-preprocessing", action="store_true",
                    help="do not check this device's preprocessing of the reference photographs")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
-    _power_flags(p)
 
     p = command("bench", "time the model: latency statistics per batch size")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -142,7 +130,6 @@ def build_parser():
     p.add_argument("--threads", type=THREADS, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--trt-version", help="trtexec's TensorRT version (default: detected)")
     p.add_argument("--warmup-ms", type=WARMUP_MS, default=1000.0, help="trtexec warm-up time, ms")
-    _power_flags(p)
 
     p = command("info", "environment, bundle and cached engines")
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?")
@@ -177,8 +164,6 @@ def build_parser():
                    help="what the app will run: a TensorRT engine, or model.onnx in ONNX Runtime (no TensorRT)")
     p.add_argument("--preflight-only", action="store_true",
                    help="only the checks (bundle, runtime, GPU, disk, memory, power mode read): build nothing")
-    _power_flags(p)
-    parser.deploy_value_options = {o for a in p._actions for o in a.option_strings if a.nargs != 0}
 
     p = command("trtexec-cmd", "print the trtexec command line for a stage")
     p.add_argument("bundle", metavar="BUNDLE_DIR")
@@ -194,7 +179,13 @@ def build_parser():
     p.add_argument("bundle", metavar="BUNDLE_DIR", nargs="?", help="ignored; accepted for symmetry")
     p.epilog = ("-- CMD ...: run CMD in the power session (the fastest mode with --max-perf, restored after it) "
                 "and exit with its status; docker/run-jetson.sh wraps `docker run` this way")
-    _power_flags(p)
+    for name, (shown, hidden) in GROUPS.items():
+        for group in shown:
+            group.add_to_parser(sub.choices[name])
+        for group in hidden:
+            group.add_to_parser(sub.choices[name], hidden=True)
+    deploy = sub.choices["deploy"]
+    parser.deploy_value_options = {o for a in deploy._actions for o in a.option_strings if a.nargs != 0}
     add_profile_parser(sub, DefaultsFormatter)
     return parser
 
@@ -204,36 +195,16 @@ def _backend_flag(p, choices, default):
                    help="what runs the model (auto: tensorrt when its Python bindings import, else trtexec)")
 
 
-def _power_flags(p):
-    g = p.add_argument_group("Jetson power mode")
-    g.add_argument("--max-perf", action="store_true",
-                   help="set the module's fastest power mode (MAXN, MAXN_SUPER, ...) and jetson_clocks (sudo -n) "
-                        "for this command; restored on exit")
-    g.add_argument("--no-prompt", action="store_true", help="never ask (default asks on a terminal)")
-
-
 # ---- helpers ------------------------------------------------------------------------------------------------
 
 def _bundle(args):
-    """The bundle's manifest, after the integrity check; a bundle made with ``--fp16-safe`` turns
-    --fp32-norms/--fp32-softmax on for fp16."""
-    manifest = open_bundle(args.bundle)
-    if getattr(args, "precision", None):
-        from .quantization import engine_precision
-
-        args.precision = engine_precision(manifest, args.precision)
-    if manifest["onnx"]["fp16_safe"] and getattr(args, "precision", None) == "fp16":
-        args.fp32_norms = args.fp32_softmax = True
-    return manifest
+    """The bundle's manifest, after the integrity check."""
+    return open_bundle(args.bundle)
 
 
 def _options(args, manifest):
-    """The :class:`engines.inference.EngineOptions` these flags select."""
-    from .inference import EngineOptions
-
-    return EngineOptions.for_bundle(args.bundle, manifest, args.target, args.min_batch, args.opt_batch,
-                                    args.max_batch, args.workspace_mib, args.precision, args.fp32_norms,
-                                    args.fp32_softmax, args.cache_dir, args.timing_cache, args.engine, args.dla_core)
+    """The :class:`engines.inference.EngineOptions` these flags select, built once per command."""
+    return EngineArgs.parse(args, manifest)
 
 
 def _cache_dir(args):
@@ -258,10 +229,10 @@ def _resolve_backend(args):
     return "trtexec"
 
 
-def _backend(args, manifest, name, build=False):
+def _backend(args, manifest, name, options, build=False):
     from .inference import make_backend
 
-    return make_backend(name, args.bundle, manifest, _options(args, manifest), build=build,
+    return make_backend(name, args.bundle, manifest, options, build=build,
                         threads=getattr(args, "threads", None))
 
 
@@ -298,9 +269,9 @@ def cmd_build(args):
         else:
             from .build import build_bundle
 
-            result = build_bundle(args.bundle, manifest, options.profile, args.precision, args.fp32_norms,
-                                  args.fp32_softmax, options.cache_dir, args.timing_cache, args.force, args.verbose,
-                                  options.dla_core)
+            result = build_bundle(args.bundle, manifest, options.profile, options.precision, options.fp32_norms,
+                                  options.fp32_softmax, options.cache_dir, options.timing_cache, args.force,
+                                  args.verbose, options.dla_core)
     sc, profile = result.sidecar, options.profile
     lines = ["{} {}".format("reused" if result.reused else "built", result.engine_path),
              "  TensorRT {} on {} (sm {}), {}, batch {}/{}/{}, build {:.1f} s, {}".format(
@@ -322,8 +293,9 @@ def cmd_verify(args):
     from .verify import tolerance_for, verify_bundle_outputs
 
     manifest = _bundle(args)
+    options = _options(args, manifest)
     name = _resolve_backend(args)
-    backend = _backend(args, manifest, name)
+    backend = _backend(args, manifest, name, options)
     try:
         info = backend.describe()
         tolerance = tolerance_for(info.get("precision", "fp32"), args.atol_frac, args.min_top1, args.prob_atol)
@@ -372,10 +344,8 @@ def cmd_classify(args):
     manifest = _bundle(args)
     StreamFilter(args.smoothing, args.threshold)  # bad values: exit 2 before the model loads
     options = _options(args, manifest)
-    clf = Classifier(args.bundle, backend=args.backend, cache_dir=options.cache_dir, precision=args.precision,
-                     fp32_norms=args.fp32_norms, fp32_softmax=args.fp32_softmax, engine=args.engine,
-                     build=False, threads=args.threads, dla_core=args.dla_core, preprocess=args.preprocess,
-                     options=options)
+    clf = Classifier(args.bundle, backend=args.backend, build=False, threads=args.threads,
+                     preprocess=args.preprocess, options=options)  # every engine flag, through options
     text = sys.stderr if args.json or args.json_lines else sys.stdout
     results = []
     try:
@@ -493,8 +463,8 @@ def cmd_trtexec_cmd(args):
     setup = trtexec_setup(args.bundle, manifest, options, args.trt_version, must_exist=False)
     if args.stage == "build":
         cmd = build_command(setup.api, setup.trtexec, os.path.join(args.bundle, manifest["onnx"]["file"]),
-                            setup.engine, options.profile, args.precision, manifest["onnx"]["input"]["dtype"],
-                            setup.timing_cache, args.fp32_norms, args.fp32_softmax, options.dla_core)
+                            setup.engine, options.profile, options.precision, manifest["onnx"]["input"]["dtype"],
+                            setup.timing_cache, options.fp32_norms, options.fp32_softmax, options.dla_core)
     else:
         cmd = timing_command(setup.api, setup.trtexec, setup.engine, options.profile.input_name,
                              batch_shape(manifest["onnx"]["input"]["shape"], args.batch), args.warmup_ms,

@@ -69,9 +69,9 @@ def check_resources(cache_dir, onnx_bytes, target):
                                   "some disk or pass --cache-dir".format(free_mib, folder, need_disk))
     mem = meminfo_mib()
     available = mem.get("MemAvailable", 0) + mem.get("SwapFree", 0) if mem else None
-    from .common.targets import get_target
+    from .common.targets import resolve_target
 
-    need_mem = get_target(target).builder_memory_mib  # MemAvailable + SwapFree the builder wants
+    need_mem = resolve_target(target).builder_memory_mib  # MemAvailable + SwapFree the builder wants
     if available is not None and available < need_mem:
         raise MissingPrerequisite("only {} MiB of memory + swap available ({} MiB wanted by the TensorRT builder): "
                                   "close programs or add swap (e.g. a 4 GB swap file)".format(available, need_mem))
@@ -79,10 +79,10 @@ def check_resources(cache_dir, onnx_bytes, target):
             "memory_needed_mib": need_mem}
 
 
-def check_tensorrt(manifest, builder):
+def check_tensorrt(manifest, builder, target=None):
     """The TensorRT that will build: ``{"builder", "trt_version", "target_trt"}``; a note when its version
     differs from the target's."""
-    from .common.targets import get_target
+    from .common.targets import resolve_target
     from .trt_compat import parse_version
 
     version = envinfo.tensorrt_version()
@@ -100,7 +100,7 @@ def check_tensorrt(manifest, builder):
                                       "(JetPack: sudo apt-get install tensorrt; x86: use docker/run-x86.sh)") from None
         version = ".".join(map(str, detect_version(trtexec)))
         builder = "trtexec"
-    target_trt = get_target(manifest["target"]).tensorrt
+    target_trt = resolve_target(target or manifest["target"]).tensorrt
     info = {"builder": builder, "trt_version": version, "target_trt": target_trt}
     if parse_version(version)[:2] != parse_version(target_trt)[:2]:
         info["note"] = "TensorRT {} here, the bundle targets {}".format(version, target_trt)
@@ -148,9 +148,10 @@ class Deployment(object):
 
 def run_deploy(args, deployment):
     """The steps for parsed ``deploy`` arguments; raises on the first failure (the CLI maps it)."""
-    from .common.targets import get_target
-    from .inference import EngineOptions, make_backend
+    from .common.targets import resolve_target
+    from .inference import make_backend
     from .manifest import open_bundle
+    from .options import EngineArgs
     from .verify import tolerance_for, verify_bundle_outputs
 
     bundle = args.bundle
@@ -158,19 +159,19 @@ def run_deploy(args, deployment):
 
     def check_bundle():  # the bundle, and the engine flags for it (a --dla-core its target cannot take: exit 2)
         m = open_bundle(bundle)
-        opened.extend([m, EngineOptions.for_bundle(bundle, m, precision=args.precision, cache_dir=args.cache_dir,
-                                                   dla_core=args.dla_core)])
+        opened.extend([m, EngineArgs.parse(args, m)])  # every engine flag, as build and verify take them
         return {"target": m["target"], "model": m["model"]["base_model"], "files": len(m["files"]),
                 "dla_core": args.dla_core}
 
     deployment.step("bundle", check_bundle)
     manifest, options = opened
-    if getattr(args, "backend", "tensorrt") == "onnxruntime" or get_target(manifest["target"]).runtime == "onnxruntime":
+    target = resolve_target(manifest["target"])  # once for the steps below
+    if getattr(args, "backend", "tensorrt") == "onnxruntime" or target.runtime == "onnxruntime":
         return _deploy_onnxruntime(args, deployment, manifest)  # --backend onnxruntime, and the CPU boards
-    trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder))
+    trt = deployment.step("tensorrt", lambda: check_tensorrt(manifest, args.builder, target))
     deployment.step("gpu", lambda: envinfo.device_identity(trt["trt_version"]))
     onnx_bytes = os.path.getsize(os.path.join(bundle, manifest["onnx"]["file"]))
-    deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, manifest["target"]))
+    deployment.step("resources", lambda: check_resources(options.cache_dir, onnx_bytes, target))
     if _preflight_only(args, deployment):
         return
     with _power_step(args, deployment):

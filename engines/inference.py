@@ -137,14 +137,15 @@ class EngineOptions(object):
         with ``dla_core``, refused where the target has no DLA), and for a bundle made with ``--fp16-safe`` the
         FP32 pins by default in FP16."""
         from .build import DEFAULT_CACHE_DIR
-        from .common.targets import check_dla_request
+        from .common.targets import check_dla_request, resolve_target
         from .profiles import resolve_profile
         from .quantization import engine_precision
 
+        spec = resolve_target(target or manifest["target"])  # once: the record goes down
         precision = engine_precision(manifest, precision)  # an INT8 bundle builds INT8
-        check_dla_request(target or manifest["target"], dla_core, precision)
-        safe = manifest["onnx"]["fp16_safe"] and precision == "fp16"
-        profile = resolve_profile(manifest, target, min_batch, opt_batch, max_batch, workspace_mib,
+        check_dla_request(spec, dla_core, precision)
+        safe = manifest["onnx"]["fp16_safe"] and precision == "fp16"  # the fp16-safe rule, here only
+        profile = resolve_profile(manifest, spec, min_batch, opt_batch, max_batch, workspace_mib,
                                   static=dla_core is not None)
         return cls(profile, precision, safe if fp32_norms is None else fp32_norms,
                    safe if fp32_softmax is None else fp32_softmax,

@@ -9,7 +9,7 @@ from collections import namedtuple
 
 from .common.errors import EnginesError
 from .common.schema import is_int
-from .common.targets import get_target
+from .common.targets import resolve_target
 
 MIB = 1 << 20
 PROFILE_FIELDS = ("min_batch", "opt_batch", "max_batch", "workspace_mib")
@@ -34,12 +34,13 @@ def _positive_int(name, value):
 
 def resolve_profile(manifest, target=None, min_batch=None, opt_batch=None, max_batch=None,
                     workspace_mib=None, static=False):
-    """The :class:`Profile` for ``target`` (default: the manifest's), with any given value overriding the
+    """The :class:`Profile` for ``target`` (a name or a resolved :class:`DeviceTarget`; default: the
+    manifest's), with any given value overriding the
     target's default. Raises :class:`EnginesError` unless 1 <= min <= opt <= max and the workspace fits.
 
     ``static`` (a DLA build: DLA has no dynamic dimensions): one batch size, min = opt = max; a batch value
     not given takes the one given (opt, else max, else min), else the target's opt batch."""
-    spec = get_target(target or manifest["target"])
+    spec = resolve_target(target or manifest["target"])
     given = {"min_batch": min_batch, "opt_batch": opt_batch, "max_batch": max_batch,
              "workspace_mib": workspace_mib}
     values = {k: getattr(spec, k) for k in PROFILE_FIELDS}

@@ -104,10 +104,17 @@ def get_target(name):
     return TARGETS[name]
 
 
+def resolve_target(target):
+    """``target`` as a :class:`DeviceTarget`: a name is looked up once (:func:`get_target`), a DeviceTarget is
+    passed through, so a command resolves its target once and hands the record down."""
+    return target if isinstance(target, DeviceTarget) else get_target(target)
+
+
 def check_precision(name, precision):
     """Refuse ``precision`` for target ``name`` where the target does not run it (``precisions`` in the
     table): :class:`EnginesError` (exit 2) naming what it runs and why. Returns ``precision``."""
-    spec = get_target(name)
+    spec = resolve_target(name)
+    name = spec.name
     if precision not in spec.precisions:
         why = {"int8": " (no fast INT8 on its GPU)" if spec.runtime == "tensorrt" else "",
                "fp16": " (its CPU runs FP32 or INT8)" if spec.runtime == "onnxruntime" else ""}.get(precision, "")
@@ -128,7 +135,7 @@ def width_multiple_for(names):
     RTX 3090, prunes to the paper's preset as published."""
     multiple = 0
     for name in names:
-        multiple = _gcd(multiple, get_target(name).width_multiple)
+        multiple = _gcd(multiple, resolve_target(name).width_multiple)
     return multiple or 1
 
 
@@ -147,7 +154,8 @@ def check_dla_request(name, core, precision="fp16"):
     ``core`` None (no DLA) is always fine."""
     if core is None:
         return None
-    spec = get_target(name)
+    spec = resolve_target(name)
+    name = spec.name
     if spec.dla_cores < 1:
         with_dla = [t.name for t in TARGETS.values() if t.dla_cores > 0]
         raise EnginesError(f"--dla-core: {name} has no DLA (targets with DLA: {', '.join(with_dla)}); build "

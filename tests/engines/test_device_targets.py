@@ -157,3 +157,17 @@ def test_deploy_memory_check_reads_the_table(tmp_path):
     for name, t in TARGETS.items():
         info = check_resources(str(tmp_path), 1 << 20, name)
         assert info["memory_needed_mib"] == t.builder_memory_mib
+
+
+def test_a_target_is_resolved_once_and_the_record_passed_down():
+    """resolve_target: a name is looked up, a DeviceTarget passes through; the table's checks take either."""
+    from snp_edge.engines.common.targets import check_precision, resolve_target
+
+    orin = resolve_target("jetson-orin")
+    assert resolve_target(orin) is orin is get_target("jetson-orin")
+    assert check_dla_request(orin, 1) == 1 and check_precision(orin, "int8") == "int8"
+    assert width_multiple_for([orin, "rtx3090"]) == 8 and width_multiple_for([orin, "jetson-nano"]) == 1
+    with pytest.raises(EnginesError, match="--dla-core 2: jetson-orin modules have at most 2 DLA cores"):
+        check_dla_request(orin, 2)
+    with pytest.raises(EnginesError, match="unknown target 'orin'"):
+        resolve_target("orin")
