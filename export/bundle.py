@@ -37,7 +37,7 @@ from snp_edge.engines.common.degenerate import degenerate_problem, fp16_problem
 from snp_edge.engines.common.errors import ManifestError
 from snp_edge.engines.common.fileio import Output, apply_umask, current_umask, scratch_dir
 from snp_edge.engines.common.ort import ort_session, run_logits
-from snp_edge.engines.common.targets import TARGETS, get_target, width_alignment
+from snp_edge.engines.common.targets import TARGETS, DeviceTarget, resolve_target, width_alignment
 from snp_edge.engines.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -105,10 +105,11 @@ def model_alignment(handle: ModelHandle) -> int:
     return width_alignment([w["embed"]] + [b[k] for b in w["blocks"] for k in ("qk", "v", "mlp")])
 
 
-def check_alignment(handle: ModelHandle, target: str) -> int:
+def check_alignment(handle: ModelHandle, target: str | DeviceTarget) -> int:
     """The model's width alignment; a one-line warning when ``target`` has FP16 tensor cores and the widths
     are not multiples of its ``width_multiple``."""
-    spec, alignment = get_target(target), model_alignment(handle)
+    spec, alignment = resolve_target(target), model_alignment(handle)
+    target = spec.name
     if spec.tensor_cores and alignment % spec.width_multiple:
         warnings.warn(SnpEdgeWarning(
             f"{handle.name}'s widths are multiples of {alignment}, not of {spec.width_multiple}: {target}'s FP16 tensor "
@@ -220,9 +221,9 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
     from .int8_bundle import Int8Options, check_int8, quantize_bundle_model, top_k_of
 
     check_int8(target, precision)
-    spec = get_target(target)
+    spec = resolve_target(target)  # once; the record goes down
     chosen = check_flavors(list(flavors), target)
-    check_alignment(handle, target)
+    check_alignment(handle, spec)
     names, labels_source = (read_labels(labels, handle.num_classes), str(labels)) if labels else default_labels(handle)
     output = bundle_output(out, archive, force)
     final = Path(output.shown)
@@ -232,7 +233,7 @@ def make_bundle(handle: ModelHandle, target: str, out: str | Path, opset: int | 
         check_fp16_weights(handle)  # the device builds FP16 engines (--precision fp16, the default)
         images, image_names = _golden_inputs(handle, images)
         export = export_onnx(handle, tmp / "model.onnx", opset=opset or spec.opset, parser=spec.trt_parser,
-                             fp16_safe=fp16_safe, images=images, target=target, input_form=input_form)
+                             fp16_safe=fp16_safe, images=images, target=spec, input_form=input_form)
         (tmp / "golden").mkdir()
         inputs = export.input_form.encode(images, handle.data_config["mean"], handle.data_config["std"])
         outputs = run_logits(ort_session(str(tmp / "model.onnx")), inputs)

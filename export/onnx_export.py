@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 import torch
 from snp_edge.engines.common.fileio import Output
-from snp_edge.engines.common.targets import get_target
+from snp_edge.engines.common.targets import DeviceTarget, resolve_target
 from torch import nn
 
 from snp_edge.errors import SnpEdgeError, VerificationFailed
@@ -93,7 +93,7 @@ def model_form(handle: ModelHandle) -> InputForm:
 
 def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, parser: str | None = None,
                 fp16_safe: bool = False, verify: bool = True, images: torch.Tensor | None = None,
-                force: bool = False, target: str | None = None, input_form: InputForm | None = None,
+                force: bool = False, target: str | DeviceTarget | None = None, input_form: InputForm | None = None,
                 batch: int | None = None, head: str = "logits") -> ExportResult:
     """Export ``handle``'s model to ``out`` (atomically), check it for ``parser``, and verify it with ONNX Runtime.
 
@@ -112,7 +112,8 @@ def export_onnx(handle: ModelHandle, out: str | Path, opset: int | None = None, 
         batch: a static batch size (default: dynamic).
         head: "logits" (output ``logits``) or "softmax" (output ``probs``).
     """
-    spec = get_target(target) if target else None
+    spec = resolve_target(target) if target else None  # a name or the caller's resolved DeviceTarget
+    target = spec.name if spec else None
     opset = opset or (spec.opset if spec else 13)
     if opset not in SUPPORTED_OPSETS:
         raise SnpEdgeError(f"--opset {opset} is not supported; use one of {SUPPORTED_OPSETS}")

@@ -262,11 +262,11 @@ def quantize_for_target(src: str | Path, dst: str | Path, calib: np.ndarray, tar
     """:func:`quantize_onnx` with the device ``target``'s Q/DQ placement (its ``quantizer`` in the target
     table, unless ``quantizer`` is given), refused for targets without INT8 (``jetson-nano``). A TensorRT
     target's QDQ graph must pass its parser's explicit-quantisation rules (:func:`export.trt_ops.check_qdq`)."""
-    from snp_edge.engines.common.targets import check_precision, get_target
+    from snp_edge.engines.common.targets import check_precision, resolve_target
 
     from .trt_ops import check_qdq
 
-    spec = get_target(target)
+    spec = resolve_target(target)
     check_precision(target, "int8")
     name = quantizer or spec.quantizer
     if spec.runtime == "tensorrt" and get_quantizer(name).runtime != "tensorrt":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snp_edge.engines.common.targets import get_target
+from snp_edge.engines.common.targets import resolve_target
 
 from .fast_preprocess import readme_lines as fast_readme_lines
 
@@ -15,7 +15,7 @@ def bundle_readme(manifest: dict, polygraphy: dict[str, str], sections: list[str
     onnx, pre, model = manifest["onnx"], manifest["preprocess"], manifest["model"]
     inp, out = onnx["input"], onnx["output"]
     norm = inp.get("normalization")
-    target = get_target(manifest["target"])
+    target = resolve_target(manifest["target"])
     dla = ["scripts/build.sh --dla-core 0 && scripts/verify.sh --dla-core 0   # on DLA core 0, GPU fallback "
            "(Orin NX / AGX Orin)"] if target.dla_cores else []
     if norm and norm["in_graph"]:
