@@ -47,5 +47,10 @@ def table() -> str:
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
+def main() -> int:
     sys.stdout.write(table() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
