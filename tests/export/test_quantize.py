@@ -34,6 +34,8 @@ def test_registries_match_the_command_line():
 
 @pytest.mark.slow
 def test_ort_quantizer_places_per_channel_qdq_and_records_the_gate(fp32_onnx, tmp_path):
+    import onnx.numpy_helper
+    from snp_edge.export import quantize as quantize_mod
     from snp_edge.export.quantize import GateThresholds, quantize_onnx, read_quantization
     from snp_edge.export.trt_ops import check_qdq
 
@@ -46,6 +48,20 @@ def test_ort_quantizer_places_per_channel_qdq_and_records_the_gate(fp32_onnx, tm
     weights = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
     with_int8_weights = {n.op_type for n in model.graph.node if weights & set(n.input)}
     assert with_int8_weights == {"MatMul", "Gemm", "Conv"} or with_int8_weights == {"Gemm", "Conv"}
+    # only the weight GEMMs: the attention's activation x activation MatMuls (and the Softmax between them) stay
+    # FP32, with no Q/DQ on their inputs
+    fp32_model = onnx.load(str(src))
+    act_matmuls = [n.name for n in fp32_model.graph.node if n.op_type == "MatMul" and n.name not in
+                   quantize_mod.weight_gemms(fp32_model)]
+    assert len(act_matmuls) == 2 * 12  # QK^T and attn x V in each of DeiT-Tiny's 12 blocks
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in model.graph.node}
+    assert all(not dq_out & set(by_name[name].input) for name in act_matmuls)
+    assert not any(dq_out & set(n.input) for n in model.graph.node if n.op_type == "Softmax")
+    # 7-bit weights (reduce_range): x86 AVX2's u8 x s8 pair sums (2 x 255 x 64) cannot saturate 16 bits
+    int8_weights = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer
+                    if i.data_type == onnx.TensorProto.INT8]
+    assert int8_weights and max(int(np.abs(w.astype(np.int32)).max()) for w in int8_weights) == 64
     axes = [a.i for n in model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute if a.name == "axis"]
     assert axes, "per-channel weights carry an axis"
     record = read_quantization(tmp_path / "q.onnx")
