@@ -6,12 +6,13 @@ Two quantisers, one per runtime (a registry; the device target names its own in 
 ``ort``       ONNX Runtime's ``quantize_static``: QDQ, per-channel symmetric 7-bit int8 weights
               (``reduce_range``), asymmetric uint8 activations, only the weight GEMMs (MatMul/Gemm/Conv with
               a constant weight; the attention's activation x activation MatMuls and everything around them
-              stay FP32): what ONNX Runtime's CPU int8 kernels run (x86 AVX2/VNNI, ARM64 dot-product). For
-              the CPU targets (Raspberry Pi, ARM64 boards). Both choices measured (docs/int8.md): quantising
-              the attention MatMuls too made ONNX Runtime fuse the softmax between them into a slow
-              ``QLinearSoftmax`` (INT8 slower than FP32 on the pruned models); 7-bit weights keep x86 AVX2's
-              u8 x s8 kernels (``vpmaddubsw``, 16-bit saturating pair sums) from saturating, so the kernels
-              compute the Q/DQ graph as written on x86 and ARM alike.
+              stay FP32), their outputs left in FP32 (no requantisation): what ONNX Runtime's CPU int8
+              kernels run (x86 AVX2/VNNI, ARM64 dot-product). For the CPU targets (Raspberry Pi, ARM64
+              boards). Each choice measured (docs/int8.md): quantising the attention MatMuls too made ONNX
+              Runtime fuse the softmax between them into a slow ``QLinearSoftmax`` (INT8 slower than FP32 on
+              the pruned models); 7-bit weights keep x86 AVX2's u8 x s8 kernels (``vpmaddubsw``, 16-bit
+              saturating pair sums) from saturating, so the kernels compute the Q/DQ graph as written (within
+              float rounding) on x86 and ARM alike; float GEMM outputs were faster and closer to it.
 ``modelopt``  NVIDIA Model Optimizer's ONNX PTQ (``modelopt.onnx.quantization.quantize``, int8 mode): the
               QDQ placement TensorRT's explicit quantisation wants (Q/DQ before Conv/Gemm/MatMul inputs;
               LayerNorm, Softmax and GELU left unquantised, in FP32 here: TensorRT's FP16 flag lowers them).
@@ -155,7 +156,9 @@ def _quantize_static(quantize_static, src, dst, reader, method, QuantFormat, Qua
                     nodes_to_quantize=nodes, per_channel=True, reduce_range=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                   "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
+                                   "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False,
+                                   # GEMM outputs stay FP32 (int8 kernels with float output, no requantisation)
+                                   "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)})
 
 
 def _run_modelopt(src: Path, dst: Path, calib: np.ndarray, method: str) -> None:

@@ -58,6 +58,9 @@ def test_ort_quantizer_places_per_channel_qdq_and_records_the_gate(fp32_onnx, tm
     by_name = {n.name: n for n in model.graph.node}
     assert all(not dq_out & set(by_name[name].input) for name in act_matmuls)
     assert not any(dq_out & set(n.input) for n in model.graph.node if n.op_type == "Softmax")
+    # the GEMMs' outputs stay float: no QuantizeLinear right after a weight GEMM
+    gemm_out = {n.output[0] for n in model.graph.node if n.op_type in ("Gemm", "Conv", "MatMul")}
+    assert not any(n.input[0] in gemm_out for n in model.graph.node if n.op_type == "QuantizeLinear")
     # 7-bit weights (reduce_range): x86 AVX2's u8 x s8 pair sums (2 x 255 x 64) cannot saturate 16 bits
     int8_weights = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer
                     if i.data_type == onnx.TensorProto.INT8]
