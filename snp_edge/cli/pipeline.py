@@ -155,6 +155,9 @@ def check_int8_bench(args: argparse.Namespace) -> None:
     from ..errors import SnpEdgeError
     from ..export.int8_bundle import check_int8
 
+    if args.precision == "fp16":
+        raise SnpEdgeError("--precision fp16: the benchmark's FP16 is --fp16 (torch on cuda); --precision takes "
+                           "fp32 or int8 here")
     if args.precision != "int8":
         return
     if args.backend not in ("ort", "none") or args.device != "cpu":
@@ -258,10 +261,10 @@ def _int8_bundle(args: argparse.Namespace, handle) -> dict:
 
 
 def precision_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="int8: also quantise every model (ONNX Runtime's Q/DQ placement, the CPU targets') and "
-                        "benchmark its INT8 row beside the FP32 one (--backend ort, CPU); run's bundles are INT8 "
-                        "(targets without INT8, such as jetson-nano, are refused)")
+    p.add_argument("--precision", choices=groups.PRECISIONS, default="fp32",
+                   help="fp32 (fp16: use --fp16, torch on cuda); int8: also quantise every model (ONNX Runtime's "
+                        "Q/DQ placement, the CPU targets') and benchmark its INT8 row beside the FP32 one (--backend "
+                        "ort, CPU); run's bundles are INT8 (targets without INT8, such as jetson-nano, are refused)")
 
 
 def register(sub) -> None:

@@ -44,6 +44,8 @@ def test_int8_refusals_before_any_model_loads(capsys, tmp_path):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "snp-edge compare: error: --precision int8 times ONNX Runtime's CPU int8 kernels: use --backend ort "
         "--device cpu (not --backend torch --device cpu)")
+    assert main(["compare", *base[:-1], "fp16", "--out", str(tmp_path / "c")]) == 2
+    assert "--precision fp16: the benchmark's FP16 is --fp16" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
