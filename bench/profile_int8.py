@@ -1,6 +1,6 @@
 """INT8 latency tables for the CPU targets (``snp-edge profile --backend ort --precision int8``): every part
 and whole-model probe of :mod:`bench.profile` is quantised by ONNX Runtime's own Q/DQ placement (the
-``ort`` quantizer of ``export/quantize.py``, the one ``--target raspberry-pi-5`` uses: QDQ, per-channel int8
+``ort`` quantizer of ``export/quantize.py``, the one ``--target raspberry-pi-5`` uses: QDQ on the weight GEMMs, per-channel 7-bit
 weights, uint8 activations, minmax on 4 seeded noise inputs) before it is timed. Timing is what it measures,
 so noise calibration is enough: the int8 kernels' speed does not depend on the scales."""
 

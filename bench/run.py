@@ -182,6 +182,9 @@ def build_results(cands: list[Candidate], lat: list[dict | None], times: list[li
         }
         if summary and lat[base]:
             row.update(stats.speedups(lat[base], summary, cands[base].gmacs, c.gmacs))
+        if c.extra.get("precision"):  # an INT8 row (bench/int8_candidates.py)
+            row.update(precision=c.extra["precision"], fp32_label=c.extra.get("fp32_label"),
+                       quantization=c.extra.get("quantization"))
         predicted = c.extra.get("predicted_ms")
         if predicted:
             row.update(predicted_ms=predicted, predicted_for=c.extra.get("predicted_for"),

@@ -43,6 +43,11 @@ CANDIDATE_SCHEMA = {
                           "description": "the table's backend, precision, batch and threads: the prediction is for "
                                          "that setting"},
         "predicted_error": {**_OPT_NUM, "description": "measured median / predicted - 1"},
+        "precision": {"enum": ["int8"], "description": "an INT8 row (--precision int8): the FP32 row's model "
+                                                         "quantised with ONNX Runtime's Q/DQ placement"},
+        "fp32_label": {**_OPT_STR, "description": "the label of the FP32 row this INT8 row was quantised from"},
+        "quantization": {"type": ["object", "null"], "description": "quantizer, method, calib_images, qdq_nodes, "
+                                                                    "gate (passed | skipped)"},
         "throughput_ips": {**_OPT_NUM, "description": "images/s = batch * 1000 / mean latency (ms)"},
         "speedup_median": {**_OPT_NUM, "description": "baseline median latency / this median latency"},
         "speedup_mean": {**_OPT_NUM, "description": "baseline mean latency / this mean latency"},

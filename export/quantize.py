@@ -3,9 +3,16 @@
 Two quantisers, one per runtime (a registry; the device target names its own in ``engines/targets.py``):
 
 ============  ===========================================================================================
-``ort``       ONNX Runtime's ``quantize_static``: QDQ, per-channel symmetric int8 weights, asymmetric uint8
-              activations, MatMul/Gemm/Conv only: what ONNX Runtime's CPU int8 kernels run (x86 VNNI,
-              ARM64 dot-product). For the CPU targets (Raspberry Pi, ARM64 boards).
+``ort``       ONNX Runtime's ``quantize_static``: QDQ, per-channel symmetric 7-bit int8 weights
+              (``reduce_range``), asymmetric uint8 activations, only the weight GEMMs (MatMul/Gemm/Conv with
+              a constant weight; the attention's activation x activation MatMuls and everything around them
+              stay FP32), their outputs left in FP32 (no requantisation): what ONNX Runtime's CPU int8
+              kernels run (x86 AVX2/VNNI, ARM64 dot-product). For the CPU targets (Raspberry Pi, ARM64
+              boards). Each choice measured (docs/int8.md): quantising the attention MatMuls too made ONNX
+              Runtime fuse the softmax between them into a slow ``QLinearSoftmax`` (INT8 slower than FP32 on
+              the pruned models); 7-bit weights keep x86 AVX2's u8 x s8 kernels (``vpmaddubsw``, 16-bit
+              saturating pair sums) from saturating, so the kernels compute the Q/DQ graph as written (within
+              float rounding) on x86 and ARM alike; float GEMM outputs were faster and closer to it.
 ``modelopt``  NVIDIA Model Optimizer's ONNX PTQ (``modelopt.onnx.quantization.quantize``, int8 mode): the
               QDQ placement TensorRT's explicit quantisation wants (Q/DQ before Conv/Gemm/MatMul inputs;
               LayerNorm, Softmax and GELU left unquantised, in FP32 here: TensorRT's FP16 flag lowers them).
@@ -121,12 +128,37 @@ def _run_ort(src: Path, dst: Path, calib: np.ndarray, method: str) -> None:
         root.setLevel(level)
 
 
+def weight_gemms(model: onnx.ModelProto, ops: tuple[str, ...] = QUANTIZED_OPS) -> list[str]:
+    """Names of the ``ops`` nodes of ``model`` that multiply by a constant weight (an initializer or a
+    ``Constant`` among their first two inputs): Linear/Conv layers, not activation x activation MatMuls."""
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type in ops and any(x in consts for x in n.input[:2])]
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with a unique name on every node (``nodes_to_quantize`` selects by name; unnamed nodes
+    would all match an empty name)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = next(f"{n.op_type}_{i}_{k}" for k in range(len(taken) + 1) if f"{n.op_type}_{i}_{k}" not in taken)
+            taken.add(n.name)
+    return model
+
+
 def _quantize_static(quantize_static, src, dst, reader, method, QuantFormat, QuantType) -> None:  # noqa: N803
-    quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method,
+    model = _named(onnx.load(str(src)))
+    nodes = weight_gemms(model)
+    if not nodes:  # ONNX Runtime reads an empty list as "every node"
+        raise SnpEdgeError(f"{src} has no MatMul/Gemm/Conv with a constant weight: nothing to quantise")
+    quantize_static(model, str(dst), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                    nodes_to_quantize=nodes, per_channel=True, reduce_range=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                   "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
+                                   "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False,
+                                   # GEMM outputs stay FP32 (int8 kernels with float output, no requantisation)
+                                   "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)})
 
 
 def _run_modelopt(src: Path, dst: Path, calib: np.ndarray, method: str) -> None:
@@ -150,8 +182,8 @@ def _run_modelopt(src: Path, dst: Path, calib: np.ndarray, method: str) -> None:
 
 
 QUANTIZERS: dict[str, Quantizer] = {q.name: q for q in [
-    Quantizer("ort", "ONNX Runtime quantize_static: QDQ, per-channel int8 weights, uint8 activations, "
-                     "MatMul/Gemm/Conv (ONNX Runtime CPU int8 kernels)", "onnxruntime",
+    Quantizer("ort", "ONNX Runtime quantize_static: QDQ, per-channel 7-bit int8 weights, uint8 activations, "
+                     "weight MatMul/Gemm/Conv only (ONNX Runtime CPU int8 kernels)", "onnxruntime",
               CALIBRATION_METHODS, "minmax", _run_ort),
     Quantizer("modelopt", "NVIDIA Model Optimizer ONNX PTQ: TensorRT explicit quantisation (LayerNorm, Softmax, "
                           "GELU unquantised)", "tensorrt", ("entropy", "minmax"), "minmax", _run_modelopt),

@@ -127,11 +127,64 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise SnpEdgeError("give at least one --preset, --config, --target-gmacs, --target-latency or "
                            "--target-speedup to compare against")
     cfg = bench_config(args)
+    check_int8_bench(args)
     out = args.out or default_out("compare")
     check_out_dir(out, args.force)
-    cands = [_candidate(m) for m in build_members(args, targets)]
-    apply_top1(cands, args.top1)
-    return measure_and_write(cands, cfg, out, args.force)
+    members = build_members(args, targets)
+    cands = [_candidate(m) for m in members]
+    if args.precision != "int8":
+        apply_top1(cands, args.top1)
+        return measure_and_write(cands, cfg, out, args.force)
+    import tempfile
+
+    from ..export.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="snp-edge-compare-int8-") as tmp:
+        exports = []
+        for i, (m, c) in enumerate(zip(members, cands, strict=True)):
+            path = Path(tmp) / f"model{i}.onnx"
+            exports.append((c, path, export_onnx(m.handle, path, verify=False)))
+        cands = int8_rows(exports, None, Path(tmp))
+        apply_top1(cands, args.top1)
+        return measure_and_write(cands, cfg, out, args.force)
+
+
+def check_int8_bench(args: argparse.Namespace) -> None:
+    """``--precision int8`` benchmarks ONNX Runtime's CPU int8 kernels: refuse other backends and devices,
+    and (run) bundle targets without INT8, before any model loads."""
+    from ..errors import SnpEdgeError
+    from ..export.int8_bundle import check_int8
+
+    if args.precision == "fp16":
+        raise SnpEdgeError("--precision fp16: the benchmark's FP16 is --fp16 (torch on cuda); --precision takes "
+                           "fp32 or int8 here")
+    if args.precision != "int8":
+        return
+    if args.backend not in ("ort", "none") or args.device != "cpu":
+        raise SnpEdgeError(f"--precision int8 times ONNX Runtime's CPU int8 kernels: use --backend ort --device cpu "
+                           f"(not --backend {args.backend} --device {args.device})")
+    for target in getattr(args, "targets", None) or []:
+        check_int8(target, "int8")
+
+
+def int8_rows(exports: list, images, tmp: Path) -> list:
+    """The benchmark candidates of ``exports`` ((candidate, FP32 ONNX path, export result) each), every FP32
+    row followed by its INT8 twin (bench/int8_candidates.py), quantised on ``images`` (torch, the model's
+    input; seeded noise when None) into ``tmp``."""
+    from ..bench.int8_candidates import int8_candidate, noise_calibration, with_int8
+
+    _stage("quantising to INT8 (ONNX Runtime's Q/DQ placement) for the INT8 rows")
+    twins = []
+    for c, path, result in exports:
+        if images is None:
+            calib = noise_calibration((1, c.handle.in_chans, c.handle.img_size, c.handle.img_size))
+        else:
+            cfg = c.handle.data_config
+            calib = result.input_form.encode(images, cfg["mean"], cfg["std"]) if result.input_form else images
+            calib = calib.numpy() if hasattr(calib, "numpy") else calib
+        twins.append(int8_candidate(c, path, tmp / f"{path.stem}.int8.onnx", calib,
+                                    gate=images is not None and bool(c.accuracy_meaningful)))
+    return with_int8([c for c, _, _ in exports], twins)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -144,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..saved import write_pruned
 
     targets = targets_of(args, DEFAULT_PRESET)
+    check_int8_bench(args)
     cfg = bench_config(args, protocol="run") if args.backend != "none" else None
     out = Path(args.out or Path("runs") / f"run-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.out is None:
@@ -166,12 +220,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         for target in args.targets:
             _stage(f"bundling for {target}")
             (tmp / "bundles").mkdir(exist_ok=True)
-            bundles[target] = str(make_bundle(pruned.handle, target, tmp / "bundles" / target, images=images)
-                                  .relative_to(tmp))
+            bundles[target] = str(make_bundle(pruned.handle, target, tmp / "bundles" / target, images=images,
+                                              **_int8_bundle(args, pruned.handle)).relative_to(tmp))
         bench_doc = None
         if cfg is not None:
             _stage(f"benchmarking on {cfg.backend} (warm-up {cfg.warmup}, runs {cfg.runs}, interleaved)")
             cands = [_candidate(m, path if cfg.backend == "ort" else None) for m, path, _ in exports]
+            if args.precision == "int8":
+                cands = int8_rows([(c, p, r) for c, (_, p, r) in zip(cands, exports, strict=True)], images,
+                                  tmp / "onnx")
             apply_top1(cands, args.top1)
             bench_doc = run_bench(cands, cfg, command=sys.argv)
             write_report(bench_doc, tmp / "bench")
@@ -194,6 +251,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 130 if bench_doc is not None and bench_doc.get("partial") else 0
 
 
+def _int8_bundle(args: argparse.Namespace, handle) -> dict:
+    """make_bundle's precision arguments for ``run --precision int8`` (the gate off for random weights)."""
+    if args.precision != "int8":
+        return {}
+    from ..export.int8_bundle import Int8Options
+
+    return {"precision": "int8", "int8": Int8Options(gate=bool(handle.accuracy_meaningful and args.calib))}
+
+
+def precision_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=groups.PRECISIONS, default="fp32",
+                   help="fp32 (fp16: use --fp16, torch on cuda); int8: also quantise every model (ONNX Runtime's "
+                        "Q/DQ placement, the CPU targets') and benchmark its INT8 row beside the FP32 one (--backend "
+                        "ort, CPU); run's bundles are INT8 (targets without INT8, such as jetson-nano, are refused)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="the main job: prune -> export -> bundle -> bench (default DeiT-S, 1.3 GMACs)",
                        description=__doc__, formatter_class=groups.formatter)
@@ -204,6 +277,7 @@ def register(sub) -> None:
     groups.references(p, DEFAULT_REFERENCES)
     groups.device_target(p, multiple=True, default=list(DEFAULT_TARGETS))
     groups.measurement(p, protocol="run", backends=(*groups.BACKENDS[:2], "none"))
+    precision_flag(p)
     groups.seed(p)
     groups.output(p, "output folder (default: runs/run-<time>)", required=False, json_flag=False)
     groups.advanced(p)
@@ -221,6 +295,7 @@ def register(sub) -> None:
     groups.references(p, DEFAULT_REFERENCES)
     groups.device_target(p, purpose="the device the widths are aligned for (--round-to's default)")
     groups.measurement(p, backends=groups.BACKENDS[:2])
+    precision_flag(p)
     groups.seed(p)
     groups.output(p, "output folder (default: runs/compare-<time>)", required=False, json_flag=False)
     groups.advanced(p)

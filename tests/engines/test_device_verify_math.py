@@ -74,3 +74,27 @@ def test_small_logits_use_unit_scale():
 def test_shape_mismatch():
     with pytest.raises(EnginesError, match=r"do not match golden outputs \(8, 1000\)"):
         compare_logits(np.zeros((8, 10)), np.zeros((8, 1000)), TOLERANCES["fp16"])
+
+
+def test_int8_excuses_only_flips_on_near_ties_its_tolerance_allows():
+    """INT8: a flip on a row whose golden top-1/top-2 margin is within 2 x atol is reported as a near tie and
+    not counted; a flip on a clear margin still fails; fp16 counts both."""
+    golden = _golden(n=8)
+    scale = max(float(np.abs(golden).max()), 1.0)
+    top2 = np.argsort(-golden, axis=1)[:, :2]
+    tie = golden.copy()
+    tie[3, top2[3, 1]] = golden[3, top2[3, 0]] - 0.01 * scale  # margin 0.01 x scale <= 2 x 0.05
+    engine = tie.copy()
+    engine[3, top2[3, 1]], engine[3, top2[3, 0]] = tie[3, top2[3, 0]], tie[3, top2[3, 1]]  # swapped: err 0.01 x scale
+    report = compare_logits(engine, tie, tolerance_for("int8"))
+    assert report["passed"] and report["top1_agreement"] == 1.0
+    assert [(f["index"], f["near_tie"]) for f in report["flips"]] == [(3, True)]
+    assert not compare_logits(engine, tie, tolerance_for("fp16", atol_frac=1.0))["passed"]
+    clear = golden.copy()
+    clear[5] = 0.0
+    clear[5, 0], clear[5, 1] = 10.0, 10.0 - 0.2 * scale  # margin 0.2 x scale > 2 x 0.05: a real flip
+    engine = clear.copy()
+    engine[5, 1] = 10.0 + 0.01 * scale
+    report = compare_logits(engine, clear, tolerance_for("int8"))
+    assert report["flips"][0]["near_tie"] is False and report["top1_agreement"] == 7 / 8
+    assert any(f.startswith("top-1 agreement 0.8750 < 0.99") for f in report["failures"])
