@@ -74,6 +74,7 @@ class Scoring:
     rescore: bool = False
     allocation: str = "score"
     group_weight: str = "loss"  # for every budget (docs/accuracy.md, issue 21); "auto" is its alias
+    sublayers: bool = True  # with loss weights an FFN or attention may be removed (width 0, snp_edge.sublayers)
 
 
 @dataclass(frozen=True)
