@@ -188,3 +188,17 @@ def test_prune_removes_a_dead_ffn():
     images = torch.randn(4, 3, ARGS["img_size"], ARGS["img_size"])
     with torch.no_grad():
         assert torch.allclose(result.handle.model(images), handle.model(images), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bundle_of_a_model_with_removed_sublayers_verifies_on_the_device_code(tiny, tmp_path):
+    """A Jetson Nano bundle (opset 13, TensorRT 8.2 op rules) of a model with an FFN and an attention removed
+    passes the device code's verify on ONNX Runtime (golden outputs, top-k)."""
+    from snp_edge.engines.cli import main as engines_main
+    from snp_edge.export.bundle import check_bundle, make_bundle
+
+    handle, base, scores, _ = tiny
+    pruned = apply_widths(handle, _cut(base, b0={"mlp": 0}, b3={"heads": 0, "qk": 0, "v": 0}), scores)
+    out = make_bundle(pruned, "jetson-nano", tmp_path / "b")
+    assert check_bundle(out)["onnx"]["opset"] == 13
+    assert engines_main(["verify", str(out), "--backend", "onnxruntime", "--json-file", str(tmp_path / "v.json")]) == 0
