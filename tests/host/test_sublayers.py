@@ -202,3 +202,24 @@ def test_bundle_of_a_model_with_removed_sublayers_verifies_on_the_device_code(ti
     out = make_bundle(pruned, "jetson-nano", tmp_path / "b")
     assert check_bundle(out)["onnx"]["opset"] == 13
     assert engines_main(["verify", str(out), "--backend", "onnxruntime", "--json-file", str(tmp_path / "v.json")]) == 0
+
+
+def test_latency_table_counts_a_removed_sublayer_as_nothing():
+    """A latency table predicts a removed FFN or attention at 0 ms (not an extrapolation of its grid below the
+    narrowest width measured): a block's cost loses exactly that term; the allocator's latency cost agrees."""
+    from snp_edge.engines import latency_table as lt
+    from snp_edge.latency import LatencyCost, predict_ms
+    from tests.host.test_latency import _model, _synthetic
+
+    model = _model()
+    table, base = _synthetic(model), arch_of(model)
+    cost = LatencyCost(table, MacCost(**macs_constants(model)))
+    E, b = base.embed, base.blocks[0]
+    attn = lt.term_ms(table, "attn", {"embed": E, "heads": b.heads, "qk": b.qk, "v": b.v})
+    mlp = lt.term_ms(table, "mlp", {"embed": E, "mlp": b.mlp})
+    assert lt.term_ms(table, "mlp", {"embed": E, "mlp": 0}) > 0  # what extrapolating would have charged
+    assert cost.block(E, replace(b, mlp=0)) == pytest.approx(lt.factor(table) * attn)
+    assert cost.block(E, replace(b, heads=0, qk=0, v=0)) == pytest.approx(lt.factor(table) * mlp)
+    assert cost.block(E, replace(b, v=0)) == cost.block(E, replace(b, heads=0, qk=0, v=0))
+    cut = _cut(base, b4={"mlp": 0}, b7={"heads": 0, "qk": 0, "v": 0})
+    assert predict_ms(table, base) - predict_ms(table, cut) == pytest.approx(lt.factor(table) * (attn + mlp))
