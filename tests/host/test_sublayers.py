@@ -19,6 +19,7 @@ from snp_edge.macs import block_macs, count_macs, macs_constants, predict_macs
 from snp_edge.saved import load_pruned_handle, save_pruned
 from snp_edge.sensitivity import MaskedViT
 from snp_edge.sublayers import SublayerBlock, removed_sublayers
+from snp_edge.summary import format_summary, summarize
 from snp_edge.surgery import apply_widths
 from tests.host.test_allocation import _scores
 from tests.host.test_sensitivity import ARGS, _handle
@@ -104,6 +105,8 @@ def test_saved_model_round_trip_and_old_json(tiny, tmp_path):
     with torch.no_grad():
         assert torch.equal(again.model(images), pruned.model(images))
     assert removed_sublayers(again.model) == ["blocks.1.mlp", "blocks.2.attn"]
+    text = format_summary(summarize(again, before=handle))
+    assert "    1      3       64      64     0  (FFN removed)" in text and "(attention removed)" in text
     old = {"embed": 192, "blocks": [{"index": i, "heads": 3, "qk": 64, "v": 32, "mlp": 500} for i in (0, 1, 3)],
            "head_dim": 64, "depth": 4, "num_heads": 3, "mlp": 768, "embed_orig": 192,
            "heads_kept": [[0, 1, 2]] * 3}
@@ -208,6 +211,7 @@ def test_latency_table_counts_a_removed_sublayer_as_nothing():
     """A latency table predicts a removed FFN or attention at 0 ms (not an extrapolation of its grid below the
     narrowest width measured): a block's cost loses exactly that term; the allocator's latency cost agrees."""
     from snp_edge.engines import latency_table as lt
+
     from snp_edge.latency import LatencyCost, predict_ms
     from tests.host.test_latency import _model, _synthetic
 
