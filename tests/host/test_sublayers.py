@@ -105,6 +105,8 @@ def test_saved_model_round_trip_and_old_json(tiny, tmp_path):
     with torch.no_grad():
         assert torch.equal(again.model(images), pruned.model(images))
     assert removed_sublayers(again.model) == ["blocks.1.mlp", "blocks.2.attn"]
+    with pytest.raises(SnpEdgeError, match=r"sublayers removed \(blocks.1.mlp, blocks.2.attn\); it cannot be pruned"):
+        prune(again, target_gmacs=0.5 * again.gmacs)
     text = format_summary(summarize(again, before=handle))
     assert "    1      3       64      64     0  (FFN removed)" in text and "(attention removed)" in text
     old = {"embed": 192, "blocks": [{"index": i, "heads": 3, "qk": 64, "v": 32, "mlp": 500} for i in (0, 1, 3)],
