@@ -234,5 +234,6 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
         "criteria": opts.criteria, "snp_gamma": sc.gamma, "ffn_score": sc.ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},
         "rescore": sc.rescore,
+        "sublayers": sc.sublayers and measured,  # whether a sublayer could be cut to zero width
     }
     return PruneResult(pruned, summary, recipe)
