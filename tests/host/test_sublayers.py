@@ -229,3 +229,13 @@ def test_latency_table_counts_a_removed_sublayer_as_nothing():
     assert cost.block(E, replace(b, v=0)) == cost.block(E, replace(b, heads=0, qk=0, v=0))
     cut = _cut(base, b4={"mlp": 0}, b7={"heads": 0, "qk": 0, "v": 0})
     assert predict_ms(table, base) - predict_ms(table, cut) == pytest.approx(lt.factor(table) * (attn + mlp))
+
+
+def test_keep_sublayers_flag_reaches_the_spec():
+    """``prune --keep-sublayers`` turns zero widths off; by default they are on."""
+    from snp_edge.cli import build_parser
+    from snp_edge.cli.args import prune_spec
+
+    argv = ["prune", "--model", "deit_tiny_patch16_224", "--target-gmacs", "0.5", "--out", "x"]
+    assert prune_spec(build_parser().parse_args(argv)).scoring.sublayers is True
+    assert prune_spec(build_parser().parse_args([*argv, "--keep-sublayers"])).scoring.sublayers is False
