@@ -26,7 +26,7 @@ MODEL_JSON_CASES = {
     "mlp-above-base": (_block0("mlp", 300), "field arch.blocks[0].mlp: expected an integer in [0, 256], got 300"),
     "mlp-negative": (_block0("mlp", -4), "field arch.blocks[0].mlp: expected an integer in [0, 1048576], got -4"),
     "attention-half-removed": (_block0("heads", 0), "field arch.blocks[0]: expected heads, qk and v all above 0, "
-                                                     "or all 0 (attention removed), got heads 0, qk"),
+                                                     "or all 0 (attention removed), got 'heads 0, qk"),
     "mlp-string": (_block0("mlp", "wide"), "field arch.blocks[0].mlp: expected an integer"),
     "mlp-bool": (_block0("mlp", True), "field arch.blocks[0].mlp: expected an integer in [0, 1048576], got True"),
     "mlp-float": (_block0("mlp", 40.5), "field arch.blocks[0].mlp"),
