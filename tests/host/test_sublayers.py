@@ -95,6 +95,7 @@ def test_masked_probe_removes_the_branch_as_surgery_does(tiny):
     assert len(apply_widths(handle, cases["both, and cuts"], scores).model.blocks) == 3  # the empty block dropped
 
 
+@pytest.mark.slow
 def test_saved_model_round_trip_and_old_json(tiny, tmp_path):
     """A model with removed sublayers saves as safetensors + JSON (widths 0) and loads to the same logits; an
     arch written before zero widths existed still loads; a half-removed attention is refused by name."""
