@@ -306,12 +306,23 @@ def term_ms(table, term, widths):
     return interpolate([table["grid"][a] for a in axes], table["terms"][term]["ms"], [widths[a] for a in axes])
 
 
+def block_parts(table, embed, block):
+    """One block's attention and FFN terms (ms, before the calibration factor); ``block`` a dict with heads,
+    qk, v, mlp. A sublayer pruned to zero width (0 heads, query/key or value neurons: the attention; 0 FFN
+    neurons: the FFN) is removed from the model and costs 0 ms, not an extrapolation of the grid."""
+    total = 0.0
+    if min(block["heads"], block["qk"], block["v"]) > 0:
+        total += term_ms(table, "attn", {"embed": embed, "heads": block["heads"], "qk": block["qk"], "v": block["v"]})
+    if block["mlp"] > 0:
+        total += term_ms(table, "mlp", {"embed": embed, "mlp": block["mlp"]})
+    return total
+
+
 def predict_parts(table, embed, blocks):
     """Sum of the parts (ms, before the calibration factor): ``blocks`` are dicts with heads, qk, v, mlp."""
     total = term_ms(table, "stem", {"embed": embed}) + term_ms(table, "head", {"embed": embed})
     for b in blocks:
-        total += term_ms(table, "attn", {"embed": embed, "heads": b["heads"], "qk": b["qk"], "v": b["v"]})
-        total += term_ms(table, "mlp", {"embed": embed, "mlp": b["mlp"]})
+        total += block_parts(table, embed, b)
     return total
 
 

@@ -37,7 +37,8 @@ from .accuracy_retention import elapsed_log, experiment_data, machine
 from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_of
 
 ARMS = {"loss": dict(group_weight="loss"), "loss-coarse": dict(group_weight="loss"),
-        "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform")}
+        "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform"),
+        "loss-keep": dict(group_weight="loss", sublayers=False)}  # no sublayer cut to zero width (issue 21)
 COARSE = (0.5, 0.25, 0.0)
 
 

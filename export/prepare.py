@@ -57,6 +57,8 @@ def export_copy(model: nn.Module, token_major: bool = True) -> nn.Module:
     model = copy.deepcopy(model).eval()
     tokens = model.patch_embed.num_patches + model.num_prefix_tokens
     for blk in model.blocks:
+        if blk.attn is None:  # attention removed (snp_edge.sublayers): nothing to export
+            continue
         blk.attn = as_pruned_attention(blk.attn)
         fold_softmax_scale(blk.attn)
         blk.attn.tokens = tokens

@@ -39,6 +39,11 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
 Blocks (``--drop-blocks``) and heads (``--heads``) are chosen first, by their scores; widths are allocated
 over what remains (:func:`structure`). Every allocator lands within 2% under the budget or says why not.
 
+Zero widths (``sublayers``, with measured ``loss`` weights): the ladders of a block's FFN and of its values
+end at 0, which removes the FFN, or the attention as a whole (its query/key pairs go with the values), from
+the model (:mod:`snp_edge.sublayers`): the probe measures the loss of the removed branch, and the cost counts
+it as nothing (no MACs, 0 ms in a latency table). So a sublayer goes where the loss says it is free.
+
 Costs implement :class:`Cost`: a fixed part that depends on the residual width (patch embedding, classifier)
 plus one term per block, so a change of one block's widths costs one term to re-evaluate.
 """
@@ -51,7 +56,7 @@ from typing import Protocol
 
 import torch
 
-from .arch import Arch, BlockArch
+from .arch import Arch, BlockArch, canonical
 from .criteria import Scores
 from .errors import SnpEdgeError
 from .macs import block_macs
@@ -136,7 +141,7 @@ def register(name: str) -> Callable[[Allocator], Allocator]:
 
 
 def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 1,
-             scores: Scores | None = None, probe: Probe | None = None) -> Arch:
+             scores: Scores | None = None, probe: Probe | None = None, sublayers: bool = False) -> Arch:
     """Kept widths of ``shell``'s blocks for at most ``budget`` (in ``cost.unit``), within 2%.
 
     Args:
@@ -145,6 +150,8 @@ def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 
         round_to: every pruned width a multiple of this.
         scores: the criterion's scores of the unpruned model (the ``score`` allocator needs them).
         probe: measured group weights (``loss``) for the ``score`` allocator; None: ``macs``.
+        sublayers: with a ``probe``, an FFN or an attention may be cut to zero width (removed; the result is
+            :func:`~snp_edge.arch.canonical`: 0 heads for a removed attention).
     """
     if name not in ALLOCATORS:
         raise SnpEdgeError(f"unknown allocation {name!r}; use one of {', '.join(ALLOCATORS)}")
@@ -152,7 +159,7 @@ def allocate(name: str, shell: Arch, budget: float, cost: Cost, round_to: int = 
         raise SnpEdgeError(f"--round-to must be >= 1, got {round_to}")
     if total_cost(cost, shell) <= budget:
         return shell
-    arch = ALLOCATORS[name](shell, budget, cost, round_to, scores, probe=probe)
+    arch = canonical(ALLOCATORS[name](shell, budget, cost, round_to, scores, probe=probe, sublayers=sublayers))
     got = total_cost(cost, arch)
     if not (1 - TOLERANCE) * budget <= got <= budget:
         raise SnpEdgeError(f"{name} allocation reached {_fmt(got, cost)}, not within 2% under the target "
@@ -167,12 +174,15 @@ def _fmt(value: float, cost: Cost) -> str:
 # ------------------------------------------------------------------------------------------ score-driven
 
 
-def ladder(orig: int, step: int) -> list[int]:
+def ladder(orig: int, step: int, zero: bool = False) -> list[int]:
     """Widths a group may take, widest first: ``orig``, then the multiples of ``step`` below it, down to
-    ``step`` (or 1 when ``step`` is 1)."""
+    ``step`` (or 1 when ``step`` is 1), then 0 when ``zero`` (the sublayer removed)."""
     top = orig if orig % step == 0 else orig // step * step
     widths = [orig] + list(range(top, step - 1, -step))
-    return list(dict.fromkeys(w for w in widths if w >= 1))
+    return list(dict.fromkeys(w for w in widths if w >= 1)) + ([0] if zero and orig > 0 else [])
+
+
+ZERO_COMPS = ("v", "mlp")  # groups whose ladder may end at 0: the attention (values, then query/key too), the FFN
 
 
 @dataclass
@@ -198,14 +208,17 @@ def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], to
     return {k: v.double().clamp_min(0) for k, v in out.items()}
 
 
-def _groups(shell: Arch, scores: Scores, step: int, cost: Cost | None = None) -> list[_Group]:
+def _groups(shell: Arch, scores: Scores, step: int, cost: Cost | None = None, zero: bool = False) -> list[_Group]:
+    """The allocator's groups of ``shell``; ``zero``: the ladders of :data:`ZERO_COMPS` end at 0 (a removed
+    sublayer costs nothing in every cost, so the cost's ``smallest`` width does not bound it)."""
     groups = []
     for (comp, pos), s in _unit_scores(scores, shell).items():
         mean = s.mean()
         s = s / mean if mean > 0 else torch.ones_like(s)
         ordered = s.sort(dim=1).values.sum(0)  # (width,): the k-th least important neuron of every row, summed
         floor = cost.smallest(comp) if cost is not None else 1
-        widths = [w for w in ladder(s.shape[1], step) if w >= floor] or [s.shape[1]]
+        widths = [w for w in ladder(s.shape[1], step, zero and comp in ZERO_COMPS) if w >= floor or w == 0]
+        widths = widths if widths and widths[0] else [s.shape[1]]
         cum = torch.cat([torch.zeros(1, dtype=ordered.dtype), ordered.cumsum(0)])
         removed = torch.tensor([cum[s.shape[1] - widths[t + 1]] - cum[s.shape[1] - widths[t]]
                                 for t in range(len(widths) - 1)], dtype=torch.float64)
@@ -225,7 +238,7 @@ def measure_loss(groups: list[_Group], shell: Arch, probe: Probe, kept: tuple[fl
     offset = probe(shell)
     for g in groups:
         at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * fraction))),
-                          len(g.widths) - 1) for fraction in kept} - {0})
+                          len(g.widths) - 1) for fraction in kept} - {0} | _removal_probes(g))
         measured = torch.tensor([offset] + [probe(_with_width(shell, g, g.widths[t])) for t in at],
                                 dtype=torch.float64) - offset
         if not torch.isfinite(measured).all():
@@ -234,6 +247,13 @@ def measure_loss(groups: list[_Group], shell: Arch, probe: Probe, kept: tuple[fl
         cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
         curve = _interp(cum, cum[[0, *at]], measured)
         g.loss = curve.diff()
+
+
+def _removal_probes(group: _Group) -> set[int]:
+    """Ladder positions probed beside the kept fractions when a ladder ends at 0 (the sublayer removed): the
+    narrowest width and 0, so the loss of removing the branch falls on that one step."""
+    n = len(group.widths)
+    return {n - 2, n - 1} - {0} if n >= 2 and group.widths[-1] == 0 else set()
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -305,19 +325,20 @@ def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
 @register("score")
 def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None,
                  probe: Probe | None = None, macs: MacCost | None = None, rounds: int = 3,
-                 reprobe: bool = True, kept: tuple[float, ...] = PROBE_KEPT) -> Arch:
+                 reprobe: bool = True, kept: tuple[float, ...] = PROBE_KEPT, sublayers: bool = False) -> Arch:
     """See the module docstring. ``probe``: group weights ``loss`` measured with it (None: ``macs``);
     ``macs`` (for the ``macs`` weights) defaults to ``cost`` when that is a :class:`MacCost`; ``rounds``:
     re-rankings at the widths found (step costs depend on the other widths); ``reprobe``: when the widths
     found cut the residual width, the blocks' groups are probed again on the model with that residual width
     (their losses do not add to the residual cut's: every block reads the narrower stream) and the widths
-    allocated again; ``kept``: the probe ladder (:func:`measure_loss`)."""
+    allocated again; ``kept``: the probe ladder (:func:`measure_loss`); ``sublayers``: with a ``probe``, the
+    ladders of :data:`ZERO_COMPS` end at 0 (the module docstring)."""
     if scores is None:
         raise SnpEdgeError("the score allocation needs the criterion's scores")
     macs = macs or getattr(cost, "macs", None) or cost
     if not isinstance(macs, MacCost):
         raise SnpEdgeError("the score allocation needs a MAC count beside a latency cost")
-    groups = _groups(shell, scores, round_to, cost)
+    groups = _groups(shell, scores, round_to, cost, zero=sublayers and probe is not None)
     if probe is not None:
         measure_loss(groups, shell, probe, kept)
     arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
@@ -430,9 +451,9 @@ def _top_up(arch: Arch, shell: Arch, budget: float, cost: Cost, step: int) -> Ar
 
 @register("uniform")
 def uniform(shell: Arch, budget: float, cost: Cost, round_to: int, scores: Scores | None = None,
-            probe: Probe | None = None, weights: dict | None = None) -> Arch:
-    """See the module docstring (``weights``: the relative pruning strength per component; scores and
-    ``probe`` unused)."""
+            probe: Probe | None = None, weights: dict | None = None, sublayers: bool = False) -> Arch:
+    """See the module docstring (``weights``: the relative pruning strength per component; scores,
+    ``probe`` and ``sublayers`` unused: no width goes to 0)."""
     weights = {**SEARCH_WEIGHTS, **(weights or {})}
 
     def at(s: float) -> Arch:

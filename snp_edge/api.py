@@ -22,6 +22,7 @@ from .errors import SnpEdgeError, SnpEdgeWarning
 from .macs import macs_constants, predict_macs
 from .models import ModelHandle, load_model
 from .spec import BUDGETS, TARGET_KEYS, PruneSpec, Target, round_to_for
+from .sublayers import check_prunable
 from .summary import summarize
 from .surgery import apply_widths, choose_blocks, pruned_components
 from .targets import arch_from_config, fit_under, load_preset, read_config, round_arch
@@ -102,16 +103,16 @@ def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
 
 
 def _allocate(handle: ModelHandle, allocation: str, shell: Arch, budget: Budget, round_to: int, scores: Scores,
-              cal, batch_size: int, progress: bool) -> Arch:
+              cal, batch_size: int, progress: bool, sublayers: bool = False) -> Arch:
     """:func:`~snp_edge.allocation.allocate`, with ``loss`` group weights measured on ``cal``'s images when
-    ``cal`` is given."""
+    ``cal`` is given (``sublayers``: then a sublayer may be removed)."""
     if cal is None:
         return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
     from .sensitivity import KLProbe
 
     probe = KLProbe(handle, scores, cal.images, batch_size, progress)
     try:
-        return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores, probe)
+        return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores, probe, sublayers)
     finally:
         probe.close()
 
@@ -181,6 +182,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
         raise SnpEdgeError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATORS)}")
     if group_weight not in ("auto", *GROUP_WEIGHTS):
         raise SnpEdgeError(f"unknown group weight {group_weight!r}; use one of auto, {', '.join(GROUP_WEIGHTS)}")
+    check_prunable(handle.model)
     base = arch_of(handle.model)
     _check_heads(heads, base)
     t.require_one(TARGET_KEYS)
@@ -208,7 +210,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
     if arch is None:
         shell = structure(base, scores, al.drop_blocks, heads)
         arch = _allocate(handle, allocation, shell, budget, round_to, scores, cal if measured else None,
-                         batch_size, progress)
+                         batch_size, progress, sc.sublayers)
     else:
         arch = choose_blocks(scores, arch, al.drop_blocks)
     if sc.rescore:
@@ -232,5 +234,6 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
         "criteria": opts.criteria, "snp_gamma": sc.gamma, "ffn_score": sc.ffn_score, "embed_score": embed_score,
         "calibration": {"source": cal.source if cal else None, "images": len(cal.images) if cal else 0, "seed": seed},
         "rescore": sc.rescore,
+        "sublayers": sc.sublayers and measured,  # whether a sublayer could be cut to zero width
     }
     return PruneResult(pruned, summary, recipe)

@@ -7,7 +7,7 @@ shape from the timm base model, without its weights (the meta device), ready for
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from timm.layers import LayerScale
@@ -17,6 +17,7 @@ from .attention import PrunedAttention, attn_layout
 from .engines.common.schema import Document
 from .errors import SnpEdgeError
 from .memory import check_allocation
+from .sublayers import SublayerBlock, attention_kept, mlp_kept
 from .vit import create_model
 
 
@@ -26,10 +27,12 @@ class BlockArch:
 
     Attributes:
         index: position of the block in the base model (blocks can be dropped).
-        heads: attention heads kept.
+        heads: attention heads kept; 0: the attention branch is removed (then qk and v are 0 too).
         qk: query/key neurons per head.
         v: value neurons per head.
-        mlp: FFN hidden neurons (fc1 outputs = fc2 inputs).
+        mlp: FFN hidden neurons (fc1 outputs = fc2 inputs); 0: the FFN branch is removed.
+
+    Zero widths: :mod:`snp_edge.sublayers`.
     """
 
     index: int
@@ -67,20 +70,23 @@ class Arch:
 
 
 def arch_of(model: nn.Module) -> Arch:
-    """Read the widths of a supported timm ViT (pruned or not)."""
+    """Read the widths of a supported timm ViT (pruned or not; a removed sublayer reads as width 0). The
+    original sizes are those of an unpruned model; of a pruned one, its first block's that has the sublayer
+    (``Arch.from_dict`` of its model.json has the base model's)."""
     blocks = []
     for i, blk in enumerate(model.blocks):
-        heads, qk, v = attn_layout(blk.attn)
-        blocks.append(BlockArch(index=i, heads=heads, qk=qk, v=v, mlp=blk.mlp.fc1.out_features))
-    first = model.blocks[0].attn
-    head_dim = round(first.scale ** -2)
+        heads, qk, v = attn_layout(blk.attn) if blk.attn is not None else (0, 0, 0)
+        blocks.append(BlockArch(index=i, heads=heads, qk=qk, v=v,
+                                mlp=blk.mlp.fc1.out_features if blk.mlp is not None else 0))
+    first = next((blk.attn for blk in model.blocks if blk.attn is not None), None)
+    head_dim = round(first.scale ** -2) if first is not None else max(b.qk for b in blocks)
     return Arch(
         embed=model.patch_embed.proj.out_channels,
         blocks=blocks,
         head_dim=head_dim,
         depth=len(blocks),
-        num_heads=blocks[0].heads,
-        mlp=blocks[0].mlp,
+        num_heads=next((b.heads for b in blocks if b.heads), 0),
+        mlp=next((b.mlp for b in blocks if b.mlp), 0),
         embed_orig=model.patch_embed.proj.out_channels,
         heads_kept=[list(range(b.heads)) for b in blocks],
     )
@@ -88,8 +94,8 @@ def arch_of(model: nn.Module) -> Arch:
 
 def check_arch(arch: Arch, base: Arch, label: str = "widths") -> None:
     """Refuse an ``arch`` the unpruned model ``base`` cannot become, naming the field: original sizes that are
-    not the base's, widths outside 1..the base's, block indices out of range, repeated or out of order,
-    ``heads_kept`` that does not list each kept block's heads."""
+    not the base's, widths outside 1..the base's (0..: a removed sublayer, heads, qk and v all 0 together), block
+    indices out of range, repeated or out of order, ``heads_kept`` that does not list each kept block's heads."""
     doc = Document(label, SnpEdgeError)
     for key in ("head_dim", "depth", "num_heads", "mlp", "embed_orig"):
         if getattr(arch, key) != getattr(base, key):
@@ -104,7 +110,10 @@ def check_arch(arch: Arch, base: Arch, label: str = "widths") -> None:
         previous = b.index
         for name, orig in (("heads", base.num_heads), ("qk", base.head_dim), ("v", base.head_dim),
                            ("mlp", base.mlp)):
-            doc.int_value(getattr(b, name), f"{field}.{name}", 1, orig)
+            doc.int_value(getattr(b, name), f"{field}.{name}", 0, orig)
+        if not attention_kept(b) and (b.heads, b.qk, b.v) != (0, 0, 0):
+            doc.fail(f"{field}", "heads, qk and v all above 0, or all 0 (attention removed)",
+                     f"heads {b.heads}, qk {b.qk}, v {b.v}")
     if arch.heads_kept:
         if len(arch.heads_kept) != len(arch.blocks):
             doc.fail("arch.heads_kept", f"one list per kept block ({len(arch.blocks)})", arch.heads_kept)
@@ -114,6 +123,16 @@ def check_arch(arch: Arch, base: Arch, label: str = "widths") -> None:
             if not ok or heads != sorted(set(heads)):
                 doc.fail(f"arch.heads_kept[{j}]", f"{b.heads} increasing head indices in [0, {base.num_heads})",
                          heads)
+
+
+def canonical(arch: Arch) -> Arch:
+    """``arch`` with every removed attention written as 0 heads, 0 query/key and 0 value neurons (and no kept
+    heads), and blocks whose attention and FFN are both removed dropped (they compute the identity), unless
+    none would be left. The allocator's widths may mark a removed attention by a value width of 0 alone."""
+    rows = [(b if attention_kept(b) else replace(b, heads=0, qk=0, v=0),
+             arch.heads_kept[j] if attention_kept(b) and arch.heads_kept else []) for j, b in enumerate(arch.blocks)]
+    rows = [(b, h) for b, h in rows if attention_kept(b) or mlp_kept(b)] or rows
+    return replace(arch, blocks=[b for b, _ in rows], heads_kept=[h for _, h in rows] if arch.heads_kept else [])
 
 
 def _layer_norm(old: nn.Module, width: int) -> nn.Module:
@@ -160,16 +179,20 @@ def apply_arch(model: nn.Module, arch: Arch) -> nn.Module:
     kept = []
     for b in arch.blocks:
         blk = model.blocks[b.index]
-        attn = blk.attn
-        blk.norm1 = _layer_norm(blk.norm1, E)
-        blk.attn = PrunedAttention(E, b.heads, b.qk, b.v, scale,
-                                   qkv_bias=attn.qkv.bias is not None, proj_bias=attn.proj.bias is not None)
-        blk.ls1 = _layer_scale(blk.ls1, E)
-        blk.norm2 = _layer_norm(blk.norm2, E)
-        blk.mlp.fc1 = _linear(blk.mlp.fc1, E, b.mlp)
-        blk.mlp.norm = _layer_norm(blk.mlp.norm, b.mlp)
-        blk.mlp.fc2 = _linear(blk.mlp.fc2, b.mlp, E)
-        blk.ls2 = _layer_scale(blk.ls2, E)
+        if not (attention_kept(b) and mlp_kept(b)):  # a sublayer removed: no modules, no kernels
+            blk = SublayerBlock.of(blk, attn=attention_kept(b), mlp=mlp_kept(b))
+        if blk.attn is not None:
+            attn = blk.attn
+            blk.norm1 = _layer_norm(blk.norm1, E)
+            blk.attn = PrunedAttention(E, b.heads, b.qk, b.v, scale,
+                                       qkv_bias=attn.qkv.bias is not None, proj_bias=attn.proj.bias is not None)
+            blk.ls1 = _layer_scale(blk.ls1, E)
+        if blk.mlp is not None:
+            blk.norm2 = _layer_norm(blk.norm2, E)
+            blk.mlp.fc1 = _linear(blk.mlp.fc1, E, b.mlp)
+            blk.mlp.norm = _layer_norm(blk.mlp.norm, b.mlp)
+            blk.mlp.fc2 = _linear(blk.mlp.fc2, b.mlp, E)
+            blk.ls2 = _layer_scale(blk.ls2, E)
         kept.append(blk)
     model.blocks = nn.Sequential(*kept)
     model.norm = _layer_norm(model.norm, E)

@@ -25,6 +25,7 @@ from torch import nn
 
 from .attention import PrunedAttention, attn_layout
 from .errors import SnpEdgeError
+from .sublayers import check_prunable
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def check_supported(model: nn.Module) -> None:
         mod = getattr(model, name)
         if not isinstance(mod, nn.LayerNorm | nn.Identity):
             raise _unsupported(name, mod, "expected LayerNorm")
+    check_prunable(model)
     for i, blk in enumerate(model.blocks):
         path = f"blocks.{i}"
         if type(blk) is not Block:

@@ -63,13 +63,12 @@ class LatencyCost:
                                                                  lt.term_ms(self.table, "head", {"embed": embed}))
 
     def block(self, embed: int, block: BlockArch) -> float:
-        t = self.table
-        return lt.factor(t) * (lt.term_ms(t, "attn", {"embed": embed, "heads": block.heads, "qk": block.qk,
-                                                      "v": block.v})
-                               + lt.term_ms(t, "mlp", {"embed": embed, "mlp": block.mlp}))
+        """The block's attention and FFN terms; a removed one (width 0, :mod:`snp_edge.sublayers`) costs 0 ms."""
+        return lt.factor(self.table) * lt.block_parts(self.table, embed, vars(block))
 
     def smallest(self, comp: str) -> int:
-        """The table's narrowest measured width (below it a prediction would be an extrapolation)."""
+        """The table's narrowest measured width (below it a prediction would be an extrapolation; a removed
+        sublayer, width 0, costs nothing and is always known)."""
         return int(min(self.table["grid"][comp]))
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .arch import Arch
+from .sublayers import attention_kept
 
 
 @torch.no_grad()
@@ -28,12 +29,13 @@ def count_macs(model: nn.Module, batch: int = 1) -> int:
 
 
 def block_macs(embed: int, block, tokens: int) -> int:
-    """MACs of one transformer block of widths ``block`` (a BlockArch) on a residual width ``embed``."""
+    """MACs of one transformer block of widths ``block`` (a BlockArch) on a residual width ``embed``; a removed
+    sublayer (:mod:`snp_edge.sublayers`: 0 heads or a value width of 0, FFN width 0) counts nothing."""
     E, N, H = embed, tokens, block.heads
-    return (N * E * H * (2 * block.qk + block.v)  # qkv
+    attn = (N * E * H * (2 * block.qk + block.v)  # qkv
             + N * N * H * (block.qk + block.v)  # q @ k^T and attn @ v
-            + N * H * block.v * E  # proj
-            + 2 * N * E * block.mlp)  # fc1 + fc2
+            + N * H * block.v * E)  # proj
+    return (attn if attention_kept(block) else 0) + 2 * N * E * block.mlp  # fc1 + fc2
 
 
 def predict_macs(arch: Arch, tokens: int, patch_macs_per_channel: int, head_outputs: int) -> int:

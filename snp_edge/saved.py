@@ -83,7 +83,7 @@ def _check_widths(doc: Document, widths: object, field: str) -> None:
         if not isinstance(block, dict):
             doc.fail(f"{field}.blocks[{j}]", "an object", block)
         for key in _BLOCK_KEYS:
-            doc.int(block, key, f"{field}.blocks[{j}].{key}", 0 if key == "index" else 1, _MAX_WIDTH)
+            doc.int(block, key, f"{field}.blocks[{j}].{key}", 0, _MAX_WIDTH)  # 0: a removed sublayer
 
 
 def _check_summary(doc: Document, summary: object) -> None:

@@ -19,6 +19,7 @@ from .criteria import Scores
 from .criteria.residual import ResidualMask, logits, reference_log_probs
 from .models import ModelHandle
 from .progress import bar
+from .sublayers import attention_kept, mlp_kept
 from .surgery import kept_indices
 
 PROBE_IMAGES = (8, 32)  # fewest, most calibration images a probe runs on (the first ones)
@@ -38,7 +39,9 @@ class MaskedViT:
     Masks (1 kept, 0 removed; set by :meth:`set`): per block the fused ``qkv`` Linear's outputs
     (``[q heads | k heads | v heads]``, a removed head has all its q, k and v zero, so it adds nothing),
     the FFN hidden neurons (``fc2``'s inputs), the residual channels (:class:`ResidualMask`: LayerNorm
-    statistics over the kept channels, as after surgery), and removed blocks pass their input through.
+    statistics over the kept channels, as after surgery), and removed blocks pass their input through. A
+    sublayer cut to zero width (:mod:`snp_edge.sublayers`) is removed: its branch's output (after its bias and
+    LayerScale) is zero, so the block adds nothing for it, as the surgery-built block without it.
     The softmax scale stays the unpruned model's, as :class:`~snp_edge.attention.PrunedAttention` keeps it.
     """
 
@@ -49,6 +52,7 @@ class MaskedViT:
         self.qkv = [torch.ones(blk.attn.qkv.out_features) for blk in model.blocks]
         self.mlp = [torch.ones(blk.mlp.fc1.out_features) for blk in model.blocks]
         self.dropped: set[int] = set()
+        self.removed: set[tuple[int, str]] = set()  # (block, "attn" | "mlp"): sublayers cut to zero width
         self.embed_cut = False
         self.residual = ResidualMask(model, self.embed)
         self.handles: list = []
@@ -59,6 +63,8 @@ class MaskedViT:
         self.embed.zero_()[keep["embed"]] = 1
         self.embed_cut = arch.embed < self.embed.numel()
         self.dropped = set(range(len(self.model.blocks))) - set(arch.blocks_kept)
+        self.removed = {(b.index, name) for b in arch.blocks
+                        for name, kept in (("attn", attention_kept(b)), ("mlp", mlp_kept(b))) if not kept}
         for b, heads in zip(arch.blocks, heads_kept, strict=True):
             i, attn = b.index, self.model.blocks[b.index].attn
             H = attn.num_heads  # timm's Attention (head_dim) or a pruned block's PrunedAttention (qk_dim, v_dim)
@@ -80,6 +86,11 @@ class MaskedViT:
             return (inputs[0] * self.mlp[i],)
         return hook
 
+    def _branch(self, i: int, name: str):
+        def hook(_module, _inputs, out):
+            return torch.zeros_like(out) if (i, name) in self.removed else out
+        return hook
+
     def _block(self, i: int):
         def hook(_module, inputs, out):
             return inputs[0] if i in self.dropped else out
@@ -89,6 +100,8 @@ class MaskedViT:
         for i, blk in enumerate(self.model.blocks):
             self.handles += [blk.attn.qkv.register_forward_hook(self._qkv(i)),
                              blk.mlp.fc2.register_forward_pre_hook(self._fc2(i)),
+                             blk.ls1.register_forward_hook(self._branch(i, "attn")),
+                             blk.ls2.register_forward_hook(self._branch(i, "mlp")),
                              blk.register_forward_hook(self._block(i))]
         self.residual.__enter__()
         return self

@@ -60,7 +60,9 @@ def format_summary(summary: dict) -> str:
     lines.append(f"embed      {w['embed']}")
     lines.append("block  heads  qk/head  v/head  mlp")
     for b in w["blocks"]:
-        lines.append(f"{b['index']:>5}  {b['heads']:>5}  {b['qk']:>7}  {b['v']:>6}  {b['mlp']:>4}")
+        removed = [name for name, gone in (("attention", b["heads"] == 0), ("FFN", b["mlp"] == 0)) if gone]
+        lines.append(f"{b['index']:>5}  {b['heads']:>5}  {b['qk']:>7}  {b['v']:>6}  {b['mlp']:>4}"
+                     + (f"  ({' and '.join(removed)} removed)" if removed else ""))
     if summary.get("notice"):
         lines.append(f"NOTICE: {summary['notice']}")
     return "\n".join(lines)

@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import torch
 
-from .arch import Arch, arch_of, build_skeleton, check_arch
+from .arch import Arch, arch_of, build_skeleton, canonical, check_arch
 from .calib import Calibration
 from .criteria import ScoreOptions, Scores, compute_scores
 from .errors import SnpEdgeError
 from .groups import find_groups, select
 from .models import ModelHandle
+from .sublayers import drop_removed
 from .vit import load_state_dict_checked
 
 
@@ -96,6 +97,7 @@ def prune_model(handle: ModelHandle, arch: Arch, calib: Calibration | None, opts
     """
     _check_unpruned(handle)
     base = arch_of(handle.model)
+    arch = canonical(arch)
     check_arch(arch, base)
     wanted = pruned_components(arch, base, drop_blocks)
     scores = compute_scores(handle.model.eval(), calib.images if calib is not None else None, opts, wanted, progress)
@@ -112,13 +114,14 @@ def apply_widths(handle: ModelHandle, arch: Arch, scores: Scores) -> ModelHandle
     """
     model = handle.model.eval()
     current = arch_of(model)
+    arch = canonical(arch)  # a sublayer of width 0 is removed (:mod:`snp_edge.sublayers`)
     if handle.pruned:
         _check_within(arch, current)
     else:
         check_arch(arch, current)
     keep, heads_kept = kept_indices(scores, arch)
     state = select(model.state_dict(), find_groups(model), keep)
-    state = renumber_blocks(state, arch.blocks_kept)
+    state = drop_removed(renumber_blocks(state, arch.blocks_kept), arch.blocks)
     arch = replace(arch, heads_kept=heads_kept)
     if handle.pruned:
         arch = compose_arch(Arch.from_dict(handle.arch), arch)
@@ -138,9 +141,9 @@ def _check_within(arch: Arch, current: Arch) -> None:
         if not 0 <= b.index < len(current.blocks):
             raise SnpEdgeError(f"block position {b.index} outside the pruned model's {len(current.blocks)} blocks")
         have = current.blocks[b.index]
-        for name in ("heads", "qk", "v", "mlp"):
-            if not 1 <= getattr(b, name) <= getattr(have, name):
-                raise SnpEdgeError(f"block {b.index} {name} {getattr(b, name)} outside 1..{getattr(have, name)} "
+        for name in ("heads", "qk", "v", "mlp"):  # 0: the sublayer removed (canonical: heads, qk, v together)
+            if not 0 <= getattr(b, name) <= getattr(have, name):
+                raise SnpEdgeError(f"block {b.index} {name} {getattr(b, name)} outside 0..{getattr(have, name)} "
                                    "(the pruned model's)")
 
 

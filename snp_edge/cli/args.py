@@ -165,6 +165,9 @@ def advanced(p: argparse.ArgumentParser) -> None:
                         "macs = the compute they do; loss (default) = measured: each layer cut alone to 7/8, 3/4, "
                         "1/2, 1/4 and its smallest width, the KL divergence of the predictions on the calibration "
                         "images, the layers probed again after the residual cut; auto = loss")
+    g.add_argument("--keep-sublayers", action="store_true",
+                   help="never cut an FFN or an attention to zero width (by default, with --group-weight loss, "
+                        "one is removed as a whole where the measured loss says it is free: docs/sublayers.md)")
 
 
 def criteria_of(args: argparse.Namespace) -> dict[str, str]:
@@ -188,7 +191,7 @@ def prune_spec(args: argparse.Namespace, **target) -> PruneSpec:
         Target(**target, latency_table=getattr(args, "latency_table", None)),
         Calibration(args.calib, args.calib_images, args.seed, args.batch_size),
         Scoring(criteria_of(args), args.snp_gamma, args.ffn_score, args.embed_score, args.rescore, args.allocation,
-                args.group_weight),
+                args.group_weight, not getattr(args, "keep_sublayers", False)),
         Alignment(args.heads, args.drop_blocks, args.round_to, tuple(_device_targets(args))))
 
 

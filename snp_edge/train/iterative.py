@@ -158,6 +158,8 @@ def iterate(spec: PruneSpec, data: str | Path, out: str | Path, cfg: FinetuneCon
         step_spec = spec.with_target("target_gmacs", budget)
         if k > 1:  # blocks are dropped once, by the first step
             step_spec = replace(step_spec, alignment=replace(spec.alignment, drop_blocks=0))
+        if k < schedule.steps:  # sublayers are removed by the last step only (a model without one is not re-scored)
+            step_spec = replace(step_spec, scoring=replace(step_spec.scoring, sublayers=False))
         result = prune_spec(step_spec, current, progress=progress)
         pruned, epochs = result.handle, schedule.epochs(k)
         row = {"step": k, "budget_gmacs": budget, "gmacs": model_gmacs(pruned), "skipped": False}

@@ -21,13 +21,14 @@ def _block0(key, value):
 
 MODEL_JSON_CASES = {
     # id: (change to model.json, message)
-    "mlp-50M": (_block0("mlp", 50_000_000), "field arch.blocks[0].mlp: expected an integer in [1, 1048576], got "
+    "mlp-50M": (_block0("mlp", 50_000_000), "field arch.blocks[0].mlp: expected an integer in [0, 1048576], got "
                                             "50000000"),
-    "mlp-above-base": (_block0("mlp", 300), "field arch.blocks[0].mlp: expected an integer in [1, 256], got 300"),
-    "mlp-negative": (_block0("mlp", -4), "field arch.blocks[0].mlp: expected an integer in [1, 1048576], got -4"),
-    "mlp-zero": (_block0("mlp", 0), "field arch.blocks[0].mlp"),
+    "mlp-above-base": (_block0("mlp", 300), "field arch.blocks[0].mlp: expected an integer in [0, 256], got 300"),
+    "mlp-negative": (_block0("mlp", -4), "field arch.blocks[0].mlp: expected an integer in [0, 1048576], got -4"),
+    "attention-half-removed": (_block0("heads", 0), "field arch.blocks[0]: expected heads, qk and v all above 0, "
+                                                     "or all 0 (attention removed), got 'heads 0, qk"),
     "mlp-string": (_block0("mlp", "wide"), "field arch.blocks[0].mlp: expected an integer"),
-    "mlp-bool": (_block0("mlp", True), "field arch.blocks[0].mlp: expected an integer in [1, 1048576], got True"),
+    "mlp-bool": (_block0("mlp", True), "field arch.blocks[0].mlp: expected an integer in [0, 1048576], got True"),
     "mlp-float": (_block0("mlp", 40.5), "field arch.blocks[0].mlp"),
     "qk-nan": (_block0("qk", float("nan")), "field arch.blocks[0].qk: expected a finite number, got nan"),
     "v-inf": (_block0("v", float("inf")), "field arch.blocks[0].v: expected a finite number, got inf"),

@@ -65,7 +65,7 @@ def test_bundle_archive_is_reproducible(snp, tiny_pruned, work, monkeypatch):
 
 INFO_CASES = {
     "mlp-above-base": (lambda d: d["arch"]["blocks"][0].__setitem__("mlp", 300),
-                       "field arch.blocks[0].mlp: expected an integer in [1, 256], got 300"),
+                       "field arch.blocks[0].mlp: expected an integer in [0, 256], got 300"),
     "embed-above-base": (lambda d: d["arch"].__setitem__("embed", 65), "field arch.embed: expected an integer in "
                                                                        "[1, 64], got 65"),
     "index-out-of-range": (lambda d: d["arch"]["blocks"][1].__setitem__("index", 7), "field arch.blocks[1].index"),
