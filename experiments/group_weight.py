@@ -9,13 +9,15 @@ images), with:
 
 * ``loss``: measured group weights (``--group-weight loss``), the probe ladder 7/8, 3/4, 1/2, 1/4, smallest and
   the blocks probed again after the residual cut (issue 21);
+* ``fisher``: ``--group-weight fisher`` (every rung estimated from one Fisher pass, put on the measured scale
+  by a few real probes per component kind: ``snp_edge.sensitivity.FisherProbe``);
 * ``loss-coarse``: the same with the earlier ladder (1/2, 1/4, smallest) and no re-probe (issue 13's);
 * ``macs``: ``--group-weight macs`` (scores normalised by their layer's mean, per MAC);
 * ``uniform``: ``--allocation uniform``.
 
 Top-1 on the 1,000 validation images before fine-tuning, and with ``--kd`` after one epoch of distillation
 from the unpruned model (``experiments.headline.kd_config``). Rows are cached in ``OUT/group-weight.jsonl``;
-``OUT/group-weight.md`` holds the table and the paired differences against ``loss``.
+``OUT/group-weight.md`` holds the table and the paired differences against ``loss`` and ``fisher``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 from .accuracy_retention import elapsed_log, experiment_data, machine
 from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_of
 
-ARMS = {"loss": dict(group_weight="loss"), "loss-coarse": dict(group_weight="loss"),
+ARMS = {"loss": dict(group_weight="loss"), "fisher": dict(group_weight="fisher"), "loss-coarse": dict(group_weight="loss"),
         "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform")}
 COARSE = (0.5, 0.25, 0.0)
 
@@ -81,11 +83,22 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {target} | {arm} | {statistics.fmean(r['gmacs'] for r in sel) * 1e3:.2f} | "
                          f"{ms([r['top1_before'] for r in sel])} | {ms(after) if len(after) == len(sel) else ''} | "
                          f"{statistics.median(r['seconds'] for r in sel):.1f} |")
-    lines += ["", "Paired differences loss - other (points, mean ± standard error over the seeds; per seed):", "",
-              "| MACs kept | other | before KD | after KD |", "|---|---|---|---|"]
+    for ref_arm in REFS:
+        if ref_arm in arms:
+            lines += paired(rows, ref_arm, [a for a in arms if a != ref_arm])
+    return "\n".join(lines) + "\n"
+
+
+REFS = ("loss", "fisher")  # the arms the others are paired against
+
+
+def paired(rows: list[dict], ref_arm: str, others: list[str]) -> list[str]:
+    """Markdown lines: ``ref_arm`` - other, per target, mean ± standard error over the paired seeds."""
+    lines = ["", f"Paired differences {ref_arm} - other (points, mean ± standard error over the seeds; per seed):",
+             "", "| MACs kept | other | before KD | after KD |", "|---|---|---|---|"]
     for target in TARGETS:
-        ref = {(r["base"], r["seed"]): r for r in rows if r["target"] == target and r["arm"] == "loss"}
-        for arm in arms[1:]:
+        ref = {(r["base"], r["seed"]): r for r in rows if r["target"] == target and r["arm"] == ref_arm}
+        for arm in others:
             cells = []
             for key in ("top1_before", "top1_after"):
                 d = [ref[(r["base"], r["seed"])][key] - r[key] for r in rows if r["target"] == target
@@ -93,7 +106,7 @@ def table(rows: list[dict]) -> str:
                 se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
                 cells.append(f"{statistics.fmean(d):+.1f} ± {se:.1f} ({', '.join(f'{x:+.1f}' for x in d)})" if d else "")
             lines.append(f"| {target} | {arm} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

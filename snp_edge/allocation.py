@@ -59,7 +59,8 @@ from .surgery import choose_blocks, top_indices
 from .targets import round_arch
 
 TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
-GROUP_WEIGHTS = ("macs", "loss")  # what a group's units are worth against other groups' (see the docstring)
+GROUP_WEIGHTS = ("macs", "loss", "fisher")  # what a group's units are worth against other groups' (docstring)
+MEASURED = ("loss", "fisher")  # group weights measured by a Probe (snp_edge.sensitivity.PROBES)
 PROBE_KEPT = (0.875, 0.75, 0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the
 # ladder's last); 1/2, 1/4, 0 alone made small cuts look costly (issue 21)
 

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .allocation import ALLOCATORS, GROUP_WEIGHTS, MacCost, allocate, structure, total_cost
+from .allocation import ALLOCATORS, GROUP_WEIGHTS, MEASURED, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
 from .calib import check_model_outputs, load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
@@ -102,14 +102,14 @@ def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
 
 
 def _allocate(handle: ModelHandle, allocation: str, shell: Arch, budget: Budget, round_to: int, scores: Scores,
-              cal, batch_size: int, progress: bool) -> Arch:
-    """:func:`~snp_edge.allocation.allocate`, with ``loss`` group weights measured on ``cal``'s images when
-    ``cal`` is given."""
+              cal, batch_size: int, progress: bool, group_weight: str = "loss") -> Arch:
+    """:func:`~snp_edge.allocation.allocate`, with ``group_weight``'s probe (``loss``, ``fisher``:
+    :data:`snp_edge.sensitivity.PROBES`) on ``cal``'s images when ``cal`` is given."""
     if cal is None:
         return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
-    from .sensitivity import KLProbe
+    from .sensitivity import PROBES
 
-    probe = KLProbe(handle, scores, cal.images, batch_size, progress)
+    probe = PROBES[group_weight](handle, scores, cal.images, batch_size, progress)
     try:
         return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores, probe)
     finally:
@@ -190,7 +190,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
                             alignment(budget.table) if has_budget and budget.table is not None else None)
     if group_weight == "auto":
         group_weight = "loss"
-    measured = has_budget and allocation == "score" and group_weight == "loss"
+    measured = has_budget and allocation == "score" and group_weight in MEASURED
     if has_budget:
         wanted = {"qk", "v", "mlp", "embed"} | ({"heads"} if heads and heads < base.num_heads else set()) | \
             ({"blocks"} if al.drop_blocks else set())
@@ -208,7 +208,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
     if arch is None:
         shell = structure(base, scores, al.drop_blocks, heads)
         arch = _allocate(handle, allocation, shell, budget, round_to, scores, cal if measured else None,
-                         batch_size, progress)
+                         batch_size, progress, group_weight)
     else:
         arch = choose_blocks(scores, arch, al.drop_blocks)
     if sc.rescore:

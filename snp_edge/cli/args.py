@@ -51,7 +51,7 @@ from ..spec import TARGET_KEYS, Alignment, Calibration, PruneSpec, Scoring, Targ
 BACKENDS = ("ort", "torch", "trt")  # snp_edge.bench.backends.BACKENDS (checked in the tests)
 ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)
 DEFAULT_ALLOCATION = Scoring.allocation  # "score": snp_edge.spec, the one default (no torch)
-GROUP_WEIGHTS = ("auto", "macs", "loss")  # "auto" + snp_edge.allocation.GROUP_WEIGHTS (checked in the tests)
+GROUP_WEIGHTS = ("auto", "macs", "loss", "fisher")  # "auto" + snp_edge.allocation.GROUP_WEIGHTS (checked in the tests)
 DEFAULT_GROUP_WEIGHT = Scoring.group_weight  # "loss": snp_edge.spec, the one default
 WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
                 "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
