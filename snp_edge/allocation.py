@@ -27,8 +27,12 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     a step's importance is that loss curve, interpolated along the group's cumulative normalised score. When
     the widths found cut the residual width, the blocks' groups are probed again on top of that cut and the
     widths allocated again (every block reads the narrower stream: the losses do not simply add). Or
-    ``macs``: a unit is worth the compute it does, scaled by how it ranks in its group; then only the
-    ranking inside groups matters under a MAC cost, and the cut follows each criterion's spread of scores
+    ``fisher``: the same curves estimated, not measured (:class:`snp_edge.sensitivity.FisherProbe`: every
+    rung of every group from one forward and two backward passes at the base, second order in the channel
+    masks, put on the measured scale per component kind by a few real probes; seconds where ``loss`` takes
+    minutes on DeiT-S; docs/accuracy.md compares them). Or ``macs``: a unit is worth the compute it does,
+    scaled by how it ranks in its group; then only the ranking inside groups matters under a MAC cost, and
+    the cut follows each criterion's spread of scores
     rather than what the layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before
     fine-tuning, docs/accuracy.md).
 ``uniform``

@@ -178,7 +178,6 @@ class KLProbe:
 # ------------------------------------------------------------------------------------------ Fisher estimate
 
 DRAWS = 2  # random-sign combinations of the classes per image: backward passes of the Fisher pass
-EXACT_CLASSES = 16  # up to this many classes one backward pass per class instead (the exact Fisher, no draws)
 CAL_KEPT = (0.75, 0.25)  # fractions of a group's width the calibration probes cut to (per component kind)
 CAL_BLOCKS = 2  # blocks per component kind the calibration probes cut (evenly spread over the depth)
 
@@ -213,7 +212,7 @@ class FisherProbe:
         self.base: Arch | None = None
         self.offset = 0.0
         self.grads: dict[str, torch.Tensor] = {}  # location -> (draws * images, units) mask gradients
-        self.norm = 1.0  # the estimate's 1 / (images x draws), or 1 / images when summed over every class
+        self.norm = 1.0  # the estimate's 1 / (images x draws)
         self.base_masks: dict[str, torch.Tensor] = {}
         self.ratios: dict[str, tuple[list[float], list[float]]] = {}  # kind -> (fractions, measured/estimated)
 
@@ -234,7 +233,6 @@ class FisherProbe:
         grads: dict[str, list[torch.Tensor]] = {k: [] for k in self.base_masks}
         m = self.masked
         saved = m.embed, list(m.qkv), list(m.mlp)
-        classes = 0
         try:
             for x in self.kl._batches():
                 B = len(x)
@@ -244,13 +242,9 @@ class FisherProbe:
                 m.mlp = [leaves[f"mlp.{i}"] for i in range(len(m.mlp))]
                 with torch.enable_grad(), m:
                     logp = logits(m.model, x).log_softmax(-1)
-                    weight, classes = logp.detach().exp().sqrt(), logp.shape[-1]
-                    for t in range(self._draws(logp.shape[-1])):
-                        if logp.shape[-1] <= EXACT_CLASSES:  # class t alone
-                            signs = torch.zeros_like(logp)
-                            signs[:, t] = 1
-                        else:
-                            signs = torch.randint(0, 2, logp.shape, generator=self.generator).to(logp.dtype) * 2 - 1
+                    weight = logp.detach().exp().sqrt()
+                    for _ in range(self.draws):
+                        signs = torch.randint(0, 2, logp.shape, generator=self.generator).to(logp.dtype) * 2 - 1
                         g = torch.autograd.grad((logp * weight * signs).sum(), list(leaves.values()),
                                                 retain_graph=True, allow_unused=True)
                         for k, gk in zip(leaves, g, strict=True):
@@ -259,11 +253,7 @@ class FisherProbe:
             m.embed, m.qkv, m.mlp = saved
             m.residual.mask = m.embed
         self.grads = {k: torch.cat(v).double() for k, v in grads.items()}
-        self.norm = 1.0 / (len(self.kl.images) * (1 if classes <= EXACT_CLASSES else self._draws(classes)))
-
-    def _draws(self, classes: int) -> int:
-        """Backward passes per batch: one per class up to :data:`EXACT_CLASSES`, else ``draws``."""
-        return classes if classes <= EXACT_CLASSES else self.draws
+        self.norm = 1.0 / (len(self.kl.images) * self.draws)
 
     def estimate(self, arch: Arch) -> float:
         """The uncalibrated second-order KL of ``arch`` against the base (nats, mean over images)."""

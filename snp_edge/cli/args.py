@@ -164,7 +164,8 @@ def advanced(p: argparse.ArgumentParser) -> None:
                    help="what the score allocation takes a layer's neurons to be worth against other layers': "
                         "macs = the compute they do; loss (default) = measured: each layer cut alone to 7/8, 3/4, "
                         "1/2, 1/4 and its smallest width, the KL divergence of the predictions on the calibration "
-                        "images, the layers probed again after the residual cut; auto = loss")
+                        "images, the layers probed again after the residual cut; fisher = the same losses "
+                        "estimated from one Fisher pass, calibrated by a few probes (seconds); auto = loss")
 
 
 def criteria_of(args: argparse.Namespace) -> dict[str, str]:
