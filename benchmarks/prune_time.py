@@ -1,10 +1,10 @@
 """How long ``prune --target-gmacs`` takes with measured group weights against ``--allocation uniform``.
 
     python benchmarks/prune_time.py [--model deit_small_patch16_224] [--target-gmacs 1.3] [--repeats 3]
-                                    [--group-weights fisher loss]
+                                    [--group-weight fisher] [--group-weights fisher loss]
 
 Per repeat, interleaved in one process: :func:`snp_edge.api.prune` with the default allocation and group
-weights, then with ``allocation="uniform"`` (scoring, allocation, surgery; model loading and calibration
+weights (or ``--group-weight``), then with ``allocation="uniform"`` (scoring, allocation, surgery; model loading and calibration
 images outside the clock), then the sensitivity analysis alone of each of ``--group-weights`` (default: the
 default group weight; the probe of every group, through :func:`snp_edge.allocation.measure_loss` as the
 allocator runs it: :data:`snp_edge.sensitivity.PROBES`). Random weights: the time does not depend on them.
@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--probes", type=int, default=0, help="time this many single probes, surgery vs masked")
+    p.add_argument("--group-weight", choices=["auto", *PROBES, "macs"], default=DEFAULT_GROUP_WEIGHT,
+                   help="group weight of the default arm")
     p.add_argument("--group-weights", nargs="+", choices=list(PROBES), default=[DEFAULT_GROUP_WEIGHT],
                    help="whose sensitivity analysis to time alone")
     args = p.parse_args()
@@ -64,7 +66,7 @@ def main() -> None:
     if args.probes:
         return probe_times(handle, cal.images, args.probes)
     common = dict(target_gmacs=args.target_gmacs, calib_images=args.calib_images)
-    arms = {"default": {}, "uniform": {"allocation": "uniform"}}
+    arms = {"default": {"group_weight": args.group_weight}, "uniform": {"allocation": "uniform"}}
     sens = {gw: f"sensitivity {gw}" for gw in args.group_weights}
     times: dict[str, list[float]] = {name: [] for name in (*arms, *sens.values())}
     load = [os.getloadavg()]

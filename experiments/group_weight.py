@@ -11,6 +11,8 @@ images), with:
   the blocks probed again after the residual cut (issue 21);
 * ``fisher``: ``--group-weight fisher`` (every rung estimated from one Fisher pass, put on the measured scale
   by a few real probes per component kind: ``snp_edge.sensitivity.FisherProbe``);
+* ``fisher-kind``: the same with every rung estimated (the smallest too: ``real_below=0``), so the only real
+  probes are the calibration's;
 * ``loss-coarse``: the same with the earlier ladder (1/2, 1/4, smallest) and no re-probe (issue 13's);
 * ``macs``: ``--group-weight macs`` (scores normalised by their layer's mean, per MAC);
 * ``uniform``: ``--allocation uniform``.
@@ -38,7 +40,8 @@ from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
 from .accuracy_retention import elapsed_log, experiment_data, machine
 from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_of
 
-ARMS = {"loss": dict(group_weight="loss"), "fisher": dict(group_weight="fisher"), "loss-coarse": dict(group_weight="loss"),
+ARMS = {"loss": dict(group_weight="loss"), "fisher": dict(group_weight="fisher"),
+        "fisher-kind": dict(group_weight="fisher"), "loss-coarse": dict(group_weight="loss"),
         "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform")}
 COARSE = (0.5, 0.25, 0.0)
 
@@ -56,12 +59,28 @@ def coarse_probes():
         allocation.ALLOCATORS["score"] = fine
 
 
+@contextmanager
+def kind_calibrated_only():
+    """Group weight ``fisher`` with no real probe of a group's smallest width, while inside."""
+    from snp_edge import sensitivity
+
+    fisher = sensitivity.PROBES["fisher"]
+    sensitivity.PROBES["fisher"] = partial(sensitivity.FisherProbe, real_below=0.0)
+    try:
+        yield
+    finally:
+        sensitivity.PROBES["fisher"] = fisher
+
+
+VARIANTS = {"loss-coarse": coarse_probes, "fisher-kind": kind_calibrated_only}
+
+
 def prune_arm(arm: str, wide, goal_gmacs: float, data: Path, seed: int):
     from snp_edge.api import prune
 
     args = dict(target_gmacs=goal_gmacs, calib=data / "train", calib_images=64, seed=seed, **ARMS[arm])
-    if arm == "loss-coarse":
-        with coarse_probes():
+    if arm in VARIANTS:
+        with VARIANTS[arm]():
             return prune(wide, **args).handle
     return prune(wide, **args).handle
 
@@ -115,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="wide models (trained if absent)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="calibration seeds")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     p.add_argument("--kd", action="store_true", help="also one epoch of distillation per row")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -137,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
         wide_top1 = evaluate_top1(wide.model, val)
         for seed in args.seeds:
-            for target, frac in TARGETS.items():
+            for target, frac in ((t, TARGETS[t]) for t in args.targets):
                 for arm in args.arms:
                     key = (base_seed, seed, target, arm)
                     row = done.get(key)

@@ -29,11 +29,11 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     widths allocated again (every block reads the narrower stream: the losses do not simply add). Or
     ``fisher``: the same curves estimated, not measured (:class:`snp_edge.sensitivity.FisherProbe`: every
     rung of every group from one forward and two backward passes at the base, second order in the channel
-    masks, put on the measured scale per component kind by a few real probes; seconds where ``loss`` takes
-    minutes on DeiT-S; docs/accuracy.md compares them). Or ``macs``: a unit is worth the compute it does,
-    scaled by how it ranks in its group; then only the ranking inside groups matters under a MAC cost, and
-    the cut follows each criterion's spread of scores
-    rather than what the layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before
+    masks, put on the measured scale per component kind by a few real probes, the smallest width of every
+    group probed for real; a fraction of the probes ``loss`` runs; docs/accuracy.md compares them). Or
+    ``macs``: a unit is worth the compute it does, scaled by how it ranks in its group; then only the ranking
+    inside groups matters under a MAC cost, and the cut follows each criterion's spread of scores rather than
+    what the layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before
     fine-tuning, docs/accuracy.md).
 ``uniform``
     Scores ignored: every component keeps the fraction ``1 - s * weight`` of its width (the residual width

@@ -180,6 +180,8 @@ class KLProbe:
 DRAWS = 2  # random-sign combinations of the classes per image: backward passes of the Fisher pass
 CAL_KEPT = (0.75, 0.25)  # fractions of a group's width the calibration probes cut to (per component kind)
 CAL_BLOCKS = 2  # blocks per component kind the calibration probes cut (evenly spread over the depth)
+REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real (the ladder's last
+# rung: a group removed down to its smallest width is where the second-order estimate is furthest off)
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -201,13 +203,15 @@ class FisherProbe:
     measured scale per component kind (``embed``, ``qk``, ``v``, ``mlp``): the first cut of a kind after a
     rebase probes :data:`CAL_BLOCKS` of its groups at :data:`CAL_KEPT` of their widths for real; the ratio
     measured / estimated (sums over those groups) at each fraction, interpolated linearly in the fraction
-    (held beyond the ends), scales every estimate of that kind. ``progress``: a bar over the real probes."""
+    (held beyond the ends), scales every estimate of that kind. A cut that keeps less than ``real_below`` of
+    its group (the ladder's last rung: a sublayer removed down to its smallest width, where the second-order
+    estimate is furthest off) is probed for real. ``progress``: a bar over the real probes."""
 
     def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
-                 progress: bool = False, draws: int = DRAWS, seed: int = 0) -> None:
+                 progress: bool = False, draws: int = DRAWS, seed: int = 0, real_below: float = REAL_BELOW) -> None:
         self.kl = KLProbe(handle, scores, images, batch_size, progress)
         self.masked = self.kl.masked
-        self.draws = draws
+        self.draws, self.real_below = draws, real_below
         self.generator = torch.Generator().manual_seed(seed)
         self.base: Arch | None = None
         self.offset = 0.0
@@ -318,6 +322,8 @@ class FisherProbe:
         comp, _pos, fraction = self._kind(arch)
         if comp == "none":
             return self.offset
+        if fraction < self.real_below:
+            return self.kl(arch)
         return self.offset + self.estimate(arch) * self.scale(comp, fraction)
 
     def close(self) -> None:
