@@ -45,6 +45,13 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
+def _progress(name: str, seconds: float, probe=None) -> None:
+    """One line per measurement as it ends (a loaded machine may not reach the summary)."""
+    real = getattr(getattr(probe, "kl", probe), "count", None)
+    print(f"{name}: {seconds:.1f} s" + (f", {real} real probes" if real is not None else "")
+          + f", load average {tuple(round(x, 2) for x in os.getloadavg())}", flush=True)
+
+
 def _stats(times: list[float]) -> dict:
     return {"min_s": min(times), "median_s": statistics.median(times), "max_s": max(times)}
 
@@ -74,17 +81,19 @@ def main() -> None:
     shell = structure(arch_of(handle.model), scores)
     cost = budget_of(handle, target_gmacs=args.target_gmacs).cost
     recipe = None
-    for _ in range(args.repeats):
-        for name, extra in arms.items():
-            start = time.perf_counter()
-            result = prune(handle, **common, **extra)
-            times[name].append(time.perf_counter() - start)
-            recipe = recipe or (result.recipe["target"] if name == "default" else None)
+    for _ in range(args.repeats):  # the sensitivity alone first, then uniform, then the default: each printed
         for gw, name in sens.items():
             start = time.perf_counter()
             probe = PROBES[gw](handle, scores, cal.images)
             measure_loss(_groups(shell, scores, 1, cost), shell, probe)
             times[name].append(time.perf_counter() - start)
+            _progress(name, times[name][-1], probe)
+        for name, extra in reversed(arms.items()):
+            start = time.perf_counter()
+            result = prune(handle, **common, **extra)
+            times[name].append(time.perf_counter() - start)
+            recipe = recipe or (result.recipe["target"] if name == "default" else None)
+            _progress(name, times[name][-1])
         load.append(os.getloadavg())
     ratio = statistics.median(times["default"]) / statistics.median(times["uniform"])
     for name, ts in times.items():

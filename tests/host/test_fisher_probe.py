@@ -9,9 +9,24 @@ import pytest
 import torch
 
 from snp_edge.arch import arch_of
+from snp_edge.models import ModelHandle, create_model
 from snp_edge.sensitivity import CAL_BLOCKS, CAL_KEPT, FisherProbe, KLProbe
 from tests.host.test_allocation import _scores
-from tests.host.test_sensitivity import _handle
+
+ARGS = {"img_size": 32, "patch_size": 8, "depth": 2, "num_classes": 10}
+
+
+def _handle() -> ModelHandle:
+    """A 2-block ViT with a trained-looking spread (as tests/host/test_sensitivity.py's, shallower)."""
+    torch.manual_seed(0)
+    model = create_model("deit_tiny_patch16_224", ARGS)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.2 * torch.randn_like(p))
+            elif "qkv.weight" in name:
+                p.mul_(8)
+    return ModelHandle(model.eval(), "deit_tiny_patch16_224", ARGS)
 
 
 def _cut(base, pos: int, **widths):
@@ -75,7 +90,7 @@ def test_prune_with_fisher_weights_lands_on_budget_with_few_real_probes(monkeypa
 
     monkeypatch.setattr(sensitivity.FisherProbe, "__init__", init)
     handle = _handle()
-    result = prune(handle, target_gmacs=handle.gmacs * 0.4, criteria="l1", calib_images=16, group_weight="fisher")
+    result = prune(handle, target_gmacs=handle.gmacs * 0.4, criteria="l1", calib_images=8, group_weight="fisher")
     assert result.recipe["target"]["group_weight"] == "fisher"
     assert 0.98 * 0.4 * handle.gmacs <= result.handle.gmacs <= 0.4 * handle.gmacs
     groups = 1 + 3 * len(handle.model.blocks)
