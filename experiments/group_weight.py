@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                "top1_before": evaluate_top1(handle.model, val), "load": os.getloadavg()}
                         if args.kd:
                             run = out / "kd-gw" / f"b{base_seed}-s{seed}-{target.rstrip('%')}-{arm}"
+                            run.parent.mkdir(parents=True, exist_ok=True)
                             finetune(handle, data, run, kd_config(plan, seed, 1), teacher=wide.model, force=True)
                             row["top1_after"] = evaluate_top1(handle.model, val)
                         with open(cache, "a") as f:
