@@ -40,7 +40,6 @@ def test_every_measured_group_weight_has_its_probe():
     assert set(PROBES) == set(MEASURED) and set(MEASURED) <= set(GROUP_WEIGHTS)
 
 
-@pytest.mark.slow
 def test_fisher_estimate_matches_small_cuts_and_is_calibrated_on_the_measured_scale():
     handle = _handle()
     base = replace(arch_of(handle.model), heads_kept=[])
@@ -76,7 +75,6 @@ def test_fisher_estimate_matches_small_cuts_and_is_calibrated_on_the_measured_sc
         assert torch.equal(handle.model(images).log_softmax(-1), torch.cat(kl.reference))
 
 
-@pytest.mark.slow
 def test_prune_with_fisher_weights_lands_on_budget_with_few_real_probes(monkeypatch):
     from snp_edge import sensitivity
     from snp_edge.api import prune
