@@ -1,12 +1,14 @@
 """How long ``prune --target-gmacs`` takes with measured group weights against ``--allocation uniform``.
 
     python benchmarks/prune_time.py [--model deit_small_patch16_224] [--target-gmacs 1.3] [--repeats 3]
+                                    [--group-weight fisher] [--group-weights fisher loss]
 
 Per repeat, interleaved in one process: :func:`snp_edge.api.prune` with the default allocation and group
-weights, then with ``allocation="uniform"`` (scoring, allocation, surgery; model loading and calibration
-images outside the clock), then the sensitivity analysis alone (the loss probes of every group, through
-:func:`snp_edge.allocation.measure_loss` as the allocator runs them). Random weights: the time does not
-depend on them. Prints min/median/max seconds, the median ratio, the load average, and one JSON line.
+weights (or ``--group-weight``), then with ``allocation="uniform"`` (scoring, allocation, surgery; model loading and calibration
+images outside the clock), then the sensitivity analysis alone of each of ``--group-weights`` (default: the
+default group weight; the probe of every group, through :func:`snp_edge.allocation.measure_loss` as the
+allocator runs it: :data:`snp_edge.sensitivity.PROBES`). Random weights: the time does not depend on them.
+Prints min/median/max seconds, the median ratio, the load average, the machine, and one JSON line.
 
 ``--probes N`` instead times N single probes two ways, interleaved: the model cut by surgery
 (:func:`~snp_edge.surgery.apply_widths`, issue 13's probe) and the masked model starting at the cut block
@@ -25,12 +27,29 @@ import time
 import torch
 
 from snp_edge.allocation import _groups, measure_loss, structure
-from snp_edge.api import budget_of, prune
+from snp_edge.api import DEFAULT_GROUP_WEIGHT, budget_of, prune
 from snp_edge.arch import arch_of
 from snp_edge.calib import load_calibration
 from snp_edge.criteria import DEFAULT_CRITERIA, ScoreOptions, compute_scores
 from snp_edge.models import load_model
-from snp_edge.sensitivity import KLProbe
+from snp_edge.sensitivity import PROBES, KLProbe
+
+
+def machine() -> dict:
+    """CPU model, cores, torch threads and version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def _progress(name: str, seconds: float, probe=None) -> None:
+    """One line per measurement as it ends (a loaded machine may not reach the summary)."""
+    real = getattr(getattr(probe, "kl", probe), "count", None)
+    print(f"{name}: {seconds:.1f} s" + (f", {real} real probes" if real is not None else "")
+          + f", load average {tuple(round(x, 2) for x in os.getloadavg())}", flush=True)
 
 
 def _stats(times: list[float]) -> dict:
@@ -44,38 +63,47 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--probes", type=int, default=0, help="time this many single probes, surgery vs masked")
+    p.add_argument("--group-weight", choices=["auto", *PROBES, "macs"], default=DEFAULT_GROUP_WEIGHT,
+                   help="group weight of the default arm")
+    p.add_argument("--group-weights", nargs="+", choices=list(PROBES), default=[DEFAULT_GROUP_WEIGHT],
+                   help="whose sensitivity analysis to time alone")
     args = p.parse_args()
     handle = load_model(args.model, "random")
     cal = load_calibration(None, args.calib_images, handle.data_config)
     if args.probes:
         return probe_times(handle, cal.images, args.probes)
     common = dict(target_gmacs=args.target_gmacs, calib_images=args.calib_images)
-    arms = {"default": {}, "uniform": {"allocation": "uniform"}}
-    times: dict[str, list[float]] = {name: [] for name in (*arms, "sensitivity")}
+    arms = {"default": {"group_weight": args.group_weight}, "uniform": {"allocation": "uniform"}}
+    sens = {gw: f"sensitivity {gw}" for gw in args.group_weights}
+    times: dict[str, list[float]] = {name: [] for name in (*arms, *sens.values())}
     load = [os.getloadavg()]
     scores = compute_scores(handle.model.eval(), cal.images, ScoreOptions(criteria=dict(DEFAULT_CRITERIA)))
     shell = structure(arch_of(handle.model), scores)
     cost = budget_of(handle, target_gmacs=args.target_gmacs).cost
     recipe = None
-    for _ in range(args.repeats):
-        for name, extra in arms.items():
+    for _ in range(args.repeats):  # the sensitivity alone first, then uniform, then the default: each printed
+        for gw, name in sens.items():
+            start = time.perf_counter()
+            probe = PROBES[gw](handle, scores, cal.images)
+            measure_loss(_groups(shell, scores, 1, cost), shell, probe)
+            times[name].append(time.perf_counter() - start)
+            _progress(name, times[name][-1], probe)
+        for name, extra in reversed(arms.items()):
             start = time.perf_counter()
             result = prune(handle, **common, **extra)
             times[name].append(time.perf_counter() - start)
             recipe = recipe or (result.recipe["target"] if name == "default" else None)
-        start = time.perf_counter()
-        probe = KLProbe(handle, scores, cal.images)
-        measure_loss(_groups(shell, scores, 1, cost), shell, probe)
-        times["sensitivity"].append(time.perf_counter() - start)
+            _progress(name, times[name][-1])
         load.append(os.getloadavg())
     ratio = statistics.median(times["default"]) / statistics.median(times["uniform"])
     for name, ts in times.items():
         print(f"{name}: min {min(ts):.1f} s, median {statistics.median(ts):.1f} s, max {max(ts):.1f} s")
+    print(f"machine: {machine()}")
     print(f"default / uniform (medians): {ratio:.2f}x; load average (1, 5, 15 min) before and after each repeat: "
           f"{[tuple(round(x, 2) for x in avg) for avg in load]}")
     print(json.dumps({"model": args.model, "target_gmacs": args.target_gmacs, "calib_images": args.calib_images,
-                      "default": recipe, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                      "torch_threads": torch.get_num_threads(), "load": load, "ratio": ratio,
+                      "default": recipe, "machine": machine(),
+                      "load": load, "ratio": ratio,
                       "results": {k: _stats(v) for k, v in times.items()}}))
 
 

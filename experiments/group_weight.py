@@ -9,13 +9,17 @@ images), with:
 
 * ``loss``: measured group weights (``--group-weight loss``), the probe ladder 7/8, 3/4, 1/2, 1/4, smallest and
   the blocks probed again after the residual cut (issue 21);
+* ``fisher``: ``--group-weight fisher`` (every rung estimated from one Fisher pass, put on the measured scale
+  by a few real probes per component kind: ``snp_edge.sensitivity.FisherProbe``);
+* ``fisher-kind``: the same with every rung estimated (the smallest too: ``real_below=0``), so the only real
+  probes are the calibration's;
 * ``loss-coarse``: the same with the earlier ladder (1/2, 1/4, smallest) and no re-probe (issue 13's);
 * ``macs``: ``--group-weight macs`` (scores normalised by their layer's mean, per MAC);
 * ``uniform``: ``--allocation uniform``.
 
 Top-1 on the 1,000 validation images before fine-tuning, and with ``--kd`` after one epoch of distillation
 from the unpruned model (``experiments.headline.kd_config``). Rows are cached in ``OUT/group-weight.jsonl``;
-``OUT/group-weight.md`` holds the table and the paired differences against ``loss``.
+``OUT/group-weight.md`` holds the table and the paired differences against ``loss`` and ``fisher``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_tex
 from .accuracy_retention import elapsed_log, experiment_data, machine
 from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_of
 
-ARMS = {"loss": dict(group_weight="loss"), "loss-coarse": dict(group_weight="loss"),
+ARMS = {"loss": dict(group_weight="loss"), "fisher": dict(group_weight="fisher"),
+        "fisher-kind": dict(group_weight="fisher"), "loss-coarse": dict(group_weight="loss"),
         "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform"),
         "loss-keep": dict(group_weight="loss", sublayers=False)}  # no sublayer cut to zero width (issue 21)
 COARSE = (0.5, 0.25, 0.0)
@@ -55,12 +60,28 @@ def coarse_probes():
         allocation.ALLOCATORS["score"] = fine
 
 
+@contextmanager
+def kind_calibrated_only():
+    """Group weight ``fisher`` with no real probe of a group's smallest width, while inside."""
+    from snp_edge import sensitivity
+
+    fisher = sensitivity.PROBES["fisher"]
+    sensitivity.PROBES["fisher"] = partial(sensitivity.FisherProbe, real_below=0.0)
+    try:
+        yield
+    finally:
+        sensitivity.PROBES["fisher"] = fisher
+
+
+VARIANTS = {"loss-coarse": coarse_probes, "fisher-kind": kind_calibrated_only}
+
+
 def prune_arm(arm: str, wide, goal_gmacs: float, data: Path, seed: int):
     from snp_edge.api import prune
 
     args = dict(target_gmacs=goal_gmacs, calib=data / "train", calib_images=64, seed=seed, **ARMS[arm])
-    if arm == "loss-coarse":
-        with coarse_probes():
+    if arm in VARIANTS:
+        with VARIANTS[arm]():
             return prune(wide, **args).handle
     return prune(wide, **args).handle
 
@@ -82,11 +103,22 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {target} | {arm} | {statistics.fmean(r['gmacs'] for r in sel) * 1e3:.2f} | "
                          f"{ms([r['top1_before'] for r in sel])} | {ms(after) if len(after) == len(sel) else ''} | "
                          f"{statistics.median(r['seconds'] for r in sel):.1f} |")
-    lines += ["", "Paired differences loss - other (points, mean ± standard error over the seeds; per seed):", "",
-              "| MACs kept | other | before KD | after KD |", "|---|---|---|---|"]
+    for ref_arm in REFS:
+        if ref_arm in arms:
+            lines += paired(rows, ref_arm, [a for a in arms if a != ref_arm])
+    return "\n".join(lines) + "\n"
+
+
+REFS = ("loss", "fisher")  # the arms the others are paired against
+
+
+def paired(rows: list[dict], ref_arm: str, others: list[str]) -> list[str]:
+    """Markdown lines: ``ref_arm`` - other, per target, mean ± standard error over the paired seeds."""
+    lines = ["", f"Paired differences {ref_arm} - other (points, mean ± standard error over the seeds; per seed):",
+             "", "| MACs kept | other | before KD | after KD |", "|---|---|---|---|"]
     for target in TARGETS:
-        ref = {(r["base"], r["seed"]): r for r in rows if r["target"] == target and r["arm"] == "loss"}
-        for arm in arms[1:]:
+        ref = {(r["base"], r["seed"]): r for r in rows if r["target"] == target and r["arm"] == ref_arm}
+        for arm in others:
             cells = []
             for key in ("top1_before", "top1_after"):
                 d = [ref[(r["base"], r["seed"])][key] - r[key] for r in rows if r["target"] == target
@@ -94,7 +126,7 @@ def table(rows: list[dict]) -> str:
                 se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
                 cells.append(f"{statistics.fmean(d):+.1f} ± {se:.1f} ({', '.join(f'{x:+.1f}' for x in d)})" if d else "")
             lines.append(f"| {target} | {arm} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="wide models (trained if absent)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="calibration seeds")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     p.add_argument("--kd", action="store_true", help="also one epoch of distillation per row")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -125,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         val = eval_loader(load_split(data, "val", eval_transform(wide.data_config), wide.num_classes), 256)
         wide_top1 = evaluate_top1(wide.model, val)
         for seed in args.seeds:
-            for target, frac in TARGETS.items():
+            for target, frac in ((t, TARGETS[t]) for t in args.targets):
                 for arm in args.arms:
                     key = (base_seed, seed, target, arm)
                     row = done.get(key)
@@ -137,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                                "top1_before": evaluate_top1(handle.model, val), "load": os.getloadavg()}
                         if args.kd:
                             run = out / "kd-gw" / f"b{base_seed}-s{seed}-{target.rstrip('%')}-{arm}"
+                            run.parent.mkdir(parents=True, exist_ok=True)
                             finetune(handle, data, run, kd_config(plan, seed, 1), teacher=wide.model, force=True)
                             row["top1_after"] = evaluate_top1(handle.model, val)
                         with open(cache, "a") as f:

@@ -19,18 +19,22 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     (:mod:`snp_edge.latency`) steps that save more milliseconds per MAC go first, so widths move to what is
     fast on the profiled device.
 
-    *Group weights* (``--group-weight``) say what a group's units are worth against other groups': ``loss``
-    (the default for every budget, issue 21): a sensitivity analysis. Each group is cut alone to the kept
-    fractions :data:`PROBE_KEPT` of its width (7/8, 3/4, 1/2, 1/4, smallest; its least important units first)
-    and the loss of the cut model is measured (a :data:`Probe`; :class:`snp_edge.sensitivity.KLProbe`: the KL
-    divergence of its predictions from the unpruned model's on the calibration images, on one masked model);
-    a step's importance is that loss curve, interpolated along the group's cumulative normalised score. When
-    the widths found cut the residual width, the blocks' groups are probed again on top of that cut and the
-    widths allocated again (every block reads the narrower stream: the losses do not simply add). Or
-    ``macs``: a unit is worth the compute it does, scaled by how it ranks in its group; then only the
-    ranking inside groups matters under a MAC cost, and the cut follows each criterion's spread of scores
-    rather than what the layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before
-    fine-tuning, docs/accuracy.md).
+    *Group weights* (``--group-weight``) say what a group's units are worth against other groups': ``loss``:
+    a sensitivity analysis. Each group is cut alone to the kept fractions :data:`PROBE_KEPT` of its width
+    (7/8, 3/4, 1/2, 1/4, smallest; its least important units first) and the loss of the cut model is measured
+    (a :data:`Probe`; :class:`snp_edge.sensitivity.KLProbe`: the KL divergence of its predictions from the
+    unpruned model's on the calibration images, on one masked model); a step's importance is that loss curve,
+    interpolated along the group's cumulative normalised score. When the widths found cut the residual width,
+    the blocks' groups are probed again on top of that cut and the widths allocated again (every block reads
+    the narrower stream: the losses do not simply add). ``fisher`` (the default for every budget, issue 21):
+    the same curves estimated, not measured (:class:`snp_edge.sensitivity.FisherProbe`: every rung of every
+    group from one forward and two backward passes at the base, second order in the channel masks, put on the
+    measured scale per component kind by a few real probes, the smallest width of every group probed for real;
+    a fraction of the probes ``loss`` runs, as good on docs/accuracy.md's comparison). Or ``macs``: a unit is
+    worth the compute it does, scaled by how it ranks in its group; then only the ranking inside groups
+    matters under a MAC cost, and the cut follows each criterion's spread of scores rather than what the
+    layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before fine-tuning,
+    docs/accuracy.md).
 ``uniform``
     Scores ignored: every component keeps the fraction ``1 - s * weight`` of its width (the residual width
     weighted 0.35), ``s`` found by bisection, then layers are widened one rounding step at a time while the
@@ -39,7 +43,7 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
 Blocks (``--drop-blocks``) and heads (``--heads``) are chosen first, by their scores; widths are allocated
 over what remains (:func:`structure`). Every allocator lands within 2% under the budget or says why not.
 
-Zero widths (``sublayers``, with measured ``loss`` weights): the ladders of a block's FFN and of its values
+Zero widths (``sublayers``, with measured ``loss`` or ``fisher`` weights): the ladders of a block's FFN and of its values
 end at 0, which removes the FFN, or the attention as a whole (its query/key pairs go with the values), from
 the model (:mod:`snp_edge.sublayers`): the probe measures the loss of the removed branch, and the cost counts
 it as nothing (no MACs, 0 ms in a latency table). So a sublayer goes where the loss says it is free.
@@ -64,7 +68,8 @@ from .surgery import choose_blocks, top_indices
 from .targets import round_arch
 
 TOLERANCE = 0.02  # every allocation lands in [(1 - TOLERANCE) * budget, budget]
-GROUP_WEIGHTS = ("macs", "loss")  # what a group's units are worth against other groups' (see the docstring)
+GROUP_WEIGHTS = ("macs", "loss", "fisher")  # what a group's units are worth against other groups' (docstring)
+MEASURED = ("loss", "fisher")  # group weights measured by a Probe (snp_edge.sensitivity.PROBES)
 PROBE_KEPT = (0.875, 0.75, 0.5, 0.25, 0.0)  # fractions of a group's width its loss is measured at (0: the
 # ladder's last); 1/2, 1/4, 0 alone made small cuts look costly (issue 21)
 

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .allocation import ALLOCATORS, GROUP_WEIGHTS, MacCost, allocate, structure, total_cost
+from .allocation import ALLOCATORS, GROUP_WEIGHTS, MEASURED, MacCost, allocate, structure, total_cost
 from .arch import Arch, arch_of, check_arch
 from .calib import check_model_outputs, load_calibration
 from .criteria import COMPONENTS, DEFAULT_CRITERIA, DEFAULT_EMBED_SCORE, ScoreOptions, Scores, compute_scores
@@ -29,7 +29,7 @@ from .targets import arch_from_config, fit_under, load_preset, read_config, roun
 
 DEFAULT_ALLOCATION = PruneSpec.scoring.allocation  # "score"
 DEFAULT_RESCORE = PruneSpec.scoring.rescore  # False
-DEFAULT_GROUP_WEIGHT = PruneSpec.scoring.group_weight  # "loss" for every budget (docs/accuracy.md, issue 21)
+DEFAULT_GROUP_WEIGHT = PruneSpec.scoring.group_weight  # "fisher" for every budget (docs/accuracy.md, issue 21)
 RESCORED = ("qk", "v", "mlp")  # components re-scored after the residual cut (heads and blocks set the structure)
 
 
@@ -103,14 +103,16 @@ def _latency(handle: ModelHandle, table: str | Path, macs: MacCost):
 
 
 def _allocate(handle: ModelHandle, allocation: str, shell: Arch, budget: Budget, round_to: int, scores: Scores,
-              cal, batch_size: int, progress: bool, sublayers: bool = False) -> Arch:
-    """:func:`~snp_edge.allocation.allocate`, with ``loss`` group weights measured on ``cal``'s images when
-    ``cal`` is given (``sublayers``: then a sublayer may be removed)."""
+              cal, batch_size: int, progress: bool, group_weight: str = DEFAULT_GROUP_WEIGHT,
+              sublayers: bool = False) -> Arch:
+    """:func:`~snp_edge.allocation.allocate`, with ``group_weight``'s probe (``loss``, ``fisher``:
+    :data:`snp_edge.sensitivity.PROBES`) on ``cal``'s images when ``cal`` is given (``sublayers``: then a
+    sublayer may be removed)."""
     if cal is None:
         return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores)
-    from .sensitivity import KLProbe
+    from .sensitivity import PROBES
 
-    probe = KLProbe(handle, scores, cal.images, batch_size, progress)
+    probe = PROBES[group_weight](handle, scores, cal.images, batch_size, progress)
     try:
         return allocate(allocation, shell, budget.limit, budget.cost, round_to, scores, probe, sublayers)
     finally:
@@ -165,7 +167,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
 
     ``round_to`` None: :func:`~snp_edge.spec.round_to_for` (the device targets' multiple, else the latency
     table's alignment for ``target_latency`` / ``target_speedup``, else 1). ``group_weight`` ``auto``: an alias of
-    ``loss``, the default for every budget (:mod:`snp_edge.allocation`)."""
+    ``fisher``, the default for every budget (:mod:`snp_edge.allocation`)."""
     t, cs, sc, al = spec.target, spec.calibration, spec.scoring, spec.alignment
     preset, config, target_latency, latency_table = t.preset, t.config, t.target_latency, t.latency_table
     criteria, allocation, group_weight, heads = sc.criteria, sc.allocation, sc.group_weight, al.heads
@@ -191,8 +193,8 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
     round_to = round_to_for(al.round_to, al.device_targets,
                             alignment(budget.table) if has_budget and budget.table is not None else None)
     if group_weight == "auto":
-        group_weight = "loss"
-    measured = has_budget and allocation == "score" and group_weight == "loss"
+        group_weight = DEFAULT_GROUP_WEIGHT
+    measured = has_budget and allocation == "score" and group_weight in MEASURED
     if has_budget:
         wanted = {"qk", "v", "mlp", "embed"} | ({"heads"} if heads and heads < base.num_heads else set()) | \
             ({"blocks"} if al.drop_blocks else set())
@@ -210,7 +212,7 @@ def prune_spec(spec: PruneSpec, handle: ModelHandle | None = None, progress: boo
     if arch is None:
         shell = structure(base, scores, al.drop_blocks, heads)
         arch = _allocate(handle, allocation, shell, budget, round_to, scores, cal if measured else None,
-                         batch_size, progress, sc.sublayers)
+                         batch_size, progress, group_weight, sc.sublayers)
     else:
         arch = choose_blocks(scores, arch, al.drop_blocks)
     if sc.rescore:

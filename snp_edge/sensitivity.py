@@ -151,6 +151,7 @@ class KLProbe:
         self.base: Arch | None = None
         self.cache: list[list[torch.Tensor]] = []  # per batch: every block's input under the base widths
         self.bar = bar(total=None, desc="sensitivity", unit="probe", disable=not progress)
+        self.count = 0  # probes run
 
     def _batches(self) -> list[torch.Tensor]:
         return [self.images[i:i + self.batch_size] for i in range(0, len(self.images), self.batch_size)]
@@ -180,7 +181,166 @@ class KLProbe:
                 out = logits(self.masked.model, x) if start == 0 else self.masked.logits_from(self.cache[j][start], start)
                 total += float(torch.nn.functional.kl_div(out.log_softmax(-1), ref, log_target=True, reduction="sum"))
         self.bar.update()
+        self.count += 1
         return total / len(self.images)
 
     def close(self) -> None:
         self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------ Fisher estimate
+
+DRAWS = 2  # random-sign combinations of the classes per image: backward passes of the Fisher pass
+CAL_KEPT = (0.75, 0.25)  # fractions of a group's width the calibration probes cut to (per component kind)
+CAL_BLOCKS = 2  # blocks per component kind the calibration probes cut (evenly spread over the depth)
+REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real (the ladder's last
+# rung: a group removed down to its smallest width is where the second-order estimate is furthest off)
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` positions evenly spread over ``range(n)`` (the middles of ``k`` equal parts), distinct."""
+    return sorted({min(n - 1, int((j + 0.5) * n / k)) for j in range(k)})
+
+
+class FisherProbe:
+    """A :data:`~snp_edge.allocation.Probe` for group weight ``fisher``: the KL(unpruned || cut) of a cut
+    that differs from the base (:meth:`rebase`) in one group, estimated from one forward and :data:`DRAWS`
+    backward passes at the base, calibrated by a few real :class:`KLProbe` probes.
+
+    At the base every kept unit ``i`` (a qkv output of a head, an FFN neuron, a residual channel) gets a 0/1
+    mask ``m_i`` per image; for a class-combination ``t = sum_y sqrt(p_y) e_y log p(y|x)`` with random signs
+    ``e_y`` (p: the base's predictions), ``g = dt/dm`` gives ``E_e[(g . d)^2] = d^T F d`` with ``F`` the
+    Fisher information of the predictions in the masks, so removing the units ``S`` (``d = 1_S``) costs
+    ``KL ~ 1/2 mean_images (sum_{i in S} g_i)^2`` (second order; the first-order term vanishes in
+    expectation). Every rung of every group's ladder comes from the stored ``g``. The estimate is put on the
+    measured scale per component kind (``embed``, ``qk``, ``v``, ``mlp``): the first cut of a kind after a
+    rebase probes :data:`CAL_BLOCKS` of its groups at :data:`CAL_KEPT` of their widths for real; the ratio
+    measured / estimated (sums over those groups) at each fraction, interpolated linearly in the fraction
+    (held beyond the ends), scales every estimate of that kind. A cut that keeps less than ``real_below`` of
+    its group (the ladder's last rung: a sublayer removed down to its smallest width, where the second-order
+    estimate is furthest off) is probed for real. ``progress``: a bar over the real probes."""
+
+    def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
+                 progress: bool = False, draws: int = DRAWS, seed: int = 0, real_below: float = REAL_BELOW) -> None:
+        self.kl = KLProbe(handle, scores, images, batch_size, progress)
+        self.masked = self.kl.masked
+        self.draws, self.real_below = draws, real_below
+        self.generator = torch.Generator().manual_seed(seed)
+        self.base: Arch | None = None
+        self.offset = 0.0
+        self.grads: dict[str, torch.Tensor] = {}  # location -> (draws * images, units) mask gradients
+        self.norm = 1.0  # the estimate's 1 / (images x draws)
+        self.base_masks: dict[str, torch.Tensor] = {}
+        self.ratios: dict[str, tuple[list[float], list[float]]] = {}  # kind -> (fractions, measured/estimated)
+
+    def _masks(self) -> dict[str, torch.Tensor]:
+        m = self.masked
+        out = {"embed": m.embed.clone()}
+        for i in range(len(m.model.blocks)):
+            out[f"qkv.{i}"], out[f"mlp.{i}"] = m.qkv[i].clone(), m.mlp[i].clone()
+        return out
+
+    def rebase(self, arch: Arch) -> None:
+        """Mask gradients at ``arch``'s widths (one forward, :data:`DRAWS` backward passes per batch); the
+        calibration is measured again, lazily."""
+        self.kl.rebase(arch)
+        self.offset = self.kl(arch)
+        self.masked.set(arch)
+        self.base, self.base_masks, self.ratios = arch, self._masks(), {}
+        grads: dict[str, list[torch.Tensor]] = {k: [] for k in self.base_masks}
+        m = self.masked
+        saved = m.embed, list(m.qkv), list(m.mlp)
+        try:
+            for x in self.kl._batches():
+                B = len(x)
+                leaves = {k: v.expand(B, 1, -1).clone().requires_grad_(True) for k, v in self.base_masks.items()}
+                m.embed = m.residual.mask = leaves["embed"]
+                m.qkv = [leaves[f"qkv.{i}"] for i in range(len(m.qkv))]
+                m.mlp = [leaves[f"mlp.{i}"] for i in range(len(m.mlp))]
+                with torch.enable_grad(), m:
+                    logp = logits(m.model, x).log_softmax(-1)
+                    weight = logp.detach().exp().sqrt()
+                    for _ in range(self.draws):
+                        signs = torch.randint(0, 2, logp.shape, generator=self.generator).to(logp.dtype) * 2 - 1
+                        g = torch.autograd.grad((logp * weight * signs).sum(), list(leaves.values()),
+                                                retain_graph=True, allow_unused=True)
+                        for k, gk in zip(leaves, g, strict=True):
+                            grads[k].append(torch.zeros(B, leaves[k].shape[-1]) if gk is None else gk[:, 0])
+        finally:
+            m.embed, m.qkv, m.mlp = saved
+            m.residual.mask = m.embed
+        self.grads = {k: torch.cat(v).double() for k, v in grads.items()}
+        self.norm = 1.0 / (len(self.kl.images) * self.draws)
+
+    def estimate(self, arch: Arch) -> float:
+        """The uncalibrated second-order KL of ``arch`` against the base (nats, mean over images)."""
+        self.masked.set(arch)
+        masks = self._masks()
+        total = 0.0
+        for k, g in self.grads.items():
+            d = (self.base_masks[k] - masks[k]).clamp_min(0).double()
+            if bool(d.any()):
+                total = total + g @ d
+        return 0.0 if isinstance(total, float) else 0.5 * self.norm * float((total ** 2).sum())
+
+    def _kind(self, arch: Arch) -> tuple[str, int | None, float]:
+        """(component, block position or None, kept fraction) of the one group ``arch`` cuts from the base."""
+        base = self.base
+        if arch.embed != base.embed:
+            return "embed", None, arch.embed / base.embed
+        for pos, (a, b) in enumerate(zip(arch.blocks, base.blocks, strict=True)):
+            for comp in ("qk", "v", "mlp"):
+                if getattr(a, comp) != getattr(b, comp):
+                    return comp, pos, getattr(a, comp) / getattr(b, comp)
+        return "none", None, 1.0
+
+    def _calibrate(self, comp: str) -> tuple[list[float], list[float]]:
+        from dataclasses import replace
+
+        base = self.base
+        positions = [None] if comp == "embed" else _spread(len(base.blocks), CAL_BLOCKS)
+        fractions, ratios = [], []
+        for f in sorted(CAL_KEPT):
+            measured = estimated = 0.0
+            for pos in positions:
+                if pos is None:
+                    arch = replace(base, embed=max(1, int(base.embed * f)))
+                else:
+                    blocks = list(base.blocks)
+                    blocks[pos] = replace(blocks[pos], **{comp: max(1, int(getattr(blocks[pos], comp) * f))})
+                    arch = replace(base, blocks=blocks)
+                measured += max(self.kl(arch) - self.offset, 0.0)
+                estimated += self.estimate(arch)
+            if estimated > 0:
+                fractions.append(f)
+                ratios.append(measured / estimated)
+        if not ratios:
+            fractions, ratios = [1.0], [1.0]
+        self.ratios[comp] = fractions, ratios
+        return fractions, ratios
+
+    def scale(self, comp: str, fraction: float) -> float:
+        """measured / estimated for ``comp`` at kept ``fraction`` (calibrated on first use after a rebase)."""
+        fs, rs = self.ratios.get(comp) or self._calibrate(comp)
+        if fraction <= fs[0]:
+            return rs[0]
+        if fraction >= fs[-1]:
+            return rs[-1]
+        j = next(j for j in range(1, len(fs)) if fraction <= fs[j])
+        return rs[j - 1] + (rs[j] - rs[j - 1]) * (fraction - fs[j - 1]) / (fs[j] - fs[j - 1])
+
+    def __call__(self, arch: Arch) -> float:
+        if self.base is None:
+            self.rebase(arch)
+        comp, _pos, fraction = self._kind(arch)
+        if comp == "none":
+            return self.offset
+        if fraction < self.real_below:
+            return self.kl(arch)
+        return self.offset + self.estimate(arch) * self.scale(comp, fraction)
+
+    def close(self) -> None:
+        self.kl.close()
+
+
+PROBES = {"loss": KLProbe, "fisher": FisherProbe}  # group weight -> the Probe that measures it (the others: none)

@@ -73,8 +73,8 @@ class Scoring:
     embed_score: str = DEFAULT_EMBED_SCORE
     rescore: bool = False
     allocation: str = "score"
-    group_weight: str = "loss"  # for every budget (docs/accuracy.md, issue 21); "auto" is its alias
-    sublayers: bool = True  # with loss weights an FFN or attention may be removed (width 0, snp_edge.sublayers)
+    group_weight: str = "fisher"  # for every budget (docs/accuracy.md, issue 21); "auto" is its alias
+    sublayers: bool = True  # with measured weights an FFN or attention may be removed (width 0, snp_edge.sublayers)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class PruneSpec:
            target_gmacs=None, target_latency=None, target_speedup=None, latency_table=None, allocation="score",
            calib=None, calib_images: int = 64, seed: int = 0, criteria=None, gamma: int = 8, ffn_score="act",
            embed_score=None, heads=None, drop_blocks: int = 0, round_to=None, batch_size: int = 16,
-           rescore: bool = False, group_weight: str = "loss", device_targets=(), sublayers: bool = True) -> PruneSpec:
+           rescore: bool = False, group_weight: str = "fisher", device_targets=(), sublayers: bool = True) -> PruneSpec:
         """A spec from :func:`snp_edge.prune`'s flat keywords (the names and defaults of the public API)."""
         return cls(model, weights, dict(model_args or {}),
                    Target(preset, config, target_gmacs, target_latency, target_speedup, latency_table),

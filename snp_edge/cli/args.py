@@ -51,8 +51,8 @@ from ..spec import TARGET_KEYS, Alignment, Calibration, PruneSpec, Scoring, Targ
 BACKENDS = ("ort", "torch", "trt")  # snp_edge.bench.backends.BACKENDS (checked in the tests)
 ALLOCATIONS = ("score", "uniform")  # snp_edge.allocation.ALLOCATORS (checked in the tests; no torch here)
 DEFAULT_ALLOCATION = Scoring.allocation  # "score": snp_edge.spec, the one default (no torch)
-GROUP_WEIGHTS = ("auto", "macs", "loss")  # "auto" + snp_edge.allocation.GROUP_WEIGHTS (checked in the tests)
-DEFAULT_GROUP_WEIGHT = Scoring.group_weight  # "loss": snp_edge.spec, the one default
+GROUP_WEIGHTS = ("auto", "macs", "loss", "fisher")  # "auto" + snp_edge.allocation.GROUP_WEIGHTS (checked in the tests)
+DEFAULT_GROUP_WEIGHT = Scoring.group_weight  # "fisher": snp_edge.spec, the one default
 WEIGHTS_HELP = ("pretrained | random | auto (pretrained when they load, else random with a notice in every "
                 "output) | PATH to a timm state_dict or checkpoint (.pth/.pt/.safetensors)")
 MAX_IMAGES = 1_000_000  # calibration/parity images: far above any use, far below an allocation accident
@@ -162,11 +162,13 @@ def advanced(p: argparse.ArgumentParser) -> None:
                         "component (the older search)")
     g.add_argument("--group-weight", choices=GROUP_WEIGHTS, default=DEFAULT_GROUP_WEIGHT,
                    help="what the score allocation takes a layer's neurons to be worth against other layers': "
-                        "macs = the compute they do; loss (default) = measured: each layer cut alone to 7/8, 3/4, "
-                        "1/2, 1/4 and its smallest width, the KL divergence of the predictions on the calibration "
-                        "images, the layers probed again after the residual cut; auto = loss")
+                        "macs = the compute they do; loss = measured: each layer cut alone to 7/8, 3/4, 1/2, 1/4 "
+                        "and its smallest width, the KL divergence of the predictions on the calibration images, "
+                        "the layers probed again after the residual cut; fisher (default) = the same losses "
+                        "estimated from one Fisher pass, calibrated by a few probes, the smallest widths probed; "
+                        "auto = fisher")
     g.add_argument("--keep-sublayers", action="store_true",
-                   help="never cut an FFN or an attention to zero width (by default, with --group-weight loss, "
+                   help="never cut an FFN or an attention to zero width (by default, with measured group weights, "
                         "one is removed as a whole where the measured loss says it is free: docs/sublayers.md)")
 
 

@@ -279,13 +279,13 @@ def test_latency_budgets_measure_group_weights_by_default(tmp_path):
     path.write_text(json.dumps(_synthetic(handle.model, overhead_ms=1e-4)))
     common = dict(latency_table=path, calib_images=8, criteria="l1", round_to=8)
     by = {w: prune(handle, target_speedup=1.6, group_weight=w, **common) for w in ("auto", "macs")}
-    assert by["auto"].recipe["target"]["group_weight"] == "loss"
+    assert by["auto"].recipe["target"]["group_weight"] == "fisher"
     assert by["macs"].recipe["target"]["group_weight"] == "macs"
     assert by["auto"].handle.arch != by["macs"].handle.arch
     for r in by.values():
         assert 1.6 <= r.summary["predicted_speedup"] <= 1.6 / 0.98
     gmacs = prune(handle, target_gmacs=0.6 * handle.gmacs, calib_images=8, criteria="l1")
-    assert gmacs.recipe["target"]["group_weight"] == "loss"
+    assert gmacs.recipe["target"]["group_weight"] == "fisher"
     with pytest.raises(SnpEdgeError, match="unknown group weight 'kl'"):
         prune(handle, target_speedup=1.6, group_weight="kl", **common)
 
