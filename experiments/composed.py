@@ -26,7 +26,8 @@ reruns a part from the cached base models):
 2. ``headline``: narrow trained plainly (the gate's model); narrow distilled from the same wide teacher for the
    same ``base_epochs + kd_epochs`` (the fair baseline); wide pruned one-shot (``snp_edge.api.prune``, the
    project's default options) to the narrow model's MACs and distilled ``kd_epochs``; wide pruned iteratively
-   (:mod:`snp_edge.train.iterative`, 3 geometric steps, the same ``kd_epochs`` in all); wide pruned with the
+   (:mod:`snp_edge.train.iterative`, ``iter_steps`` geometric steps, 1 epoch after each but the last, the same
+   ``kd_epochs`` in all); wide pruned with the
    narrow model's head count (``heads``) and distilled. One KD recipe for all (headline.kd_config).
 3. ``allocation``: the same bases pruned to 50% and 30% of the wide model's MACs with the default, with
    ``group_weight="macs"`` and with ``allocation="uniform"``, and with Torch-Pruning (magnitude, Taylor;
@@ -82,19 +83,21 @@ class Plan:
     patch: int = 7
     train_images: int = 8000
     val_images: int = 5000
-    base_epochs: int = 6
-    kd_epochs: int = 3  # every distilled arm; the narrow models train base_epochs + kd_epochs
+    base_epochs: int = 5
+    kd_epochs: int = 2  # every distilled arm; the narrow models train base_epochs + kd_epochs
     cmp_kd_epochs: int = 1
-    iter_steps: int = 3
+    iter_steps: int = 2
     calib_images: int = 64
     steps: int | None = None  # optimizer steps per epoch cap (smoke runs)
     latency_runs: int = 30
+    latency_img: int = 224  # the shapes are timed at DeiT-S geometry: 224 px (197 tokens), width 384
+    latency_embed: int = 384
     tp_steps: int = 100  # Torch-Pruning's linear schedule (ratio 0.95) in this many steps: the first under the MACs
     gate_points: float = 3.0
 
 
-QUICK = Plan(seeds=[0, 1], wide_dim=32, depth=2, train_images=640, val_images=200, base_epochs=1, kd_epochs=2,
-             cmp_kd_epochs=1, iter_steps=2, calib_images=16, steps=4, latency_runs=2, tp_steps=10,
+QUICK = Plan(seeds=[0], wide_dim=32, depth=2, train_images=640, val_images=200, base_epochs=1, kd_epochs=2,
+             cmp_kd_epochs=1, iter_steps=2, calib_images=16, steps=4, latency_runs=2, latency_img=32, latency_embed=64, tp_steps=10,
              gate_points=-100.0)
 
 
@@ -152,6 +155,7 @@ def compose(out: Path, train_images: int, val_images: int, seed: int = 0) -> Pat
     images, labels = load_arrays()
     rng = np.random.default_rng(seed)
     pools = digit_pools(labels, rng)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with Output(out, force=True, kind="dir") as output:
         tmp = Path(output.stage())
         for split, n in (("train", train_images), ("val", val_images)):
@@ -421,33 +425,39 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log, redo: b
 
 # ------------------------------------------------------------------------------------------------ latency
 
-DEIT_S = ("deit_small_patch16_224", {"num_classes": 100})  # 224 px, patch 16: 196 patches + class token
+def deit_args(plan: Plan) -> tuple[str, dict]:
+    """The timm model the shapes are timed at: DeiT-S (224 px, patch 16: 196 patches + class token, width 384,
+    6 heads, 12 blocks) for a full run; ``plan.latency_img`` px and ``plan.latency_embed`` wide for --quick."""
+    heads = plan.wide_dim // plan.head_dim
+    return "deit_small_patch16_224", {"num_classes": 100, "img_size": plan.latency_img, "depth": 12,
+                                      "embed_dim": plan.latency_embed, "num_heads": heads}
 
 
 def deit_shape(shape: dict, plan: Plan) -> dict:
-    """``shape`` (an Arch dict of a wide- or narrow-geometry model) scaled to DeiT-S geometry: every width x
-    384 / ``plan.wide_dim`` (residual and FFN) and x 64 / ``plan.head_dim`` (per-head Q/K and V), heads kept,
-    each block repeated to 12 blocks. The narrow model (half width, half heads) becomes DeiT-T's shape."""
-    embed_f, head_f = 384 / plan.wide_dim, 64 / plan.head_dim
+    """``shape`` (an Arch dict of a wide- or narrow-geometry model) scaled to :func:`deit_args`' geometry: every
+    width (residual, per-head Q/K and V, FFN) x ``latency_embed / wide_dim`` (4 in a full run: 96 -> 384,
+    16 -> 64 per head), heads kept, each block repeated to 12 blocks. The narrow model (half the width, half
+    the heads) becomes DeiT-T's shape."""
+    f = plan.latency_embed / plan.wide_dim
     depth = shape["depth"]
     reps = max(1, 12 // depth)
     blocks, kept = [], []
     src_heads = shape.get("heads_kept") or []
     for j, b in enumerate(shape["blocks"]):
         for r in range(reps):
-            blocks.append({"index": b["index"] * reps + r, "heads": b["heads"],
-                           "qk": max(1, round(b["qk"] * head_f)), "v": max(1, round(b["v"] * head_f)),
-                           "mlp": max(1, round(b["mlp"] * embed_f))})
+            blocks.append({"index": b["index"] * reps + r, "heads": b["heads"], "qk": max(1, round(b["qk"] * f)),
+                           "v": max(1, round(b["v"] * f)), "mlp": max(1, round(b["mlp"] * f))})
             kept.append(list(src_heads[j]) if j < len(src_heads) else list(range(b["heads"])))
-    return {"embed": max(1, round(shape["embed"] * embed_f)), "blocks": blocks, "head_dim": 64, "depth": 12,
-            "num_heads": 6, "mlp": 1536, "embed_orig": 384, "heads_kept": kept}
+    return {"embed": max(1, round(shape["embed"] * f)), "blocks": blocks, "head_dim": round(plan.head_dim * f),
+            "depth": 12, "num_heads": plan.wide_dim // plan.head_dim, "mlp": 4 * plan.latency_embed,
+            "embed_orig": plan.latency_embed, "heads_kept": kept}
 
 
 def deit_handle(shape: dict, plan: Plan) -> ModelHandle:
-    """A random-weight timm DeiT-S skeleton of ``shape`` scaled by :func:`deit_shape`."""
+    """A random-weight timm model of ``shape`` scaled by :func:`deit_shape`."""
     from snp_edge.arch import Arch, build_skeleton
 
-    name, args = DEIT_S
+    name, args = deit_args(plan)
     arch = Arch.from_dict(deit_shape(shape, plan))
     model = build_skeleton(name, args, arch)
     torch.manual_seed(0)
@@ -464,14 +474,15 @@ def latency(rows: list[dict], plan: Plan, seed: int) -> dict:
 
     cands = []
     for r in rows:
-        if r["seed"] == seed and "shape" in r:
+        if r["seed"] == seed and "shape" in r and r["method"] != "narrow-kd":  # narrow-kd: the narrow shape
             label = r["method"] if r["section"] != "allocation" else f"{r['target']} {r['method']}"
             if r["section"] == "gate":
                 label = f"{r['method']} (unpruned)"
             cands.append(from_handle(deit_handle(r["shape"], plan), "composed", label=label))
     doc = run_bench(cands, BenchConfig(backend="ort", threads=1, warmup=max(3, plan.latency_runs // 5),
                                        runs=plan.latency_runs, seed=seed))
-    return {"seed": seed, "runs": plan.latency_runs, "tokens": 197, "threads": 1,
+    tokens = (plan.latency_img // 16) ** 2 + 1
+    return {"seed": seed, "runs": plan.latency_runs, "tokens": tokens, "threads": 1, "model": deit_args(plan),
             "ms": {r["label"]: [r["latency_ms"]["min"], r["latency_ms"]["median"], r["latency_ms"]["max"]]
                    for r in doc["candidates"]},
             "gmacs": {r["label"]: r.get("gmacs") for r in doc["candidates"]}}
@@ -529,7 +540,8 @@ def tables(rows: list[dict], gate: dict, plan: Plan, lat: dict | None) -> str:
         out += [f"Mean ± std over {len(seeds)} seeds (each its own wide base); paired difference against the "
                 "distilled narrow model, same seed. Compute: forward-pass MMACs per training image (3 x epochs x "
                 "MACs trained + epochs x teacher MACs). Latency: the arm's shape (seed "
-                f"{(lat or {}).get('seed', '-')}) at DeiT geometry, 197 tokens, ORT 1 thread, median ms.", "",
+                f"{(lat or {}).get('seed', '-')}) at DeiT geometry, {(lat or {}).get('tokens', 197)} tokens, ORT 1 thread, "
+                "median ms.", "",
                 "| arm | MMACs | epochs | compute | top-1 before KD (%) | val top-1 (%) | vs narrow-KD (points) | "
                 "wall s | DeiT-geometry ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         wide_rows = [r for (s, m), r in g.items() if m == "wide"]
@@ -574,7 +586,7 @@ def tables(rows: list[dict], gate: dict, plan: Plan, lat: dict | None) -> str:
         out.append("")
     if ms:
         out += ["ONNX Runtime, 1 thread, interleaved (snp_edge.bench), min / median / max ms of each shape at DeiT "
-                f"geometry (224 px, 197 tokens, random weights), seed {lat['seed']}'s shapes, {lat['runs']} runs:", "",
+                f"geometry ({lat['tokens']} tokens, random weights), seed {lat['seed']}'s shapes, {lat['runs']} runs:", "",
                 "| shape | GMACs | min | median | max |", "|---|---:|---:|---:|---:|"]
         for label, (lo, med, hi) in ms.items():
             gm = lat["gmacs"].get(label)
@@ -618,7 +630,7 @@ def plot(rows: list[dict], plan: Plan, lat: dict | None, path: Path) -> None:
         labels = list(lat["ms"])
         ax.barh(range(len(labels)), [lat["ms"][k][1] for k in labels], color="tab:purple")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_xlabel("ORT 1 thread median ms at DeiT geometry (197 tokens)")
+        ax.set_xlabel(f"ORT 1 thread median ms at DeiT geometry ({lat['tokens']} tokens)")
         ax.set_title("latency of the shapes")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -628,7 +640,7 @@ def plot(rows: list[dict], plan: Plan, lat: dict | None, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/composed", help="output folder (data, models, rows, results)")
-    p.add_argument("--quick", action="store_true", help="a tiny smoke run (tests): 2 seeds, a few steps, no gate")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (tests): 1 seed, a few steps, no gate")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4)")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                    help="which parts to run after the gate (the gate always runs first, from cache if it can)")
@@ -652,6 +664,11 @@ def main(argv: list[str] | None = None) -> int:
         data = compose(out / ("data-quick" if args.quick else "data"), plan.train_images, plan.val_images)
         rows, gate = measure(data, out, plan, args.sections, log, args.redo)
         if not gate["passed"]:
+            atomic_write_text(out / "composed.md", tables(rows, gate, plan, None) + "\n")
+            atomic_write_text(out / "results.json", json.dumps(
+                {"plan": asdict(plan), "quick": args.quick, "wide": geometry(plan, "wide"),
+                 "narrow": geometry(plan, "narrow"), "machine": machine(), "load_end": os.getloadavg(),
+                 "gate": gate, "rows": rows}, indent=2) + "\n")
             print(f"error: gate failed: the wide model is {gate['gap_points']:+.2f} points over the narrow one "
                   f"(mean of {gate['wide']['n']} seeds), under the {gate['threshold_points']:g} required; shrink both "
                   f"models or make the task harder ({out}/gate.json)", file=sys.stderr)
