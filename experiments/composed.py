@@ -205,7 +205,7 @@ def trained(kind: str, data: Path, out: Path, plan: Plan, seed: int, log, teache
     folder = base_folder(out, kind, seed)
     weights = folder / "last" / "model.safetensors"
     seconds = 0.0
-    if not weights.is_file():
+    if epochs_done(folder) < epochs_of(plan):  # saved after every epoch: an interrupted training resumes
         t = time.perf_counter()
         folder.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
@@ -214,10 +214,20 @@ def trained(kind: str, data: Path, out: Path, plan: Plan, seed: int, log, teache
         if distilled:
             kd = _kd_cfg(plan, seed, 1)
             cfg = replace(cfg, distill=kd.distill, distill_alpha=kd.distill_alpha, distill_tau=kd.distill_tau)
-        finetune(handle, data, folder, cfg, teacher=teacher.model if distilled else None, force=True)
+        resume = folder / "checkpoint.pt" if (folder / "checkpoint.pt").is_file() else None
+        finetune(handle, data, folder, cfg, teacher=teacher.model if distilled else None, resume=resume,
+                 force=resume is None)
         seconds = time.perf_counter() - t
         log(f"{kind} seed {seed}: trained {epochs_of(plan)} epochs in {seconds:.0f} s")
     return load_model(name, str(weights), args), seconds
+
+
+def epochs_done(folder: Path) -> int:
+    """Epochs a training run in ``folder`` finished (its ``log.jsonl``), 0 when there is none."""
+    path = folder / "log.jsonl"
+    if not (path.is_file() and (folder / "last" / "model.safetensors").is_file()):
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
 
 
 # ------------------------------------------------------------------------------------------------ rows
@@ -383,6 +393,11 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log, redo: b
         redone.add(done.ident(row))
         return done.add(row)
 
+    stamp = out / "bases" / "plan-key.json"  # the base models' folders are reused: one plan per --out
+    if stamp.is_file() and stamp.read_text().strip() != keys["gate"]:
+        raise SnpEdgeError(f"{out}/bases holds models trained under another plan ({stamp}); use another --out")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, keys["gate"] + "\n")
     rows: list[dict] = []
     for seed in plan.seeds:
         for kind in ("wide", "narrow"):
