@@ -663,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure the rows of --sections again from the cached base models (a new default)")
     p.add_argument("--gate-points", type=float, default=None,
                    help="points the wide model must beat the narrow one by (default 3; --quick: no gate)")
+    p.add_argument("--base-epochs", type=int, default=None,
+                   help="epochs of the wide model from scratch (the narrow ones: this + kd_epochs; default 5)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -671,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.seeds = args.seeds
     if args.gate_points is not None:
         plan.gate_points = args.gate_points
+    if args.base_epochs is not None:
+        plan.base_epochs = args.base_epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
