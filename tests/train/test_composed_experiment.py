@@ -35,7 +35,6 @@ def test_composed_image_holds_both_digits_left_and_right():
     assert img[:, :half].mean() > 3 * img[:, half:].mean()  # noise only on the right
 
 
-@pytest.mark.slow
 def test_deit_shape_scales_the_wide_model_to_deit_small():
     from experiments.composed import Plan, deit_handle, deit_shape
 
