@@ -53,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from snp_edge.engines.fileio import Output
-from snp_edge.engines.fileio import write_text_atomic as atomic_write_text
+from snp_edge.engines.common.fileio import Output
+from snp_edge.engines.common.fileio import write_text_atomic as atomic_write_text
 
 from snp_edge.errors import SnpEdgeError
 from snp_edge.models import ModelHandle, create_model, load_model
