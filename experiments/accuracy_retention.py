@@ -38,7 +38,7 @@ from snp_edge.train.evaluate import evaluate, torch_predictor
 from snp_edge.train.fidelity import attention_fidelity
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
-from .harness import RowCache, plan_key, stats
+from .harness import RowCache, plan_from, plan_key, stats
 from .mnist5k import materialize
 
 MODEL = "deit_tiny_patch16_224"
@@ -269,10 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch CPU threads (default 1: tiny matrices, and shared cores collapse with more)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    plan = QUICK if args.quick else Plan()
-    if args.seeds:
-        plan.seeds = args.seeds
-    plan.base_per_seed = args.base_per_seed
+    plan = plan_from(args.quick, Plan, QUICK, seeds=args.seeds, base_per_seed=args.base_per_seed)
     out = Path(args.out)
     if (out / "results.json").exists() and not args.force:
         print(f"error: {out}/results.json exists; pass --force to replace it", file=sys.stderr)

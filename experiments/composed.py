@@ -62,7 +62,7 @@ from snp_edge.train.config import AugConfig
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
 from .accuracy_retention import elapsed_log, machine
-from .harness import RowCache, plan_key, stats
+from .harness import RowCache, plan_from, plan_key, stats
 from .headline import evaluate_top1, kd_config, tp_prune, train_config
 from .mnist5k import load_arrays
 
@@ -668,13 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    plan = replace(QUICK) if args.quick else Plan()
-    if args.seeds:
-        plan.seeds = args.seeds
-    if args.gate_points is not None:
-        plan.gate_points = args.gate_points
-    if args.base_epochs is not None:
-        plan.base_epochs = args.base_epochs
+    plan = plan_from(args.quick, Plan, QUICK, seeds=args.seeds, gate_points=args.gate_points,
+                     base_epochs=args.base_epochs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

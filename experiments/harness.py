@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -18,6 +19,12 @@ def stats(values: Iterable[float]) -> dict:
     values = list(values)
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values), "n": len(values)}
+
+
+def plan_from(quick: bool, full, small, **given):
+    """A copy of the experiment's plan (``small`` with ``--quick``, else ``full()``), with each ``given`` field
+    set where the command line gave it (not None, not an empty list): the module's plans are never changed."""
+    return replace(small if quick else full(), **{k: v for k, v in given.items() if v is not None and v != []})
 
 
 def plan_key(plan: dict) -> str:

@@ -52,7 +52,7 @@ from snp_edge.models import ModelHandle, create_model, load_model
 from snp_edge.train.finetune import FinetuneConfig, finetune
 
 from .accuracy_retention import DIGIT_AUG, elapsed_log, experiment_data, machine
-from .harness import RowCache, plan_key, stats
+from .harness import RowCache, plan_from, plan_key, stats
 
 WIDE = ("deit_small_patch16_224", {"img_size": 28, "patch_size": 7, "embed_dim": 96, "depth": 6, "num_heads": 6,
                                    "num_classes": 10})
@@ -564,9 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    plan = QUICK if args.quick else Plan()
-    if args.seeds:
-        plan.seeds = args.seeds
+    plan = plan_from(args.quick, Plan, QUICK, seeds=args.seeds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
