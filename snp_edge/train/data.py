@@ -4,11 +4,16 @@ A data folder holds ``train/<class>/*.png`` and ``val/<class>/*.png`` (torchvisi
 classes are the sorted sub-folder names of ``train/`` and ``val/`` must have the same ones. Images are
 read with :func:`snp_edge.calib.read_rgb`: a corrupt file or a decompression bomb ends the run with one
 line naming the file, also from a DataLoader worker process.
+
+Data made at run time (:class:`GeneratedData`, e.g. experiments/composed.py) is accepted wherever a folder
+is: its datasets go through the same transforms, and a train split with ``set_epoch`` draws new images
+every epoch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from timm.data import create_transform
@@ -30,6 +35,18 @@ def _image_folder(root: Path, transform):
         return ImageFolder(str(root), transform=transform, loader=read_rgb, is_valid_file=_is_image)
     except (FileNotFoundError, OSError) as exc:
         raise SnpEdgeError(f"data folder {root} is not an ImageFolder: {first_line(exc)}") from None
+
+
+@runtime_checkable
+class GeneratedData(Protocol):
+    """Data generated at run time instead of read from a folder.
+
+    ``split(name, transform)`` returns the ``"train"`` or ``"val"`` Dataset: items ``(transform(PIL image),
+    class index)``, a ``classes`` list (sorted names) and, optionally, ``set_epoch(epoch)`` (called before every
+    training epoch: new images per epoch). ``str()`` names it in logs and checkpoints.
+    """
+
+    def split(self, name: str, transform) -> Dataset: ...
 
 
 def split_dir(data: str | Path, split: str) -> Path:
@@ -60,16 +77,21 @@ def eval_transform(data_config: dict):
     return create_transform(**data_config, is_training=False)
 
 
-def load_split(data: str | Path, split: str, transform, num_classes: int | None = None,
+def load_split(data: str | Path | GeneratedData, split: str, transform, num_classes: int | None = None,
                classes: list[str] | None = None):
-    """The ``split`` ImageFolder of ``data``; its classes are checked against the model and the train split."""
-    ds = _image_folder(split_dir(data, split), transform)
+    """The ``split`` ImageFolder of ``data`` (or :class:`GeneratedData`'s split); its classes are checked
+    against the model and the train split."""
+    if isinstance(data, GeneratedData):
+        ds, where = data.split(split, transform), f"{data} ({split})"
+    else:
+        ds = _image_folder(split_dir(data, split), transform)
+        where = ds.root
     if len(ds) == 0:
-        raise SnpEdgeError(f"data folder {ds.root} holds no images")
+        raise SnpEdgeError(f"data {where} holds no images")
     if num_classes is not None and len(ds.classes) != num_classes:
-        raise SnpEdgeError(f"data {ds.root} has {len(ds.classes)} classes but the model has {num_classes} outputs")
+        raise SnpEdgeError(f"data {where} has {len(ds.classes)} classes but the model has {num_classes} outputs")
     if classes is not None and ds.classes != classes:
-        raise SnpEdgeError(f"data {ds.root} has classes {ds.classes[:5]}... unlike train/ {classes[:5]}...")
+        raise SnpEdgeError(f"data {where} has classes {ds.classes[:5]}... unlike train/ {classes[:5]}...")
     return ds
 
 

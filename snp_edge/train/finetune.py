@@ -47,7 +47,7 @@ from ..progress import bar as progress_bar
 from ..saved import save_pruned
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity, save_checkpoint
 from .config import AMP_CHOICES, KD_KINDS, AugConfig, FinetuneConfig  # noqa: F401 (re-exported)
-from .data import eval_loader, eval_transform, load_split, train_loader, train_transform
+from .data import GeneratedData, eval_loader, eval_transform, load_split, train_loader, train_transform
 from .distill import DistillationLoss
 from .evaluate import evaluate, torch_predictor
 
@@ -136,10 +136,11 @@ def _read_log(path: Path, before_epoch: int) -> list[dict]:
     return [r for r in rows if r.get("epoch", 0) < before_epoch]
 
 
-def finetune(handle: ModelHandle, data: str | Path, out: str | Path, cfg: FinetuneConfig,
+def finetune(handle: ModelHandle, data: str | Path | GeneratedData, out: str | Path, cfg: FinetuneConfig,
              teacher: nn.Module | None = None, resume: str | Path | None = None, force: bool = False,
              extra: dict | None = None) -> dict:
-    """Fine-tune ``handle.model`` on ``data`` (train/ and val/ ImageFolders), distilling from ``teacher``.
+    """Fine-tune ``handle.model`` on ``data`` (train/ and val/ ImageFolders, or :class:`GeneratedData`),
+    distilling from ``teacher``.
 
     Everything that can fail on input (data, classes, teacher, resume checkpoint, output folder) is
     checked before anything is written. ``resume``: a checkpoint path; training continues after its
@@ -150,7 +151,8 @@ def finetune(handle: ModelHandle, data: str | Path, out: str | Path, cfg: Finetu
     info = init_distributed()
     folder = RunFolder(out)
     try:
-        return _finetune(handle, Path(data), out, cfg, teacher, Path(resume) if resume else None, force,
+        source = data if isinstance(data, GeneratedData) else Path(data)
+        return _finetune(handle, source, out, cfg, teacher, Path(resume) if resume else None, force,
                          extra or {}, info, folder)
     except BaseException:
         folder.discard_if_unfinished()
@@ -264,7 +266,7 @@ def _restore(state: dict | None, model: nn.Module, optimizer, scheduler, ema, sc
     return state["epoch"], state["updates"], state["best"]
 
 
-def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
+def _finetune(handle: ModelHandle, data: Path | GeneratedData, out: Path, cfg: FinetuneConfig, teacher: nn.Module | None,
               resume: Path | None, force: bool, extra: dict, info: DistInfo, folder: RunFolder) -> dict:
     num_classes = handle.num_classes
     _check_teacher(teacher, cfg, num_classes)
@@ -320,6 +322,8 @@ def _finetune(handle: ModelHandle, data: Path, out: Path, cfg: FinetuneConfig, t
     for epoch in range(start_epoch, cfg.epochs):
         seed_all(cfg.seed, epoch, info.rank)
         loader.sampler.set_epoch(epoch)
+        if hasattr(train_ds, "set_epoch"):  # generated data: new images every epoch
+            train_ds.set_epoch(epoch)
         train_stats = _train_epoch(net, model, criterion, optimizer, scheduler, loader, mixup, ema, scaler, dtype,
                                    cfg, info, epoch, updates, updates_per_epoch)
         updates += updates_per_epoch

@@ -34,6 +34,7 @@ from ..saved import load_pruned_handle, save_pruned
 from ..spec import PruneSpec
 from .checkpoint import CHECKPOINT_FILE
 from .config import FinetuneConfig
+from .data import GeneratedData
 
 PLAN_FILE = "plan.json"
 SPACINGS = ("geometric", "linear")
@@ -114,7 +115,7 @@ def _check_plan(out: Path, plan: dict, force: bool) -> None:
                            "options to resume it, or pass --force to start over")
 
 
-def iterate(spec: PruneSpec, data: str | Path, out: str | Path, cfg: FinetuneConfig, schedule: Schedule,
+def iterate(spec: PruneSpec, data: str | Path | GeneratedData, out: str | Path, cfg: FinetuneConfig, schedule: Schedule,
             force: bool = False, progress: bool = True) -> dict:
     """Prune ``spec.model`` to ``spec.target.target_gmacs`` in ``schedule.steps`` prune-distil rounds.
 

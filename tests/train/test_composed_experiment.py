@@ -86,3 +86,44 @@ def test_quick_composed_experiment_and_its_gate(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1].startswith("error: gate failed")
     assert json.loads((out / "gate.json").read_text())["passed"] is False
+
+
+def test_deit_shape_keeps_a_removed_sublayer_removed():
+    """A block whose attention (heads 0) or FFN (mlp 0) was pruned away stays without it at DeiT geometry (the
+    latency section once turned width 0 into 1 and the skeleton refused 'heads 0, qk 1, v 1')."""
+    from experiments.composed import Plan, deit_handle, deit_shape
+
+    plan = Plan()
+    blocks = [{"index": 0, "heads": 0, "qk": 0, "v": 0, "mlp": 200},
+              {"index": 1, "heads": 3, "qk": 10, "v": 12, "mlp": 0}]
+    shape = {"embed": 80, "blocks": blocks, "head_dim": 16, "depth": 2, "num_heads": 6, "mlp": 4 * plan.wide_dim,
+             "embed_orig": plan.wide_dim, "heads_kept": []}
+    scaled = deit_shape(shape, plan)
+    assert [(b["heads"], b["qk"], b["v"], b["mlp"]) for b in scaled["blocks"][:7:6]] == [(0, 0, 0, 800), (3, 40, 48, 0)]
+    model = deit_handle(shape, plan).model
+    assert len(model.blocks) == 12
+    assert not [n for n, _ in model.blocks[0].named_parameters() if "attn" in n]
+    assert not [n for n, _ in model.blocks[11].named_parameters() if "mlp" in n]
+
+
+def test_composed_data_is_generated_anew_every_epoch_and_validation_is_fixed(tmp_path):
+    """The train split draws new images every epoch (same epoch, same images: reproducible), balanced over the
+    100 ordered pairs; the val split is built from held-out digits and is the same on every call."""
+    from experiments.composed import Composed
+    from snp_edge.train.data import GeneratedData, load_split
+
+    data = Composed(tmp_path / "d", train_images=300, val_images=200, calib_images=100)
+    assert isinstance(data, GeneratedData)
+    assert len(list((tmp_path / "d" / "calib").rglob("*.png"))) == 100
+    train = load_split(data, "train", lambda im: np.asarray(im)[..., 0].copy(), num_classes=100)
+    e0 = np.stack([train[i][0] for i in range(len(train))])
+    assert np.bincount(train.labels, minlength=100).tolist() == [3] * 100
+    train.set_epoch(1)
+    e1 = np.stack([train[i][0] for i in range(len(train))])
+    train.set_epoch(0)
+    again = np.stack([train[i][0] for i in range(len(train))])
+    assert (e0 == again).all() and (e0 != e1).any()
+    val = load_split(data, "val", lambda im: np.asarray(im)[..., 0].copy(), num_classes=100, classes=train.classes)
+    assert (val[5][0] == load_split(data, "val", lambda im: np.asarray(im)[..., 0].copy())[5][0]).all()
+    with pytest.raises(Exception, match="10 outputs"):
+        load_split(data, "train", lambda im: im, num_classes=10)
