@@ -630,17 +630,18 @@ def tables(rows: list[dict], gate: dict, plan: Plan, lat: dict | None) -> str:
     head = [r for r in rows if r["section"] == "headline"]
     if head or gate["passed"]:
         ref = {r["seed"]: r["top1"] for r in head if r["method"] == "narrow-kd"}
+        plain = {s: r["top1"] for (s, m), r in g.items() if m == "narrow"}
         out += [f"Mean ± std over {len(seeds)} seeds (each its own wide base); paired difference against the "
-                "distilled narrow model, same seed. Compute: forward-pass MMACs per training image (3 x epochs x "
-                "MACs trained + epochs x teacher MACs). Latency: the arm's shape (seed "
+                "distilled narrow model and against the plainly trained one, same seed. Compute: forward-pass "
+                "MMACs per training image (3 x epochs x MACs trained + epochs x teacher MACs). Latency: the arm's shape (seed "
                 f"{(lat or {}).get('seed', '-')}) at DeiT geometry, {(lat or {}).get('tokens', 197)} tokens, ORT 1 thread, "
                 "median ms.", "",
                 "| arm | MMACs | epochs | compute | top-1 before KD (%) | val top-1 (%) | vs narrow-KD (points) | "
-                "wall s | DeiT-geometry ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+                "vs narrow (points) | wall s | DeiT-geometry ms |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         wide_rows = [r for (s, m), r in g.items() if m == "wide"]
         out.append(f"| wide (DeiT-S-like), unpruned | {_ms([r['gmacs'] * 1e3 for r in wide_rows], 3)} | "
                    f"{plan.base_epochs} | {stats([compute(r, plan, g) for r in wide_rows])['mean']:.0f} | | "
-                   f"{_ms([r['top1'] for r in wide_rows])} | {_paired(wide_rows, ref)} | "
+                   f"{_ms([r['top1'] for r in wide_rows])} | {_paired(wide_rows, ref)} | {_paired(wide_rows, plain)} | "
                    f"{stats([r['train_s'] for r in wide_rows])['mean']:.0f} | {lat_cell('wide (unpruned)')} |")
         for method, label in HEADLINE.items():
             sel = [r for (s, m), r in g.items() if m == "narrow"] if method == "narrow" else \
@@ -653,6 +654,7 @@ def tables(rows: list[dict], gate: dict, plan: Plan, lat: dict | None) -> str:
             out.append(f"| {label} | {_ms([r['gmacs'] * 1e3 for r in sel], 3)} | {epochs} | "
                        f"{stats([compute(r, plan, g) for r in sel])['mean']:.0f} | {before} | "
                        f"{_ms([r['top1'] for r in sel])} | {_paired(sel, ref) if method != 'narrow-kd' else ''} | "
+                       f"{_paired(sel, plain) if method != 'narrow' else ''} | "
                        f"{stats([r['train_s'] for r in sel])['mean']:.0f} | "
                        f"{lat_cell('narrow (unpruned)' if method == 'narrow' else method)} |")
         out.append("")
