@@ -200,6 +200,8 @@ class _Group:
     removed: torch.Tensor  # (steps,): normalised score removed by each step (units sorted ascending)
     units: int  # units removed per neuron of width (heads for qk/v, else 1)
     loss: torch.Tensor | None = None  # (steps,): measured loss each step adds (group weight ``loss``)
+    probed: tuple | None = None  # (shell, offset, ladder positions, losses there) the curve comes from
+    deferred: list[int] | None = None  # ladder positions whose loss is an estimate a real probe may replace
 
 
 def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], torch.Tensor]:
@@ -241,17 +243,52 @@ def measure_loss(groups: list[_Group], shell: Arch, probe: Probe, kept: tuple[fl
     if rebase is not None:
         rebase(shell)
     offset = probe(shell)
+    deferred = getattr(probe, "deferred", None)
     for g in groups:
         at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * fraction))),
                           len(g.widths) - 1) for fraction in kept} - {0} | _removal_probes(g))
-        measured = torch.tensor([offset] + [probe(_with_width(shell, g, g.widths[t])) for t in at],
-                                dtype=torch.float64) - offset
-        if not torch.isfinite(measured).all():
-            raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
-        measured = torch.cummax(measured.clamp_min(0), 0).values
-        cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
-        curve = _interp(cum, cum[[0, *at]], measured)
-        g.loss = curve.diff()
+        archs = [_with_width(shell, g, g.widths[t]) for t in at]
+        g.probed = shell, offset, at, [probe(a) for a in archs]
+        g.deferred = [t for t, a in zip(at, archs, strict=True) if deferred is not None and deferred(a)]
+        _set_curve(g)
+
+
+def _set_curve(g: _Group) -> None:
+    """``g.loss`` from its probes (``g.probed``): see :func:`measure_loss`."""
+    _shell, offset, at, losses = g.probed
+    measured = torch.tensor([offset, *losses], dtype=torch.float64) - offset
+    if not torch.isfinite(measured).all():
+        raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
+    measured = torch.cummax(measured.clamp_min(0), 0).values
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
+    g.loss = _interp(cum, cum[[0, *at]], measured).diff()
+
+
+def confirm_deferred(groups: list[_Group], arch: Arch, probe: Probe) -> bool:
+    """Replace the estimated losses (``g.deferred``) of the groups that ``arch``'s widths reach by the probe's
+    ``exact`` ones; whether any changed. A group reaches them when its width is at or below the last ladder
+    width probed before its first deferred one: only then can those losses move the allocation (a step's
+    worth is non-decreasing along a group's ladder, so a group above that width never takes a step whose
+    worth depends on them)."""
+    exact = getattr(probe, "exact", None)
+    changed = False
+    for g in groups:
+        if not g.deferred or exact is None:
+            continue
+        shell, offset, at, losses = g.probed
+        first = at.index(g.deferred[0])
+        top = at[first - 1] if first else 0
+        if _width(arch, g) > g.widths[top]:
+            continue
+        losses = [exact(_with_width(shell, g, g.widths[t])) if t in g.deferred else loss
+                  for t, loss in zip(at, losses, strict=True)]
+        g.probed, g.deferred, changed = (shell, offset, at, losses), [], True
+        _set_curve(g)
+    return changed
+
+
+def _width(arch: Arch, g: _Group) -> int:
+    return arch.embed if g.pos is None else getattr(arch.blocks[g.pos], g.comp)
 
 
 def _removal_probes(group: _Group) -> set[int]:
@@ -347,9 +384,13 @@ def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: 
     if probe is not None:
         measure_loss(groups, shell, probe, kept)
     arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+    while probe is not None and confirm_deferred(groups, arch, probe):
+        arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
     if probe is not None and reprobe and arch.embed < shell.embed:
         measure_loss([g for g in groups if g.pos is not None], replace(shell, embed=arch.embed), probe, kept)
         arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+        while confirm_deferred(groups, arch, probe):
+            arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
     return arch
 
 

@@ -236,6 +236,43 @@ def test_measured_loss_curve_meets_the_probes_and_never_falls():
         measure_loss(_groups(shell, scores, 1), shell, lambda arch: float("nan"))
 
 
+@pytest.mark.parametrize("error", [0.2, 5.0])
+def test_deferred_losses_are_measured_only_where_the_widths_reach_them(error):
+    """A probe may answer some cuts with an estimate (``deferred``) and measure them only on request
+    (``exact``), as the ``fisher`` probe does for a group's smallest width: the allocator asks for those of the
+    groups its widths reach, allocates again until none is left that it reaches, and lands on the widths the
+    exact losses give, whether the estimates were too low or too high; the others stay unmeasured."""
+    base, consts = _base("deit_small_patch16_224")
+    macs, scores = MacCost(**consts), _scores(base)
+    weight = {"embed": 10.0, "qk": 3.0, "v": 1.0, "mlp": 2.0}
+
+    def truth(arch):
+        cut = _cut_fraction(arch, base)
+        return sum(weight[c] * (f + 4 * f ** 3) for c, f in cut.items())
+
+    class Lazy:
+        def __init__(self):
+            self.exact_calls = []
+
+        def deferred(self, arch):
+            return max(_cut_fraction(arch, base).values()) > 0.8  # the smallest rung of a group (1/4: 0.75)
+
+        def __call__(self, arch):
+            return truth(arch) * (error if self.deferred(arch) else 1.0)
+
+        def exact(self, arch):
+            self.exact_calls.append(arch)
+            return truth(arch)
+
+    budget = 0.3 * total_cost(macs, base)
+    want = allocate("score", base, budget, macs, 8, scores, truth)
+    lazy = Lazy()
+    got = allocate("score", base, budget, macs, 8, scores, lazy)
+    assert got == want
+    assert 0 < len(lazy.exact_calls) < 37  # some groups reach their smallest rung, not all of them
+    assert all(lazy.deferred(a) for a in lazy.exact_calls)
+
+
 def test_a_coarse_last_step_is_exchanged_for_finer_ones():
     """When only residual steps (87 MMACs each at --round-to 8 on DeiT-S) are left to give back and the gap
     under the budget is smaller than one of them, one is restored and finer steps of other groups go instead:
