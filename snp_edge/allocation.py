@@ -54,6 +54,7 @@ plus one term per block, so a change of one block's widths costs one term to re-
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -307,11 +308,30 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 
 
 def _with_width(arch: Arch, group: _Group, width: int) -> Arch:
+    out = copy.copy(arch)  # dataclasses.replace, without its per-call introspection (the allocator's hot path)
     if group.pos is None:
-        return replace(arch, embed=width)
-    blocks = list(arch.blocks)
-    blocks[group.pos] = replace(blocks[group.pos], **{group.comp: width})
-    return replace(arch, blocks=blocks)
+        out.embed = width
+    else:
+        out.blocks = list(arch.blocks)
+        out.blocks[group.pos] = _block_with(arch.blocks[group.pos], group.comp, width)
+    return out
+
+
+def _block_with(b: BlockArch, comp: str, width: int) -> BlockArch:
+    """``b`` with ``comp`` ("qk", "v", "mlp") at ``width``."""
+    return BlockArch(b.index, b.heads, width if comp == "qk" else b.qk, width if comp == "v" else b.v,
+                     width if comp == "mlp" else b.mlp)
+
+
+def _ladder_costs(cost: Cost, arch: Arch, g: _Group) -> torch.Tensor:
+    """(widths,): the cost of what group ``g`` changes (a block's term; every term for the residual width) at
+    each of its ladder widths, the other widths as in ``arch``."""
+    if g.pos is None:
+        values = [cost.fixed(w) + sum(cost.block(w, b) for b in arch.blocks) for w in g.widths]
+    else:
+        b = arch.blocks[g.pos]
+        values = [cost.block(arch.embed, _block_with(b, g.comp, w)) for w in g.widths]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 class _Walk:
@@ -348,20 +368,11 @@ def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> l
         neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in steps], dtype=torch.float64)
         k = g.removed / (neurons * g.units)  # the mean normalised score of the step's units
         if g.loss is not None or cost is not macs:
-            pairs = [(_with_width(arch, g, g.widths[t]), _with_width(arch, g, g.widths[t + 1])) for t in steps]
-            saved = torch.tensor([max(_delta(cost, hi, lo, g), 1e-12) for hi, lo in pairs], dtype=torch.float64)
-            worth = g.loss if g.loss is not None else \
-                k * torch.tensor([_delta(macs, hi, lo, g) for hi, lo in pairs], dtype=torch.float64)
+            saved = (-_ladder_costs(cost, arch, g).diff()).clamp_min(1e-12)
+            worth = g.loss if g.loss is not None else k * -_ladder_costs(macs, arch, g).diff()
             k = worth / saved  # a step that saves nothing stays
         keys.append(torch.cummax(k, 0).values)
     return keys
-
-
-def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
-    """Cost saved going from ``hi`` to ``lo`` (which differ in group ``g`` only)."""
-    if g.pos is None:
-        return total_cost(cost, hi) - total_cost(cost, lo)
-    return cost.block(hi.embed, hi.blocks[g.pos]) - cost.block(lo.embed, lo.blocks[g.pos])
 
 
 @register("score")
