@@ -29,8 +29,9 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     the narrower stream: the losses do not simply add). ``fisher`` (the default for every budget, issue 21):
     the same curves estimated, not measured (:class:`snp_edge.sensitivity.FisherProbe`: every rung of every
     group from one forward and two backward passes at the base, second order in the channel masks, put on the
-    measured scale per component kind by a few real probes, the smallest width of every group probed for real;
-    a fraction of the probes ``loss`` runs, as good on docs/accuracy.md's comparison). Or ``macs``: a unit is
+    measured scale per component kind by a few real probes, the smallest width probed for real for the groups
+    the allocation reaches it in (then allocated again; :func:`confirm_deferred`); a fraction of the probes
+    ``loss`` runs, as good on docs/accuracy.md's comparison). Or ``macs``: a unit is
     worth the compute it does, scaled by how it ranks in its group; then only the ranking inside groups
     matters under a MAC cost, and the cut follows each criterion's spread of scores rather than what the
     layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before fine-tuning,

@@ -208,7 +208,7 @@ class KLProbe:
 DRAWS = 2  # random-sign combinations of the classes per image: backward passes of the Fisher pass
 CAL_KEPT = (0.75, 0.25)  # fractions of a group's width the calibration probes cut to (per component kind)
 CAL_BLOCKS = 2  # blocks per component kind the calibration probes cut (evenly spread over the depth)
-REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real (the ladder's last
+REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real where it matters (the ladder's last
 # rung: a group removed down to its smallest width is where the second-order estimate is furthest off)
 
 
@@ -233,7 +233,9 @@ class FisherProbe:
     measured / estimated (sums over those groups) at each fraction, interpolated linearly in the fraction
     (held beyond the ends), scales every estimate of that kind. A cut that keeps less than ``real_below`` of
     its group (the ladder's last rung: a sublayer removed down to its smallest width, where the second-order
-    estimate is furthest off) is probed for real. ``progress``: a bar over the real probes."""
+    estimate is furthest off) is estimated too but :meth:`deferred`: the allocator replaces it by a real probe
+    (:meth:`exact`) for the groups whose widths reach it (:func:`snp_edge.allocation.confirm_deferred`; the
+    widths are those real probes of every smallest width would give). ``progress``: a bar over the real probes."""
 
     def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
                  progress: bool = False, draws: int = DRAWS, seed: int = 0, real_below: float = REAL_BELOW) -> None:
