@@ -267,24 +267,23 @@ def _set_curve(g: _Group) -> None:
 
 
 def confirm_deferred(groups: list[_Group], arch: Arch, probe: Probe) -> bool:
-    """Replace the estimated losses (``g.deferred``) of the groups that ``arch``'s widths reach by the probe's
-    ``exact`` ones; whether any changed. A group reaches them when its width is at or below the last ladder
-    width probed before its first deferred one: only then can those losses move the allocation (a step's
-    worth is non-decreasing along a group's ladder, so a group above that width never takes a step whose
-    worth depends on them)."""
+    """Replace the first estimated loss (``g.deferred``) of every group that ``arch``'s widths reach by the
+    probe's ``exact`` one; whether any changed. A group reaches it when its width is at or below the ladder
+    width probed before it: only then can that loss move the allocation (a step's worth is non-decreasing
+    along a group's ladder, so a group above that width never takes a step whose worth depends on it; a
+    later deferred loss, the sublayer removed after its narrowest width, waits for the group to reach the
+    narrowest width)."""
     exact = getattr(probe, "exact", None)
     changed = False
     for g in groups:
         if not g.deferred or exact is None:
             continue
         shell, offset, at, losses = g.probed
-        first = at.index(g.deferred[0])
-        top = at[first - 1] if first else 0
-        if _width(arch, g) > g.widths[top]:
+        j = at.index(g.deferred[0])
+        if _width(arch, g) > g.widths[at[j - 1] if j else 0]:
             continue
-        losses = [exact(_with_width(shell, g, g.widths[t])) if t in g.deferred else loss
-                  for t, loss in zip(at, losses, strict=True)]
-        g.probed, g.deferred, changed = (shell, offset, at, losses), [], True
+        losses = [*losses[:j], exact(_with_width(shell, g, g.widths[at[j]])), *losses[j + 1:]]
+        g.probed, g.deferred, changed = (shell, offset, at, losses), g.deferred[1:], True
         _set_curve(g)
     return changed
 
