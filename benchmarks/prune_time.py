@@ -6,9 +6,12 @@
 Per repeat, interleaved in one process: :func:`snp_edge.api.prune` with the default allocation and group
 weights (or ``--group-weight``), then with ``allocation="uniform"`` (scoring, allocation, surgery; model loading and calibration
 images outside the clock), then the sensitivity analysis alone of each of ``--group-weights`` (default: the
-default group weight; the probe of every group, through :func:`snp_edge.allocation.measure_loss` as the
-allocator runs it: :data:`snp_edge.sensitivity.PROBES`). Random weights: the time does not depend on them.
-Prints min/median/max seconds, the median ratio, the load average, the machine, and one JSON line.
+default group weight): its probe (:data:`snp_edge.sensitivity.PROBES`) built and run by the ``score``
+allocator as ``prune`` runs it (sublayers may go to zero width), the allocation included (the ``fisher``
+probe measures a group's smallest width only where the allocation reaches it). Random weights: the time
+does not depend on them. Prints min/median/max seconds, the median ratio, issue 21's two verdicts (ratio at
+most :data:`MAX_RATIO`, sensitivity under :data:`MAX_SENSITIVITY_S` s on two quiet cores), the load
+average, the machine, and one JSON line.
 
 ``--probes N`` instead times N single probes two ways, interleaved: the model cut by surgery
 (:func:`~snp_edge.surgery.apply_widths`, issue 13's probe) and the masked model starting at the cut block
@@ -26,13 +29,16 @@ import time
 
 import torch
 
-from snp_edge.allocation import _groups, measure_loss, structure
+from snp_edge.allocation import allocate, structure
 from snp_edge.api import DEFAULT_GROUP_WEIGHT, budget_of, prune
 from snp_edge.arch import arch_of
 from snp_edge.calib import load_calibration
 from snp_edge.criteria import DEFAULT_CRITERIA, ScoreOptions, compute_scores
 from snp_edge.models import load_model
 from snp_edge.sensitivity import PROBES, KLProbe
+
+MAX_RATIO = 2.0  # issue 21's targets: prune (default) / prune (uniform), medians
+MAX_SENSITIVITY_S = 15.0  # the sensitivity analysis alone, median seconds, on two quiet cores
 
 
 def machine() -> dict:
@@ -79,13 +85,14 @@ def main() -> None:
     load = [os.getloadavg()]
     scores = compute_scores(handle.model.eval(), cal.images, ScoreOptions(criteria=dict(DEFAULT_CRITERIA)))
     shell = structure(arch_of(handle.model), scores)
-    cost = budget_of(handle, target_gmacs=args.target_gmacs).cost
+    budget = budget_of(handle, target_gmacs=args.target_gmacs)
     recipe = None
     for _ in range(args.repeats):  # the sensitivity alone first, then uniform, then the default: each printed
         for gw, name in sens.items():
             start = time.perf_counter()
             probe = PROBES[gw](handle, scores, cal.images)
-            measure_loss(_groups(shell, scores, 1, cost), shell, probe)
+            allocate("score", shell, budget.limit, budget.cost, 1, scores, probe, sublayers=True)
+            probe.close()
             times[name].append(time.perf_counter() - start)
             _progress(name, times[name][-1], probe)
         for name, extra in reversed(arms.items()):
@@ -101,9 +108,15 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"default / uniform (medians): {ratio:.2f}x; load average (1, 5, 15 min) before and after each repeat: "
           f"{[tuple(round(x, 2) for x in avg) for avg in load]}")
+    verdicts = {"ratio": ratio <= MAX_RATIO,
+                **{name: statistics.median(times[name]) < MAX_SENSITIVITY_S for name in sens.values()}}
+    print(f"target prune ratio <= {MAX_RATIO}x: {'met' if verdicts['ratio'] else 'NOT met'} ({ratio:.2f}x)")
+    for name in sens.values():
+        print(f"target {name} < {MAX_SENSITIVITY_S:.0f} s (two quiet cores): "
+              f"{'met' if verdicts[name] else 'NOT met'} (median {statistics.median(times[name]):.1f} s)")
     print(json.dumps({"model": args.model, "target_gmacs": args.target_gmacs, "calib_images": args.calib_images,
                       "default": recipe, "machine": machine(),
-                      "load": load, "ratio": ratio,
+                      "load": load, "ratio": ratio, "targets_met": verdicts,
                       "results": {k: _stats(v) for k, v in times.items()}}))
 
 

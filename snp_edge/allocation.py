@@ -29,8 +29,9 @@ allocator turns it into kept widths (an :class:`~snp_edge.arch.Arch`). Allocator
     the narrower stream: the losses do not simply add). ``fisher`` (the default for every budget, issue 21):
     the same curves estimated, not measured (:class:`snp_edge.sensitivity.FisherProbe`: every rung of every
     group from one forward and two backward passes at the base, second order in the channel masks, put on the
-    measured scale per component kind by a few real probes, the smallest width of every group probed for real;
-    a fraction of the probes ``loss`` runs, as good on docs/accuracy.md's comparison). Or ``macs``: a unit is
+    measured scale per component kind by a few real probes, the smallest width probed for real for the groups
+    the allocation reaches it in (then allocated again; :func:`confirm_deferred`); a fraction of the probes
+    ``loss`` runs, as good on docs/accuracy.md's comparison). Or ``macs``: a unit is
     worth the compute it does, scaled by how it ranks in its group; then only the ranking inside groups
     matters under a MAC cost, and the cut follows each criterion's spread of scores rather than what the
     layers are worth (at 30% of the MACs it kept 7.5 points less than ``loss`` before fine-tuning,
@@ -54,6 +55,7 @@ plus one term per block, so a change of one block's widths costs one term to re-
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -200,6 +202,8 @@ class _Group:
     removed: torch.Tensor  # (steps,): normalised score removed by each step (units sorted ascending)
     units: int  # units removed per neuron of width (heads for qk/v, else 1)
     loss: torch.Tensor | None = None  # (steps,): measured loss each step adds (group weight ``loss``)
+    probed: tuple | None = None  # (shell, offset, ladder positions, losses there) the curve comes from
+    deferred: list[int] | None = None  # ladder positions whose loss is an estimate a real probe may replace
 
 
 def _unit_scores(scores: Scores, shell: Arch) -> dict[tuple[str, int | None], torch.Tensor]:
@@ -241,17 +245,51 @@ def measure_loss(groups: list[_Group], shell: Arch, probe: Probe, kept: tuple[fl
     if rebase is not None:
         rebase(shell)
     offset = probe(shell)
+    deferred = getattr(probe, "deferred", None)
     for g in groups:
         at = sorted({next((t for t, w in enumerate(g.widths) if w <= max(1, int(g.widths[0] * fraction))),
                           len(g.widths) - 1) for fraction in kept} - {0} | _removal_probes(g))
-        measured = torch.tensor([offset] + [probe(_with_width(shell, g, g.widths[t])) for t in at],
-                                dtype=torch.float64) - offset
-        if not torch.isfinite(measured).all():
-            raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
-        measured = torch.cummax(measured.clamp_min(0), 0).values
-        cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
-        curve = _interp(cum, cum[[0, *at]], measured)
-        g.loss = curve.diff()
+        archs = [_with_width(shell, g, g.widths[t]) for t in at]
+        g.probed = shell, offset, at, [probe(a) for a in archs]
+        g.deferred = [t for t, a in zip(at, archs, strict=True) if deferred is not None and deferred(a)]
+        _set_curve(g)
+
+
+def _set_curve(g: _Group) -> None:
+    """``g.loss`` from its probes (``g.probed``): see :func:`measure_loss`."""
+    _shell, offset, at, losses = g.probed
+    measured = torch.tensor([offset, *losses], dtype=torch.float64) - offset
+    if not torch.isfinite(measured).all():
+        raise SnpEdgeError(f"the loss probe of {g.comp} (block {g.pos}) is not finite: {measured.tolist()}")
+    measured = torch.cummax(measured.clamp_min(0), 0).values
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), g.removed.cumsum(0)])
+    g.loss = _interp(cum, cum[[0, *at]], measured).diff()
+
+
+def confirm_deferred(groups: list[_Group], arch: Arch, probe: Probe) -> bool:
+    """Replace the first estimated loss (``g.deferred``) of every group that ``arch``'s widths reach by the
+    probe's ``exact`` one; whether any changed. A group reaches it when its width is at or below the ladder
+    width probed before it: only then can that loss move the allocation (a step's worth is non-decreasing
+    along a group's ladder, so a group above that width never takes a step whose worth depends on it; a
+    later deferred loss, the sublayer removed after its narrowest width, waits for the group to reach the
+    narrowest width)."""
+    exact = getattr(probe, "exact", None)
+    changed = False
+    for g in groups:
+        if not g.deferred or exact is None:
+            continue
+        shell, offset, at, losses = g.probed
+        j = at.index(g.deferred[0])
+        if _width(arch, g) > g.widths[at[j - 1] if j else 0]:
+            continue
+        losses = [*losses[:j], exact(_with_width(shell, g, g.widths[at[j]])), *losses[j + 1:]]
+        g.probed, g.deferred, changed = (shell, offset, at, losses), g.deferred[1:], True
+        _set_curve(g)
+    return changed
+
+
+def _width(arch: Arch, g: _Group) -> int:
+    return arch.embed if g.pos is None else getattr(arch.blocks[g.pos], g.comp)
 
 
 def _removal_probes(group: _Group) -> set[int]:
@@ -270,11 +308,30 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 
 
 def _with_width(arch: Arch, group: _Group, width: int) -> Arch:
+    out = copy.copy(arch)  # dataclasses.replace, without its per-call introspection (the allocator's hot path)
     if group.pos is None:
-        return replace(arch, embed=width)
-    blocks = list(arch.blocks)
-    blocks[group.pos] = replace(blocks[group.pos], **{group.comp: width})
-    return replace(arch, blocks=blocks)
+        out.embed = width
+    else:
+        out.blocks = list(arch.blocks)
+        out.blocks[group.pos] = _block_with(arch.blocks[group.pos], group.comp, width)
+    return out
+
+
+def _block_with(b: BlockArch, comp: str, width: int) -> BlockArch:
+    """``b`` with ``comp`` ("qk", "v", "mlp") at ``width``."""
+    return BlockArch(b.index, b.heads, width if comp == "qk" else b.qk, width if comp == "v" else b.v,
+                     width if comp == "mlp" else b.mlp)
+
+
+def _ladder_costs(cost: Cost, arch: Arch, g: _Group) -> torch.Tensor:
+    """(widths,): the cost of what group ``g`` changes (a block's term; every term for the residual width) at
+    each of its ladder widths, the other widths as in ``arch``."""
+    if g.pos is None:
+        values = [cost.fixed(w) + sum(cost.block(w, b) for b in arch.blocks) for w in g.widths]
+    else:
+        b = arch.blocks[g.pos]
+        values = [cost.block(arch.embed, _block_with(b, g.comp, w)) for w in g.widths]
+    return torch.tensor(values, dtype=torch.float64)
 
 
 class _Walk:
@@ -311,20 +368,11 @@ def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> l
         neurons = torch.tensor([g.widths[t] - g.widths[t + 1] for t in steps], dtype=torch.float64)
         k = g.removed / (neurons * g.units)  # the mean normalised score of the step's units
         if g.loss is not None or cost is not macs:
-            pairs = [(_with_width(arch, g, g.widths[t]), _with_width(arch, g, g.widths[t + 1])) for t in steps]
-            saved = torch.tensor([max(_delta(cost, hi, lo, g), 1e-12) for hi, lo in pairs], dtype=torch.float64)
-            worth = g.loss if g.loss is not None else \
-                k * torch.tensor([_delta(macs, hi, lo, g) for hi, lo in pairs], dtype=torch.float64)
+            saved = (-_ladder_costs(cost, arch, g).diff()).clamp_min(1e-12)
+            worth = g.loss if g.loss is not None else k * -_ladder_costs(macs, arch, g).diff()
             k = worth / saved  # a step that saves nothing stays
         keys.append(torch.cummax(k, 0).values)
     return keys
-
-
-def _delta(cost: Cost, hi: Arch, lo: Arch, g: _Group) -> float:
-    """Cost saved going from ``hi`` to ``lo`` (which differ in group ``g`` only)."""
-    if g.pos is None:
-        return total_cost(cost, hi) - total_cost(cost, lo)
-    return cost.block(hi.embed, hi.blocks[g.pos]) - cost.block(lo.embed, lo.blocks[g.pos])
 
 
 @register("score")
@@ -347,9 +395,13 @@ def score_driven(shell: Arch, budget: float, cost: Cost, round_to: int, scores: 
     if probe is not None:
         measure_loss(groups, shell, probe, kept)
     arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+    while probe is not None and confirm_deferred(groups, arch, probe):
+        arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
     if probe is not None and reprobe and arch.embed < shell.embed:
         measure_loss([g for g in groups if g.pos is not None], replace(shell, embed=arch.embed), probe, kept)
         arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
+        while confirm_deferred(groups, arch, probe):
+            arch = _allocate_steps(shell, budget, cost, macs, groups, rounds)
     return arch
 
 

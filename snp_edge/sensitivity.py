@@ -16,7 +16,7 @@ from torch import nn
 
 from .arch import Arch
 from .criteria import Scores
-from .criteria.residual import ResidualMask, logits, reference_log_probs
+from .criteria.residual import ResidualMask, logits
 from .models import ModelHandle
 from .progress import bar
 from .sublayers import attention_kept, mlp_kept
@@ -76,6 +76,11 @@ class MaskedViT:
                 v[h, keep[f"blocks.{i}.v.{h}"]] = 1
             self.mlp[i].zero_()[keep[f"blocks.{i}.mlp"]] = 1
 
+    def unpruned(self) -> bool:
+        """Whether the masks keep every unit (the model computes what the unpruned model computes)."""
+        return not (self.embed_cut or self.dropped or self.removed) and \
+            all(bool(m.all()) for m in (*self.qkv, *self.mlp))
+
     def _qkv(self, i: int):
         def hook(_module, _inputs, out):
             return out * self.qkv[i]
@@ -114,15 +119,19 @@ class MaskedViT:
 
     def block_inputs(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The input of every block (B, N, E) under the current masks, for :meth:`logits_from`."""
+        return self.trace(images)[0]
+
+    def trace(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The input of every block (B, N, E) and the logits (B, classes) of ``images`` under the current masks."""
         seen: list[torch.Tensor] = []
         handles = [blk.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
                    for blk in self.model.blocks]
         try:
-            self.model(images)
+            out = logits(self.model, images)
         finally:
             for h in handles:
                 h.remove()
-        return seen
+        return seen, out
 
     def logits_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """Logits from the input ``x`` of block ``start`` on (the blocks before it are not run)."""
@@ -146,8 +155,11 @@ class KLProbe:
         self.images = images[:probe_images(handle.gmacs)]
         self.batch_size = batch_size
         model = handle.model.eval()
-        self.reference = reference_log_probs(model, self.images, batch_size)
         self.masked = MaskedViT(model, scores)
+        with torch.no_grad():  # one pass: the reference, and the blocks' inputs of an unpruned base
+            traces = [self.masked.trace(x) for x in self._batches()]
+        self.unpruned = [inputs for inputs, _ in traces]
+        self.reference = [out.log_softmax(-1) for _, out in traces]
         self.base: Arch | None = None
         self.cache: list[list[torch.Tensor]] = []  # per batch: every block's input under the base widths
         self.bar = bar(total=None, desc="sensitivity", unit="probe", disable=not progress)
@@ -160,8 +172,11 @@ class KLProbe:
     def rebase(self, arch: Arch) -> None:
         """Keep the blocks' inputs under ``arch``'s widths for the probes that follow."""
         self.masked.set(arch)
-        with self.masked:
-            self.cache = [self.masked.block_inputs(x) for x in self._batches()]
+        if self.masked.unpruned():
+            self.cache = self.unpruned
+        else:
+            with self.masked:
+                self.cache = [self.masked.block_inputs(x) for x in self._batches()]
         self.base = arch
 
     def _start(self, arch: Arch) -> int:
@@ -193,7 +208,7 @@ class KLProbe:
 DRAWS = 2  # random-sign combinations of the classes per image: backward passes of the Fisher pass
 CAL_KEPT = (0.75, 0.25)  # fractions of a group's width the calibration probes cut to (per component kind)
 CAL_BLOCKS = 2  # blocks per component kind the calibration probes cut (evenly spread over the depth)
-REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real (the ladder's last
+REAL_BELOW = 0.125  # a cut keeping less than this fraction of a group is probed for real where it matters (the ladder's last
 # rung: a group removed down to its smallest width is where the second-order estimate is furthest off)
 
 
@@ -218,7 +233,9 @@ class FisherProbe:
     measured / estimated (sums over those groups) at each fraction, interpolated linearly in the fraction
     (held beyond the ends), scales every estimate of that kind. A cut that keeps less than ``real_below`` of
     its group (the ladder's last rung: a sublayer removed down to its smallest width, where the second-order
-    estimate is furthest off) is probed for real. ``progress``: a bar over the real probes."""
+    estimate is furthest off) is estimated too but :meth:`deferred`: the allocator replaces it by a real probe
+    (:meth:`exact`) for the groups whose widths reach it (:func:`snp_edge.allocation.confirm_deferred`; the
+    widths are those real probes of every smallest width would give). ``progress``: a bar over the real probes."""
 
     def __init__(self, handle: ModelHandle, scores: Scores, images: torch.Tensor, batch_size: int = 16,
                  progress: bool = False, draws: int = DRAWS, seed: int = 0, real_below: float = REAL_BELOW) -> None:
@@ -335,9 +352,21 @@ class FisherProbe:
         comp, _pos, fraction = self._kind(arch)
         if comp == "none":
             return self.offset
-        if fraction < self.real_below:
-            return self.kl(arch)
         return self.offset + self.estimate(arch) * self.scale(comp, fraction)
+
+    def deferred(self, arch: Arch) -> bool:
+        """Whether the value of ``arch`` (one group cut from the base) is an estimate that a real probe
+        (:meth:`exact`) should replace where it matters: a cut keeping less than ``real_below`` of its group.
+        The allocator probes those only for the groups whose widths reach them
+        (:func:`snp_edge.allocation.score_driven`)."""
+        if self.base is None:
+            return False
+        comp, _pos, fraction = self._kind(arch)
+        return comp != "none" and fraction < self.real_below
+
+    def exact(self, arch: Arch) -> float:
+        """The measured KL(unpruned || cut) of ``arch`` (a real :class:`KLProbe` probe)."""
+        return self.kl(arch)
 
     def close(self) -> None:
         self.kl.close()

@@ -236,6 +236,50 @@ def test_measured_loss_curve_meets_the_probes_and_never_falls():
         measure_loss(_groups(shell, scores, 1), shell, lambda arch: float("nan"))
 
 
+@pytest.mark.parametrize(("error", "sublayers"), [(0.01, False), (100.0, False), (0.01, True)])
+def test_deferred_losses_are_measured_only_where_the_widths_reach_them(error, sublayers):
+    """A probe may answer some cuts with an estimate (``deferred``) and measure them only on request
+    (``exact``), as the ``fisher`` probe does for a group's smallest width: the allocator asks for those of the
+    groups its widths reach, allocates again until none is left that it reaches, and lands on the widths the
+    exact losses give, whether the estimates were too low or too high (with sublayers: the removal rung only
+    once the narrowest width is reached); the others stay unmeasured."""
+    base, consts = _base("deit_small_patch16_224")
+    macs, scores = MacCost(**consts), _scores(base)
+    weight = {"embed": 10.0, "qk": 3.0, "v": 1.0, "mlp": 2.0}
+
+    def truth(arch):
+        cut = _cut_fraction(arch, base)
+        return sum(weight[c] * (f + 4 * f ** 3) for c, f in cut.items())
+
+    class Lazy:
+        def __init__(self):
+            self.exact_calls, self.estimated, self.base = [], 0, None
+
+        def rebase(self, shell):
+            self.base = shell
+
+        def deferred(self, arch):  # a group cut from the base to less than 1/8 of its width (its smallest rung)
+            if arch.embed != self.base.embed:
+                return arch.embed < self.base.embed / 8
+            return any(getattr(a, c) < getattr(b, c) / 8 for a, b in zip(arch.blocks, self.base.blocks, strict=True)
+                       for c in ("qk", "v", "mlp"))
+
+        def __call__(self, arch):
+            self.estimated += self.deferred(arch)
+            return truth(arch) * (error if self.deferred(arch) else 1.0)
+
+        def exact(self, arch):
+            self.exact_calls.append(arch)
+            return truth(arch)
+
+    budget = 0.15 * total_cost(macs, base)  # deep: groups reach their smallest rungs
+    want = allocate("score", base, budget, macs, 8, scores, truth, sublayers)
+    lazy = Lazy()
+    got = allocate("score", base, budget, macs, 8, scores, lazy, sublayers)
+    assert got == want
+    assert 0 < len(lazy.exact_calls) < lazy.estimated  # some groups reach their smallest rung, not all of them
+
+
 def test_a_coarse_last_step_is_exchanged_for_finer_ones():
     """When only residual steps (87 MMACs each at --round-to 8 on DeiT-S) are left to give back and the gap
     under the budget is smaller than one of them, one is restored and finer steps of other groups go instead:

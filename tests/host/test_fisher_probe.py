@@ -59,11 +59,15 @@ def test_fisher_estimate_matches_small_cuts_and_is_calibrated_on_the_measured_sc
             real, est = kl(arch), fisher.estimate(arch)
             assert real > 1e-7, (comp, pos)
             assert 0.5 < est / real < 2.0, (comp, pos, real, est)
-    # the residual width is one group: at the calibration fractions the calibrated estimate is the probe's,
-    # and so is a cut to its smallest width (probed for real)
-    for f in (*CAL_KEPT, 1 / base.embed):
+    # the residual width is one group: at the calibration fractions the calibrated estimate is the probe's;
+    # a cut to its smallest width is an estimate the allocator replaces by a real probe where it matters
+    for f in CAL_KEPT:
         arch = replace(base, embed=int(base.embed * f))
         assert fisher(arch) == pytest.approx(kl(arch), rel=1e-6), f
+        assert not fisher.deferred(arch)
+    smallest = replace(base, embed=1)
+    assert fisher.deferred(smallest) and not fisher.deferred(base)
+    assert fisher(smallest) > 0 and fisher.exact(smallest) == pytest.approx(kl(smallest), rel=1e-6)
     # estimates grow with the cut once calibrated (every kind scaled by a positive ratio)
     for comp in ("qk", "v", "mlp"):
         width = getattr(base.blocks[0], comp)
@@ -92,6 +96,7 @@ def test_prune_with_fisher_weights_lands_on_budget_with_few_real_probes(monkeypa
     assert result.recipe["target"]["group_weight"] == "fisher"
     assert 0.98 * 0.4 * handle.gmacs <= result.handle.gmacs <= 0.4 * handle.gmacs
     groups = 1 + 3 * len(handle.model.blocks)
-    # the base, per kind its calibration cuts, per group its smallest rung; loss: 1 + 5 per group
+    # the base, per kind its calibration cuts, the smallest rungs of the groups the widths reach; loss: 1 + 5
+    # per group
     per_base = 1 + len(CAL_KEPT) * (1 + 3 * CAL_BLOCKS) + groups
     assert 0 < counts["probe"].kl.count <= 2 * per_base < 2 * (1 + 5 * groups)
