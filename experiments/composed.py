@@ -224,7 +224,7 @@ class Composed:
         i, j = int(rng.choice(self.pools[split][a])), int(rng.choice(self.pools[split][b]))
         return compose_image(i, j, rng, resize=self._resized)
 
-    def split(self, name: str, transform) -> PairImages:
+    def dataset(self, name: str, transform) -> PairImages:
         n = self.train_images if name == "train" else self.val_images
         return PairImages(self, name, n, transform, self.seed)
 

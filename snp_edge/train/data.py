@@ -41,12 +41,12 @@ def _image_folder(root: Path, transform):
 class GeneratedData(Protocol):
     """Data generated at run time instead of read from a folder.
 
-    ``split(name, transform)`` returns the ``"train"`` or ``"val"`` Dataset: items ``(transform(PIL image),
+    ``dataset(split, transform)`` returns the ``"train"`` or ``"val"`` Dataset: items ``(transform(PIL image),
     class index)``, a ``classes`` list (sorted names) and, optionally, ``set_epoch(epoch)`` (called before every
     training epoch: new images per epoch). ``str()`` names it in logs and checkpoints.
     """
 
-    def split(self, name: str, transform) -> Dataset: ...
+    def dataset(self, split: str, transform) -> Dataset: ...
 
 
 def split_dir(data: str | Path, split: str) -> Path:
@@ -82,7 +82,7 @@ def load_split(data: str | Path | GeneratedData, split: str, transform, num_clas
     """The ``split`` ImageFolder of ``data`` (or :class:`GeneratedData`'s split); its classes are checked
     against the model and the train split."""
     if isinstance(data, GeneratedData):
-        ds, where = data.split(split, transform), f"{data} ({split})"
+        ds, where = data.dataset(split, transform), f"{data} ({split})"
     else:
         ds = _image_folder(split_dir(data, split), transform)
         where = ds.root

@@ -49,7 +49,7 @@ class Thirds:
     def __str__(self) -> str:
         return "bright thirds (generated)"
 
-    def split(self, name: str, transform) -> BrightThird:
+    def dataset(self, name: str, transform) -> BrightThird:
         seen = self.train_epochs if name == "train" else []
         self.splits[name] = BrightThird(48 if name == "train" else 24, transform, {"train": 0, "val": 1}[name], seen)
         return self.splits[name]
@@ -70,10 +70,19 @@ def test_finetune_on_generated_data_draws_new_images_every_epoch(tiny_pruned, tm
     assert desc["finetune"]["data"] == "bright thirds (generated)"
 
 
+def test_a_folder_path_is_not_generated_data(tmp_path):
+    """A str or Path (str has a ``split`` method) is a folder, never taken for generated data."""
+    assert not isinstance(str(tmp_path), GeneratedData) and not isinstance(tmp_path, GeneratedData)
+    with pytest.raises(SnpEdgeError, match="data folder not found"):
+        from snp_edge.train.data import load_split
+
+        load_split(str(tmp_path / "missing"), "train", lambda im: im)
+
+
 def test_generated_data_with_other_classes_is_refused_in_one_line(tiny_pruned, tmp_path):
     class Two(Thirds):
-        def split(self, name, transform):
-            ds = super().split(name, transform)
+        def dataset(self, name, transform):
+            ds = super().dataset(name, transform)
             ds.classes = ["a", "b"]
             return ds
 
