@@ -25,6 +25,7 @@ import stat
 import tempfile
 
 from .errors import UserError, first_line
+from .signals import raise_if_received
 
 NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 _TMP_TAIL = len(".tmp-") + 8 + len(".scratch")  # ".tmp-" + mkstemp's 8 random characters + the longest suffix
@@ -89,6 +90,7 @@ def atomic_path(path, fsync=True):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         _chmod_default(tmp)
+        raise_if_received()
         os.replace(tmp, path)
         if fsync:
             _fsync_dir(parent)
@@ -226,6 +228,7 @@ class Output(object):
         if not os.path.lexists(self.staged):
             raise RuntimeError(f"nothing was written to the staging path of {self.shown}")
         apply_umask(self.staged)
+        raise_if_received()  # Ctrl-C that a library swallowed: nothing is published
         backup = None
         if os.path.lexists(self.path):
             if not self.force:

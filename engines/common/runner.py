@@ -1,16 +1,17 @@
 """One command runner for ``snp-edge`` and ``python3 -m engines``: exceptions -> exit statuses, signals, one line.
 
-:func:`run_command` runs a command's function with SIGTERM turned into :class:`Terminated` (so it unwinds like
-Ctrl-C and staged outputs are removed), and turns whatever it raises into one line on stderr and the exit status
-that :data:`FAILURES` (the one table, first matching row wins) gives it; see :mod:`.errors` for the statuses.
+:func:`run_command` runs a command's function with Ctrl-C and SIGTERM handled by :mod:`.signals` (both unwind
+and staged outputs are removed, even when a library swallowed the exception), and turns whatever it raises into
+one line on stderr and the exit status that :data:`FAILURES` (the one table, first matching row wins) gives it;
+see :mod:`.errors` for the statuses.
 Python 3.6, standard library only: the device code and the host command line both import it.
 """
 
 import errno
 import os
-import signal
 import sys
 
+from . import signals
 from .errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -20,19 +21,11 @@ from .errors import (
     first_line,
 )
 from .fileio import cleanup_staged
+from .signals import Terminated
 
 INSTALL_HINTS = {"numpy": "the device code needs it (python3 -m pip install --user numpy; on JetPack: sudo apt-get "
                           "install python3-numpy)"}  # Pillow, TensorRT, onnxruntime raise their own hints
 EXHAUSTED = (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)  # OSErrors that mean the machine ran out, not bad input
-
-
-class Terminated(Exception):
-    """SIGTERM (``timeout``, ``docker stop``, a supervisor): unwinds like Ctrl-C, so staged files go."""
-
-
-def _terminate(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
-    raise Terminated()
 
 
 def _hinted_import(exc):
@@ -71,8 +64,13 @@ FAILURES = (
 SIGNALLED = (EXIT_INTERRUPTED, EXIT_TERMINATED)
 
 
-def describe_failure(exc):
-    """``(exit status, one-line message)`` for any exception a command raised: every path has its status."""
+def describe_failure(exc, after_signal=None):
+    """``(exit status, one-line message)`` for any exception a command raised: every path has its status.
+
+    ``after_signal``: the signal that arrived before ``exc`` (SIGINT, SIGTERM), which decides instead of ``exc``.
+    """
+    if after_signal is not None:
+        return signals.OUTCOME[after_signal]
     for matches, status, message in FAILURES:
         if matches(exc):
             return (status(exc) if callable(status) else status), (message(exc) if callable(message) else message)
@@ -90,18 +88,18 @@ def run_command(func, args, label="", before_message=None):
     """``func(args)`` -> its exit status; any exception -> one line on stderr and the status :data:`FAILURES` gives.
 
     ``label`` goes in front of the line (``snp-edge prune``); ``before_message()`` runs before it is printed (to end
-    a progress bar's line). Staged outputs are removed and the SIGTERM handler restored on every path.
+    a progress bar's line). Whatever fails after Ctrl-C or SIGTERM arrived is reported as that signal. Staged
+    outputs are removed and the signal handlers restored on every path.
     """
+    previous = signals.install()
     try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (an application calling main()): no handler to install
-        previous = None
-    try:
-        return func(args)
+        status = func(args)
+        signals.raise_if_received()  # a signal a library swallowed: the command was interrupted all the same
+        return status
     except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
         if isinstance(exc, SystemExit):
             raise
-        status, message = describe_failure(exc)
+        status, message = describe_failure(exc, signals.RECEIVED[0] if signals.RECEIVED else None)
         if os.environ.get("SNP_EDGE_DEBUG") and status not in SIGNALLED:
             import traceback
 
@@ -112,5 +110,4 @@ def run_command(func, args, label="", before_message=None):
         return status
     finally:
         cleanup_staged()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signals.restore(previous)

@@ -71,6 +71,26 @@ def test_sigterm_unwinds_and_a_second_one_is_ignored_during_cleanup(capsys):
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
 
 
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                  (signal.SIGTERM, 143, "terminated")])
+def test_a_failure_after_a_swallowed_signal_is_the_signal(capsys, signum, status, word):
+    """A library that catches the KeyboardInterrupt (torch does when Ctrl-C lands inside numpy's import) and fails
+    later with another exception: the command still ends as interrupted, not as an unexpected error."""
+    def func(args):
+        try:
+            signal.raise_signal(signum)
+        except BaseException:  # noqa: B036 (what the library does)
+            pass
+        raise ImportError("cannot load module more than once per process")
+
+    before = signal.getsignal(signal.SIGINT)
+    assert run_command(func, None, label="snp-edge cmd") == status
+    assert capsys.readouterr().err == f"snp-edge cmd: {word}\n"
+    assert signal.getsignal(signal.SIGINT) == before  # the handler is restored
+    assert run_command(_raise(ImportError("x")), None) == 2  # the next command starts with no signal recorded
+    assert "unexpected ImportError" in capsys.readouterr().err
+
+
 def test_system_exit_passes_through():
     with pytest.raises(SystemExit):
         run_command(_raise(SystemExit(2)), None)
