@@ -14,8 +14,8 @@ from snp_edge.cli import main
 @pytest.mark.slow
 def test_int8_latency_table_smoke_is_accepted(tmp_path, capsys):
     out = tmp_path / "t8.json"
-    code = main(["profile", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--points", "2",
-                 "--warmup", "1", "--runs", "3", "--precision", "int8", "--threads", "1", "--out", str(out)])
+    code = main(["profile", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--model-arg", "depth=3",
+                 "--points", "2", "--warmup", "1", "--runs", "3", "--precision", "int8", "--threads", "1", "--out", str(out)])
     assert code == 0, capsys.readouterr().err[-2000:]
     doc = read_table(str(out))  # the table's own checks, calibration factor included
     assert doc["precision"] == "int8" and doc["backend"] == "ort" and not doc["partial"]
