@@ -11,6 +11,10 @@ images), with:
   the blocks probed again after the residual cut (issue 21);
 * ``fisher``: ``--group-weight fisher`` (every rung estimated from one Fisher pass, put on the measured scale
   by a few real probes per component kind: ``snp_edge.sensitivity.FisherProbe``);
+* ``fisher-8img``, ``fisher-4img``: ``fisher`` with every probe on 8 or 4 images (what DeiT-S gets: the
+  images per probe fall with the model's MACs, :func:`snp_edge.sensitivity.probe_images`; these MNIST ViTs get 32);
+* ``fisher-cal1``, ``fisher-half``: ``fisher`` calibrated on one block per component kind, or at 1/2 of the width
+  only (fewer real probes);
 * ``fisher-kind``: the same with every rung estimated (the smallest too: ``real_below=0``), so the only real
   probes are the calibration's;
 * ``loss-coarse``: the same with the earlier ladder (1/2, 1/4, smallest) and no re-probe (issue 13's);
@@ -42,6 +46,8 @@ from .headline import TARGETS, Plan, evaluate_top1, kd_config, trained, widths_o
 
 ARMS = {"loss": dict(group_weight="loss"), "fisher": dict(group_weight="fisher"),
         "fisher-kind": dict(group_weight="fisher"), "loss-coarse": dict(group_weight="loss"),
+        "fisher-8img": dict(group_weight="fisher"), "fisher-4img": dict(group_weight="fisher"),
+        "fisher-cal1": dict(group_weight="fisher"), "fisher-half": dict(group_weight="fisher"),
         "macs": dict(group_weight="macs"), "uniform": dict(allocation="uniform"),
         "loss-keep": dict(group_weight="loss", sublayers=False)}  # no sublayer cut to zero width (issue 21)
 COARSE = (0.5, 0.25, 0.0)
@@ -73,7 +79,26 @@ def kind_calibrated_only():
         sensitivity.PROBES["fisher"] = fisher
 
 
-VARIANTS = {"loss-coarse": coarse_probes, "fisher-kind": kind_calibrated_only}
+@contextmanager
+def sensitivity_settings(**values):
+    """:mod:`snp_edge.sensitivity`'s module settings (``PROBE_IMAGES``, ``CAL_BLOCKS``, ...) set, while inside."""
+    from snp_edge import sensitivity
+
+    saved = {name: getattr(sensitivity, name) for name in values}
+    for name, value in values.items():
+        setattr(sensitivity, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(sensitivity, name, value)
+
+
+VARIANTS = {"loss-coarse": coarse_probes, "fisher-kind": kind_calibrated_only,
+            "fisher-8img": partial(sensitivity_settings, PROBE_IMAGES=(8, 8)),
+            "fisher-4img": partial(sensitivity_settings, PROBE_IMAGES=(4, 4)),
+            "fisher-cal1": partial(sensitivity_settings, CAL_BLOCKS=1),
+            "fisher-half": partial(sensitivity_settings, CAL_KEPT=(0.5,))}
 
 
 def prune_arm(arm: str, wide, goal_gmacs: float, data: Path, seed: int):

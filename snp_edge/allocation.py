@@ -346,6 +346,13 @@ class _Walk:
     def total(self) -> float:
         return self.fixed + sum(self.terms)
 
+    def total_with(self, group: _Group, width: int) -> float:
+        """The total with ``group`` at ``width`` (nothing changed)."""
+        if group.pos is None:
+            return self.cost.fixed(width) + sum(self.cost.block(width, b) for b in self.arch.blocks)
+        b = self.arch.blocks[group.pos]
+        return self.total - self.terms[group.pos] + self.cost.block(self.arch.embed, _block_with(b, group.comp, width))
+
     def set(self, group: _Group, width: int) -> None:
         self.arch = _with_width(self.arch, group, width)
         if group.pos is None:
@@ -442,9 +449,7 @@ def _give_back(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[t
             if depth[gi] == 0:
                 continue
             t = depth[gi] - 1
-            walk.set(g, g.widths[t])
-            fits = walk.total <= budget
-            walk.set(g, g.widths[t + 1])
+            fits = walk.total_with(g, g.widths[t]) <= budget
             if fits and (best is None or keys[gi][t] > keys[best][depth[best] - 1]):
                 best = gi
         if best is None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .arch import Arch
+from .arch import Arch, BlockArch
 from .criteria import Scores
 from .criteria.residual import ResidualMask, logits
 from .models import ModelHandle
 from .progress import bar
 from .sublayers import attention_kept, mlp_kept
-from .surgery import kept_indices
+from .surgery import kept_in_block, top_indices
 
 PROBE_IMAGES = (8, 32)  # fewest, most calibration images a probe runs on (the first ones)
 PROBE_GMACS = 40.0  # forward work per probe, at most above the fewest images: DeiT-S (4.6 GMACs) 8 images; the
@@ -54,27 +54,36 @@ class MaskedViT:
         self.dropped: set[int] = set()
         self.removed: set[tuple[int, str]] = set()  # (block, "attn" | "mlp"): sublayers cut to zero width
         self.embed_cut = False
+        self.embed_kept = E  # the widths the masks hold: the residual width, and per block its BlockArch
+        self.block_set: dict[int, BlockArch] = {}
         self.residual = ResidualMask(model, self.embed)
         self.handles: list = []
 
     def set(self, arch: Arch) -> None:
-        """Masks of ``arch``'s widths (the units kept: those ``scores`` rank highest, as in surgery)."""
-        keep, heads_kept = kept_indices(self.scores, arch)
-        self.embed.zero_()[keep["embed"]] = 1
-        self.embed_cut = arch.embed < self.embed.numel()
+        """Masks of ``arch``'s widths (the units kept: those ``scores`` rank highest, as in surgery); only the
+        residual width and the blocks whose widths differ from the previous ``set`` are computed again."""
+        if arch.embed != self.embed_kept:
+            self.embed.zero_()[top_indices(self.scores.embed, arch.embed)] = 1
+            self.embed_kept, self.embed_cut = arch.embed, arch.embed < self.embed.numel()
         self.dropped = set(range(len(self.model.blocks))) - set(arch.blocks_kept)
         self.removed = {(b.index, name) for b in arch.blocks
                         for name, kept in (("attn", attention_kept(b)), ("mlp", mlp_kept(b))) if not kept}
-        for b, heads in zip(arch.blocks, heads_kept, strict=True):
-            i, attn = b.index, self.model.blocks[b.index].attn
-            H = attn.num_heads  # timm's Attention (head_dim) or a pruned block's PrunedAttention (qk_dim, v_dim)
-            dqk, dv = getattr(attn, "qk_dim", None) or attn.head_dim, getattr(attn, "v_dim", None) or attn.head_dim
-            q, k, v = (part.view(H, -1) for part in self.qkv[i].zero_().split([H * dqk, H * dqk, H * dv]))
-            for h in heads:
-                q[h, keep[f"blocks.{i}.qk.{h}"]] = 1
-                k[h, keep[f"blocks.{i}.qk.{h}"]] = 1
-                v[h, keep[f"blocks.{i}.v.{h}"]] = 1
-            self.mlp[i].zero_()[keep[f"blocks.{i}.mlp"]] = 1
+        for b in arch.blocks:
+            if self.block_set.get(b.index) != b:
+                self._set_block(b)
+
+    def _set_block(self, b: BlockArch) -> None:
+        keep, heads = kept_in_block(self.scores, b)
+        i, attn = b.index, self.model.blocks[b.index].attn
+        H = attn.num_heads  # timm's Attention (head_dim) or a pruned block's PrunedAttention (qk_dim, v_dim)
+        dqk, dv = getattr(attn, "qk_dim", None) or attn.head_dim, getattr(attn, "v_dim", None) or attn.head_dim
+        q, k, v = (part.view(H, -1) for part in self.qkv[i].zero_().split([H * dqk, H * dqk, H * dv]))
+        for h in heads:
+            q[h, keep[f"blocks.{i}.qk.{h}"]] = 1
+            k[h, keep[f"blocks.{i}.qk.{h}"]] = 1
+            v[h, keep[f"blocks.{i}.v.{h}"]] = 1
+        self.mlp[i].zero_()[keep[f"blocks.{i}.mlp"]] = 1
+        self.block_set[i] = b
 
     def unpruned(self) -> bool:
         """Whether the masks keep every unit (the model computes what the unpruned model computes)."""

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from .arch import Arch, arch_of, build_skeleton, canonical, check_arch
+from .arch import Arch, BlockArch, arch_of, build_skeleton, canonical, check_arch
 from .calib import Calibration
 from .criteria import ScoreOptions, Scores, compute_scores
 from .errors import SnpEdgeError
@@ -42,17 +42,25 @@ def kept_indices(scores: Scores, arch: Arch) -> tuple[dict[str, torch.Tensor], l
     keep = {"embed": top_indices(scores.embed, arch.embed)}
     heads_kept = []
     for b in arch.blocks:
-        i = b.index
-        heads = top_indices(scores.heads[i], b.heads).tolist()
+        block_keep, heads = kept_in_block(scores, b)
+        keep.update(block_keep)
         heads_kept.append(heads)
-        for h in range(scores.heads[i].numel()):
-            if h in heads:
-                keep[f"blocks.{i}.qk.{h}"] = top_indices(scores.qk[i][h], b.qk)
-                keep[f"blocks.{i}.v.{h}"] = top_indices(scores.v[i][h], b.v)
-            else:
-                keep[f"blocks.{i}.qk.{h}"] = keep[f"blocks.{i}.v.{h}"] = torch.empty(0, dtype=torch.long)
-        keep[f"blocks.{i}.mlp"] = top_indices(scores.mlp[i], b.mlp)
     return keep, heads_kept
+
+
+def kept_in_block(scores: Scores, b: BlockArch) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """:func:`kept_indices` of one block: its groups' kept indices and the original indices of its kept heads."""
+    i = b.index
+    heads = top_indices(scores.heads[i], b.heads).tolist()
+    keep = {}
+    for h in range(scores.heads[i].numel()):
+        if h in heads:
+            keep[f"blocks.{i}.qk.{h}"] = top_indices(scores.qk[i][h], b.qk)
+            keep[f"blocks.{i}.v.{h}"] = top_indices(scores.v[i][h], b.v)
+        else:
+            keep[f"blocks.{i}.qk.{h}"] = keep[f"blocks.{i}.v.{h}"] = torch.empty(0, dtype=torch.long)
+    keep[f"blocks.{i}.mlp"] = top_indices(scores.mlp[i], b.mlp)
+    return keep, heads
 
 
 def renumber_blocks(state: dict[str, torch.Tensor], kept: list[int]) -> dict[str, torch.Tensor]:
