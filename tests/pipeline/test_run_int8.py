@@ -16,8 +16,9 @@ PRUNED = "deit_tiny_patch16_224 + SNP (cfg.yaml)"
 @pytest.mark.slow
 def test_run_int8_rows_beside_fp32_and_an_int8_bundle(capsys, tmp_path):
     out = tmp_path / "run"
-    code = main(["run", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--weights", "random",
-                 "--config", str(_cfg(tmp_path)), "--criterion", "l1", "--references", "--targets", "raspberry-pi-5",
+    code = main(["run", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=64", "--model-arg", "depth=3",
+                 "--weights", "random", "--config", str(_cfg(tmp_path)), "--criterion", "l1", "--references",
+                 "--targets", "raspberry-pi-5",
                  "--precision", "int8", "--quick", "--threads", "1", "--out", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0
@@ -51,8 +52,9 @@ def test_int8_refusals_before_any_model_loads(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_compare_int8_rows(capsys, tmp_path):
-    code = main(["compare", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--weights", "random",
-                 "--config", str(_cfg(tmp_path)), "--criterion", "l1", "--references", "--precision", "int8", "--quick",
+    code = main(["compare", "--model", "deit_tiny_patch16_224", "--model-arg", "img_size=32", "--model-arg", "depth=3",
+                 "--weights", "random", "--config", str(_cfg(tmp_path)), "--criterion", "l1", "--references",
+                 "--precision", "int8", "--quick",
                  "--threads", "1", "--out", str(tmp_path / "c")])
     assert code == 0, capsys.readouterr().err
     labels = [c["label"] for c in json.loads((tmp_path / "c" / "results.json").read_text())["candidates"]]
