@@ -61,8 +61,12 @@ class PowerModeError(EnginesError):
 
 
 def first_line(exc, limit=200):
-    """The first line of ``str(exc)`` (at most ``limit`` characters), or the exception's type name."""
+    """The first line of ``str(exc)`` (at most ``limit`` characters), or the exception's type name. A longer line
+    loses its middle, not its end: a long path inside a message must not cut off the reason that follows it."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    tail = (limit - 3) // 2
+    return text[:limit - 3 - tail] + "..." + text[len(text) - tail:]
 

@@ -3,6 +3,7 @@ the library versions that device's users have, in a venv built once under ``.cac
 the reason where that CPython is not found. Also the host-side references the tests compare against (a bundle
 made by the host pipeline, the host's timm/PyTorch top-5) and the isolated launcher."""
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -61,8 +62,15 @@ class _BuildFailed(Exception):
 def _build(version, base):
     """Build (or reuse) the venv of ``DEVICE_PYTHONS[version]`` from the CPython ``base``; returns its python.
     Plain exceptions only (it also runs in a prefetch thread): :func:`device_venv` turns them into a failure."""
-    spec = DEVICE_PYTHONS[version]
     venv = REPO / ".cache" / ("py" + version.replace(".", ""))
+    venv.parent.mkdir(exist_ok=True)
+    with open(str(venv) + ".lock", "w") as lock:  # one builder at a time (pytest-xdist workers share the cache)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(version, base, venv)
+
+
+def _build_locked(version, base, venv):
+    spec = DEVICE_PYTHONS[version]
     ready, python = venv / "snp-edge-ready.txt", venv / "bin" / "python"
     if ready.is_file() and ready.read_text() == "\n".join(spec.pins) and python.is_file():
         return python

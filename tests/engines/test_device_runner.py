@@ -96,6 +96,17 @@ def test_system_exit_passes_through():
         run_command(_raise(SystemExit(2)), None)
 
 
+def test_a_long_message_keeps_its_reason():
+    """A message longer than the limit loses its middle (a long path), not the reason at its end."""
+    from snp_edge.engines.common.errors import first_line
+
+    message = "cannot write /" + "d/" * 300 + "x: its name is 256 bytes long\nsecond line"
+    line = first_line(RuntimeError(message), 120)
+    assert len(line) == 120 and line.startswith("cannot write /d/") and line.endswith("its name is 256 bytes long")
+    assert "..." in line and "second line" not in line
+    assert first_line(RuntimeError("short"), 120) == "short"
+
+
 def test_failure_line_formats():
     assert failure_line(2, "bad", "") == "error: bad"
     assert failure_line(2, "bad", "snp-edge prune") == "snp-edge prune: error: bad"
