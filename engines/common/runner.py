@@ -25,6 +25,7 @@ from .signals import Terminated
 
 INSTALL_HINTS = {"numpy": "the device code needs it (python3 -m pip install --user numpy; on JetPack: sudo apt-get "
                           "install python3-numpy)"}  # Pillow, TensorRT, onnxruntime raise their own hints
+MESSAGE_LIMIT = 1000  # characters of a user error's line: room for two long paths and the reason between them
 EXHAUSTED = (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM)  # OSErrors that mean the machine ran out, not bad input
 
 
@@ -52,7 +53,7 @@ def _unexpected(exc):
 
 # (test, exit status or function of the exception, one-line message or function of it); the first match decides.
 FAILURES = (
-    (lambda e: isinstance(e, UserError), lambda e: e.exit_status, lambda e: first_line(e, 400)),
+    (lambda e: isinstance(e, UserError), lambda e: e.exit_status, lambda e: first_line(e, MESSAGE_LIMIT)),
     (lambda e: isinstance(e, KeyboardInterrupt), EXIT_INTERRUPTED, "interrupted"),
     (lambda e: isinstance(e, Terminated), EXIT_TERMINATED, "terminated"),
     (lambda e: isinstance(e, MemoryError), EXIT_MISSING_PREREQUISITE, "out of memory"),
