@@ -335,12 +335,20 @@ def _ladder_costs(cost: Cost, arch: Arch, g: _Group) -> torch.Tensor:
 
 
 class _Walk:
-    """Widths and total cost as steps are removed or restored one at a time (one block term re-evaluated)."""
+    """Widths and total cost as steps are removed or restored one at a time (one block term re-evaluated); the
+    widths are held as the residual width and a list of blocks, and made an :class:`Arch` only when asked."""
 
     def __init__(self, shell: Arch, cost: Cost) -> None:
-        self.arch, self.cost = shell, cost
+        self.shell, self.cost = shell, cost
+        self.embed, self.blocks = shell.embed, list(shell.blocks)
         self.terms = [cost.block(shell.embed, b) for b in shell.blocks]
         self.fixed = cost.fixed(shell.embed)
+
+    @property
+    def arch(self) -> Arch:
+        out = copy.copy(self.shell)  # dataclasses.replace, without its per-call introspection
+        out.embed, out.blocks = self.embed, list(self.blocks)
+        return out
 
     @property
     def total(self) -> float:
@@ -349,17 +357,25 @@ class _Walk:
     def total_with(self, group: _Group, width: int) -> float:
         """The total with ``group`` at ``width`` (nothing changed)."""
         if group.pos is None:
-            return self.cost.fixed(width) + sum(self.cost.block(width, b) for b in self.arch.blocks)
-        b = self.arch.blocks[group.pos]
-        return self.total - self.terms[group.pos] + self.cost.block(self.arch.embed, _block_with(b, group.comp, width))
+            return self.cost.fixed(width) + sum(self.cost.block(width, b) for b in self.blocks)
+        b = self.blocks[group.pos]
+        return self.total - self.terms[group.pos] + self.cost.block(self.embed, _block_with(b, group.comp, width))
 
     def set(self, group: _Group, width: int) -> None:
-        self.arch = _with_width(self.arch, group, width)
         if group.pos is None:
+            self.embed = width
             self.fixed = self.cost.fixed(width)
-            self.terms = [self.cost.block(width, b) for b in self.arch.blocks]
+            self.terms = [self.cost.block(width, b) for b in self.blocks]
         else:
-            self.terms[group.pos] = self.cost.block(self.arch.embed, self.arch.blocks[group.pos])
+            b = self.blocks[group.pos] = _block_with(self.blocks[group.pos], group.comp, width)
+            self.terms[group.pos] = self.cost.block(self.embed, b)
+
+    def state(self) -> tuple:
+        return self.embed, list(self.blocks), list(self.terms), self.fixed
+
+    def restore(self, state: tuple) -> None:
+        self.embed, blocks, terms, self.fixed = state
+        self.blocks, self.terms = list(blocks), list(terms)
 
 
 def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> list[torch.Tensor]:
@@ -466,7 +482,7 @@ def _exchange(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[to
     lands within :data:`TOLERANCE` is kept, else the widths stay as they were."""
     floor = (1 - TOLERANCE) * budget
     for gi in sorted((g for g in range(len(groups)) if depth[g]), key=lambda g: -float(keys[g][depth[g] - 1])):
-        before = walk.arch, list(walk.terms), walk.fixed, list(depth)
+        before = walk.state(), list(depth)
         depth[gi] -= 1
         walk.set(groups[gi], groups[gi].widths[depth[gi]])
         while walk.total > budget:
@@ -480,8 +496,8 @@ def _exchange(walk: _Walk, groups: list[_Group], depth: list[int], keys: list[to
             _give_back(walk, groups, depth, keys, budget)
             if walk.total >= floor:
                 return walk.arch
-        walk.arch, walk.terms, walk.fixed = before[:3]
-        depth[:] = before[3]
+        walk.restore(before[0])
+        depth[:] = before[1]
     return walk.arch
 
 
