@@ -177,21 +177,20 @@ class PairImages(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng([self.seed, {"train": 1, "val": 2}[self.split], epoch])
-        self.labels = rng.permutation(np.arange(self.n) % 100)
-        self.images = np.stack([self.source.image(self.split, int(c), rng) for c in self.labels])
-        self._transformed: dict[int, object] = {}  # val: transformed once (it is evaluated every epoch)
+        self.labels, self.images = self.source.draw(self.split, self.n, rng)
+        # val: transformed once here (it is evaluated every epoch); train: per item, as a DataLoader asks
+        self._transformed = [self._transform(i) for i in range(self.n)] if self.split == "val" else None
+
+    def _transform(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i]).convert("RGB"))
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
-        x = self._transformed.get(i)
-        if x is None:
-            x = self.transform(Image.fromarray(self.images[i]).convert("RGB"))
-            if self.split == "val":
-                self._transformed[i] = x
+        x = self._transformed[i] if self._transformed is not None else self._transform(i)
         return x, int(self.labels[i])
 
 
@@ -224,6 +223,11 @@ class Composed:
         i, j = int(rng.choice(self.pools[split][a])), int(rng.choice(self.pools[split][b]))
         return compose_image(i, j, rng, resize=self._resized)
 
+    def draw(self, split: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` balanced classes in random order (``n / 100`` per ordered pair) and their (n, 32, 32) images."""
+        labels = rng.permutation(np.arange(n) % 100)
+        return labels, np.stack([self.image(split, int(c), rng) for c in labels])
+
     def dataset(self, name: str, transform) -> PairImages:
         n = self.train_images if name == "train" else self.val_images
         return PairImages(self, name, n, transform, self.seed)
@@ -238,9 +242,10 @@ class Composed:
         rng = np.random.default_rng([self.seed, 3])
         with Output(folder, force=True, kind="dir") as output:
             tmp = Path(output.stage())
-            for i, c in enumerate(rng.permutation(np.arange(n) % 100)):
+            labels, images = self.draw("train", n, rng)
+            for i, (c, image) in enumerate(zip(labels, images, strict=True)):
                 (tmp / f"{c:02d}").mkdir(exist_ok=True)
-                Image.fromarray(self.image("train", int(c), rng), mode="L").save(tmp / f"{c:02d}" / f"{i:05d}.png")
+                Image.fromarray(image, mode="L").save(tmp / f"{c:02d}" / f"{i:05d}.png")
             (tmp / ".complete").write_text(json.dumps({"images": n, "seed": self.seed}) + "\n")
             output.publish()
         return folder

@@ -371,11 +371,11 @@ class _Walk:
             self.terms[group.pos] = self.cost.block(self.embed, b)
 
     def state(self) -> tuple:
+        """A copy of the widths and costs, for :meth:`restore` (once)."""
         return self.embed, list(self.blocks), list(self.terms), self.fixed
 
     def restore(self, state: tuple) -> None:
-        self.embed, blocks, terms, self.fixed = state
-        self.blocks, self.terms = list(blocks), list(terms)
+        self.embed, self.blocks, self.terms, self.fixed = state
 
 
 def _step_keys(groups: list[_Group], arch: Arch, cost: Cost, macs: MacCost) -> list[torch.Tensor]:

@@ -53,7 +53,6 @@ class MaskedViT:
         self.mlp = [torch.ones(blk.mlp.fc1.out_features) for blk in model.blocks]
         self.dropped: set[int] = set()
         self.removed: set[tuple[int, str]] = set()  # (block, "attn" | "mlp"): sublayers cut to zero width
-        self.embed_cut = False
         self.embed_kept = E  # the widths the masks hold: the residual width, and per block its BlockArch
         self.block_set: dict[int, BlockArch] = {}
         self.residual = ResidualMask(model, self.embed)
@@ -64,7 +63,7 @@ class MaskedViT:
         residual width and the blocks whose widths differ from the previous ``set`` are computed again."""
         if arch.embed != self.embed_kept:
             self.embed.zero_()[top_indices(self.scores.embed, arch.embed)] = 1
-            self.embed_kept, self.embed_cut = arch.embed, arch.embed < self.embed.numel()
+            self.embed_kept = arch.embed
         self.dropped = set(range(len(self.model.blocks))) - set(arch.blocks_kept)
         self.removed = {(b.index, name) for b in arch.blocks
                         for name, kept in (("attn", attention_kept(b)), ("mlp", mlp_kept(b))) if not kept}
@@ -87,7 +86,7 @@ class MaskedViT:
 
     def unpruned(self) -> bool:
         """Whether the masks keep every unit (the model computes what the unpruned model computes)."""
-        return not (self.embed_cut or self.dropped or self.removed) and \
+        return not (self.embed_kept < self.embed.numel() or self.dropped or self.removed) and \
             all(bool(m.all()) for m in (*self.qkv, *self.mlp))
 
     def _qkv(self, i: int):

@@ -100,7 +100,7 @@ def run_command(func, args, label="", before_message=None):
     except BaseException as exc:  # noqa: B036 (every exit path gets its documented status)
         if isinstance(exc, SystemExit):
             raise
-        status, message = describe_failure(exc, signals.RECEIVED[0] if signals.RECEIVED else None)
+        status, message = describe_failure(exc, signals.first_received())
         if os.environ.get("SNP_EDGE_DEBUG") and status not in SIGNALLED:
             import traceback
 

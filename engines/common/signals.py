@@ -53,7 +53,13 @@ def restore(previous):
         signal.signal(signum, handler)
 
 
+def first_received():
+    """The first signal that arrived while the command ran (SIGINT, SIGTERM), or None."""
+    return RECEIVED[0] if RECEIVED else None
+
+
 def raise_if_received():
     """Raise again the first signal that arrived (``KeyboardInterrupt`` or :class:`Terminated`), if any."""
-    if RECEIVED:
-        raise KeyboardInterrupt() if RECEIVED[0] == signal.SIGINT else Terminated()
+    signum = first_received()
+    if signum is not None:
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
