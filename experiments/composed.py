@@ -502,7 +502,8 @@ def measure(data: Path, out: Path, plan: Plan, sections: list[str], log, redo: b
         todo = [(s, t, m) for s, t, m in specs if cached((s, seed, t, m)) is None]
         if todo:
             wide, _ = trained("wide", data, out, plan, seed, log)
-            narrow, _ = trained("narrow", data, out, plan, seed, log)
+            narrow = trained("narrow", data, out, plan, seed, log)[0] if any(s == "headline" for s, _, _ in todo) \
+                else None  # the allocation rows need the wide model only
         for section, target, method in specs:
             row = cached((section, seed, target, method))
             if row is None:

@@ -75,8 +75,8 @@ def test_quick_composed_experiment_and_its_gate(tmp_path):
             assert {b["heads"] for b in r["shape"]["blocks"]} == {1}  # the narrow model's head count (quick: 1)
     alloc = [r for r in rows if r["section"] == "allocation"]
     assert {r["method"] for r in alloc} == {"default", "macs", "uniform", "tp-magnitude", "tp-taylor"}
-    for r in alloc:
-        assert r["gmacs"] <= r["target_gmacs"] * 1.0001
+    for r in alloc:  # every method lands within 2% under the MACs asked (Torch-Pruning too: issue 21)
+        assert r["target_gmacs"] * 0.98 <= r["gmacs"] <= r["target_gmacs"] * 1.0001, r
     assert set(result["latency"]["ms"]) >= {"wide (unpruned)", "narrow (unpruned)", "snp", "30% tp-taylor"}
     assert (out / "composed.md").read_text().count("|") > 40
     assert (out / "composed.png").read_bytes()[:4] == b"\x89PNG"
@@ -86,6 +86,30 @@ def test_quick_composed_experiment_and_its_gate(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1].startswith("error: gate failed")
     assert json.loads((out / "gate.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("importance", ["magnitude", "taylor"])
+@pytest.mark.parametrize("fraction", [0.5, 0.3])
+def test_torch_pruning_lands_within_two_percent(importance, fraction):
+    """Torch-Pruning's first step under the MACs asked once landed at 86-95% of them (30%, the composed bases);
+    its peer rows must land within 2% under the budget, as snp-edge's do."""
+    pytest.importorskip("torch_pruning", reason="torch-pruning (the test extra) is not installed")
+    import torch
+
+    from experiments.composed import Plan, geometry
+    from experiments.headline import TP_LANDING, tp_prune
+    from snp_edge.macs import count_macs
+    from snp_edge.models import ModelHandle, create_model
+
+    name, args = geometry(Plan(), "wide")
+    torch.manual_seed(1)
+    base = ModelHandle(create_model(name, args), name, dict(args))
+    full = count_macs(base.model)
+    images = torch.randn(16, 3, 28, 28)
+    labels = base.model.eval()(images).argmax(-1)
+    pruned = tp_prune(base, fraction * full, importance, images, labels, steps=10)
+    assert TP_LANDING * fraction * full <= count_macs(pruned.model) <= fraction * full
+    assert count_macs(base.model) == full  # a copy was pruned
 
 
 def test_deit_shape_keeps_a_removed_sublayer_removed():

@@ -28,7 +28,7 @@ def test_quick_headline_experiment(tmp_path):
     assert {r["method"] for r in alloc} == {"score", "uniform", "paper", "tp-magnitude", "tp-taylor"}
     for r in alloc:
         goal = r["wide_gmacs"] * {"50%": 0.5, "30%": 0.3}[r["target"]]
-        assert r["gmacs"] <= goal * 1.0001 and r["gmacs"] >= goal * (0.9 if r["method"].startswith("tp") else 0.97)
+        assert r["gmacs"] <= goal * 1.0001 and r["gmacs"] >= goal * (0.98 if r["method"].startswith("tp") else 0.97)
         assert 0 <= r["top1_before"] <= 100 and 0 <= r["top1_after"] <= 100
     for name in ("headline.md", "allocation.md", "gamma.md"):
         assert (out / name).read_text().count("|") > 10
