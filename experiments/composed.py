@@ -723,7 +723,7 @@ def plot(rows: list[dict], plan: Plan, lat: dict | None, path: Path) -> None:
         vals = [[r[key] for r in alloc if r["target"] == t and r["method"] == m] for t, m in names]
         ax.bar([i + 0.4 * k - 0.2 for i in range(len(names))], [stats(v)["mean"] for v in vals], 0.4,
                yerr=[stats(v)["std"] for v in vals], capsize=2, label=("before KD", "after KD")[k])
-    ax.set_xticks(range(len(names)), [f"{t}\n{m}" for t, m in names], fontsize=7)
+    ax.set_xticks(range(len(names)), [f"{t}\n{m}".replace("tp-", "TP\n") for t, m in names], fontsize=7)
     ax.set_title("allocation at 50% / 30% of the MACs")
     ax.legend(fontsize=8)
     if lat:
