@@ -193,14 +193,11 @@ def tp_prune(base: ModelHandle, target_macs: float, importance: str, calib, labe
     predictions."""
     import copy
 
-    from snp_edge.macs import count_macs
-
     model = copy.deepcopy(base.model).eval()
     model.requires_grad_(True)  # the teacher of earlier rows was frozen; TP traces its graph through autograd
     ratio, best = 0.95, None
     for _ in range(TP_SCHEDULES):
-        before = _tp_schedule(model, target_macs, importance, calib, labels, ratio, steps)
-        macs = count_macs(model)
+        before, macs_before, macs = _tp_schedule(model, target_macs, importance, calib, labels, ratio, steps)
         if before is None:  # ended above the target: on from there, twice the span
             ratio = min(0.95, 2 * ratio)
             continue
@@ -210,7 +207,7 @@ def tp_prune(base: ModelHandle, target_macs: float, importance: str, calib, labe
             break
         # the step that crossed removed about 1 - sqrt(macs / macs before) of the widths (MACs ~ width^2):
         # twice that, in finer steps, from the model before it
-        ratio, model = min(0.95, 2 * (1.0 - (macs / count_macs(before)) ** 0.5)), before
+        ratio, model = min(0.95, 2 * (1.0 - (macs / macs_before) ** 0.5)), before
     if best is None:
         raise SnpEdgeError(f"Torch-Pruning could not reach {target_macs / 1e6:.2f} MMACs")
     model = best[1]
@@ -220,8 +217,8 @@ def tp_prune(base: ModelHandle, target_macs: float, importance: str, calib, labe
 
 def _tp_schedule(model, target_macs: float, importance: str, calib, labels, ratio: float, steps: int):
     """``model`` pruned in place by one Torch-Pruning pruner (global ranking, ``ratio`` in ``steps`` steps) up
-    to the first step under ``target_macs``: a copy of the model before that step, or None when the schedule
-    ended above the target."""
+    to the first step under ``target_macs``: (a copy of the model before that step, its MACs, the model's MACs);
+    the copy None when the schedule ended above the target."""
     import copy
 
     import torch_pruning as tp
@@ -235,20 +232,22 @@ def _tp_schedule(model, target_macs: float, importance: str, calib, labels, rati
     pruner = tp.pruner.MetaPruner(model, calib[:1], importance=imp, global_pruning=True, pruning_ratio=ratio,
                                   iterative_steps=steps, ignored_layers=[model.head], num_heads=heads,
                                   prune_head_dims=True, prune_num_heads=False)
+    macs = count_macs(model)
     for _ in range(steps):
         if importance == "taylor":
             model.zero_grad()
             torch.nn.functional.cross_entropy(model(calib), labels).backward()
-        before = copy.deepcopy(model)
+        before, macs_before = copy.deepcopy(model), macs
         pruner.step()
         for m in model.modules():
             if isinstance(m, Attention):
                 m.head_dim = m.qkv.out_features // (3 * m.num_heads)
                 m.attn_dim = m.num_heads * m.head_dim
                 m.fused_attn = False  # keep m.scale: the unpruned model's 1/sqrt(head width)
-        if count_macs(model) <= target_macs:
-            return before
-    return None
+        macs = count_macs(model)
+        if macs <= target_macs:
+            return before, macs_before, macs
+    return None, None, macs
 
 
 def prune_row(kind: str, base: ModelHandle, target_macs: float, data: Path, plan: Plan, seed: int, method: str,
